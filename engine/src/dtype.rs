@@ -1,0 +1,148 @@
+//! Tensor element types as GGUF numbers them, and the byte layout of their blocks.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Elements per block for every block-quantized type the engine reads.
+pub const QK: usize = 32;
+
+/// The weight types this engine can run. The discriminants are GGML's type ids, which
+/// GGUF files store in their tensor table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DType {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q8_0 = 8,
+}
+
+impl DType {
+    pub const ALL: [DType; 5] = [
+        DType::F32,
+        DType::F16,
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+    ];
+
+    /// Maps a GGML type id to a type we run; `None` for ids we know but do not run yet
+    /// (see [`ggml_type_name`] for a name to put in the error).
+    pub fn from_ggml(id: u32) -> Option<DType> {
+        Some(match id {
+            0 => DType::F32,
+            1 => DType::F16,
+            2 => DType::Q4_0,
+            3 => DType::Q4_1,
+            8 => DType::Q8_0,
+            _ => return None,
+        })
+    }
+
+    pub fn ggml_id(self) -> u32 {
+        self as u32
+    }
+
+    /// Elements per block (1 for the float types).
+    pub fn block_elems(self) -> usize {
+        match self {
+            DType::F32 | DType::F16 => 1,
+            DType::Q4_0 | DType::Q4_1 | DType::Q8_0 => QK,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+            // f16 scale + 16 bytes of nibbles
+            DType::Q4_0 => 2 + QK / 2,
+            // f16 scale + f16 minimum + 16 bytes of nibbles
+            DType::Q4_1 => 2 + 2 + QK / 2,
+            // f16 scale + 32 signed bytes
+            DType::Q8_0 => 2 + QK,
+        }
+    }
+
+    /// Bytes taken by `n` elements; `None` when `n` is not a whole number of blocks.
+    pub fn bytes_for(self, n: usize) -> Option<usize> {
+        (n % self.block_elems() == 0).then(|| n / self.block_elems() * self.block_bytes())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
+            DType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// The `general.file_type` value llama.cpp writes for a file whose matrices are mostly this type.
+    pub fn llama_file_type(self) -> u32 {
+        match self {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::Q4_0 => 2,
+            DType::Q4_1 => 3,
+            DType::Q8_0 => 7,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown type '{s}': expected one of f32, f16, q8_0, q4_0, q4_1")
+            })
+    }
+}
+
+/// A readable name for any GGML type id, including the ones this engine does not run, so an
+/// error can say "tensor X has type q6_k" rather than "type 14".
+pub fn ggml_type_name(id: u32) -> String {
+    let known = [
+        "f32", "f16", "q4_0", "q4_1", "q4_2", "q4_3", "q5_0", "q5_1", "q8_0", "q8_1", "q2_k",
+        "q3_k", "q4_k", "q5_k", "q6_k", "q8_k", "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl",
+        "iq3_s", "iq2_s", "iq4_xs", "i8", "i16", "i32", "i64", "f64", "iq1_m", "bf16",
+    ];
+    known
+        .get(id as usize)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("unknown type id {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sizes_match_ggml() {
+        assert_eq!(DType::Q4_0.block_bytes(), 18);
+        assert_eq!(DType::Q4_1.block_bytes(), 20);
+        assert_eq!(DType::Q8_0.block_bytes(), 34);
+        assert_eq!(DType::Q4_0.bytes_for(64), Some(36));
+        assert_eq!(DType::Q4_0.bytes_for(33), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for t in DType::ALL {
+            assert_eq!(t.name().parse::<DType>().unwrap(), t);
+            assert_eq!(DType::from_ggml(t.ggml_id()), Some(t));
+        }
+        assert_eq!(ggml_type_name(14), "q6_k");
+    }
+}

@@ -1,0 +1,247 @@
+//! Block encodings: turning f32 rows into GGML blocks and back, and quantizing activations.
+//!
+//! The rounding rules are GGML's reference ones (the `*_ref` quantizers), so a file we quantize
+//! holds the same kind of blocks llama.cpp would write and both engines read them alike.
+
+use crate::dtype::{DType, QK};
+use half::f16;
+
+/// A row of activations quantized to 8 bits in blocks of [`QK`], kept as separate arrays so
+/// SIMD kernels can load each without striding.
+#[derive(Clone, Debug, Default)]
+pub struct Q8Row {
+    /// `QK` signed values per block.
+    pub qs: Vec<i8>,
+    /// Per-block scale: value = d * q.
+    pub d: Vec<f32>,
+    /// Per-block `d * sum(q)`, which Q4_1's minimum term needs.
+    pub s: Vec<f32>,
+}
+
+/// A borrowed view of some blocks of a [`Q8Row`] (or of a batch of them).
+#[derive(Clone, Copy, Debug)]
+pub struct Q8Blocks<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+}
+
+impl Q8Row {
+    pub fn with_len(n: usize) -> Self {
+        let mut row = Q8Row::default();
+        row.resize(n);
+        row
+    }
+
+    pub fn resize(&mut self, n: usize) {
+        assert!(
+            n % QK == 0,
+            "activation length {n} is not a multiple of {QK}"
+        );
+        self.qs.resize(n, 0);
+        self.d.resize(n / QK, 0.0);
+        self.s.resize(n / QK, 0.0);
+    }
+
+    /// Quantizes `x` into this row (which must have the same length).
+    pub fn quantize_from(&mut self, x: &[f32]) {
+        self.resize(x.len());
+        quantize_q8(x, &mut self.qs, &mut self.d, &mut self.s);
+    }
+
+    pub fn blocks(&self) -> Q8Blocks<'_> {
+        Q8Blocks {
+            qs: &self.qs,
+            d: &self.d,
+            s: &self.s,
+        }
+    }
+}
+
+/// Quantizes activations block by block: d = max|x| / 127, q = round(x / d).
+pub fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    for (b, xb) in x.chunks_exact(QK).enumerate() {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in qs[b * QK..(b + 1) * QK].iter_mut().zip(xb) {
+            let r = (v * inv).round() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        d[b] = scale;
+        s[b] = scale * sum as f32;
+    }
+}
+
+/// Encodes `x` (a whole number of blocks) as `ty` into `out`, which must be `ty.bytes_for(x.len())` long.
+pub fn quantize_row(ty: DType, x: &[f32], out: &mut [u8]) {
+    assert_eq!(
+        Some(out.len()),
+        ty.bytes_for(x.len()),
+        "output size mismatch for {ty}"
+    );
+    match ty {
+        DType::F32 => {
+            for (o, v) in out.chunks_exact_mut(4).zip(x) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        DType::F16 => {
+            for (o, v) in out.chunks_exact_mut(2).zip(x) {
+                o.copy_from_slice(&f16::from_f32(*v).to_le_bytes());
+            }
+        }
+        DType::Q8_0 => {
+            for (o, xb) in out
+                .chunks_exact_mut(ty.block_bytes())
+                .zip(x.chunks_exact(QK))
+            {
+                let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                o[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                for (q, v) in o[2..].iter_mut().zip(xb) {
+                    *q = ((v * id).round() as i8) as u8;
+                }
+            }
+        }
+        DType::Q4_0 => {
+            for (o, xb) in out
+                .chunks_exact_mut(ty.block_bytes())
+                .zip(x.chunks_exact(QK))
+            {
+                // The signed value of largest magnitude maps to -8, so the full range [-8, 7] is used.
+                let max = xb
+                    .iter()
+                    .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+                let d = max / -8.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                o[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                let nib = |v: f32| ((v * id + 8.5) as i32).clamp(0, 15) as u8;
+                for j in 0..QK / 2 {
+                    o[2 + j] = nib(xb[j]) | (nib(xb[j + QK / 2]) << 4);
+                }
+            }
+        }
+        DType::Q4_1 => {
+            for (o, xb) in out
+                .chunks_exact_mut(ty.block_bytes())
+                .zip(x.chunks_exact(QK))
+            {
+                let min = xb.iter().copied().fold(f32::INFINITY, f32::min);
+                let max = xb.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let d = (max - min) / 15.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                o[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                o[2..4].copy_from_slice(&f16::from_f32(min).to_le_bytes());
+                let nib = |v: f32| (((v - min) * id + 0.5) as i32).clamp(0, 15) as u8;
+                for j in 0..QK / 2 {
+                    o[4 + j] = nib(xb[j]) | (nib(xb[j + QK / 2]) << 4);
+                }
+            }
+        }
+    }
+}
+
+/// Decodes a row of `ty` (a whole number of blocks) into f32.
+pub fn dequantize_row(ty: DType, data: &[u8], out: &mut [f32]) {
+    assert_eq!(
+        Some(data.len()),
+        ty.bytes_for(out.len()),
+        "input size mismatch for {ty}"
+    );
+    let half_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
+    match ty {
+        DType::F32 => {
+            for (o, b) in out.iter_mut().zip(data.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        DType::F16 => {
+            for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
+                *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        DType::Q8_0 => {
+            for (ob, b) in out
+                .chunks_exact_mut(QK)
+                .zip(data.chunks_exact(ty.block_bytes()))
+            {
+                let d = half_at(b, 0);
+                for (o, &q) in ob.iter_mut().zip(&b[2..]) {
+                    *o = d * (q as i8) as f32;
+                }
+            }
+        }
+        DType::Q4_0 => {
+            for (ob, b) in out
+                .chunks_exact_mut(QK)
+                .zip(data.chunks_exact(ty.block_bytes()))
+            {
+                let d = half_at(b, 0);
+                for j in 0..QK / 2 {
+                    ob[j] = d * ((b[2 + j] & 0x0F) as i32 - 8) as f32;
+                    ob[j + QK / 2] = d * ((b[2 + j] >> 4) as i32 - 8) as f32;
+                }
+            }
+        }
+        DType::Q4_1 => {
+            for (ob, b) in out
+                .chunks_exact_mut(QK)
+                .zip(data.chunks_exact(ty.block_bytes()))
+            {
+                let d = half_at(b, 0);
+                let m = half_at(b, 2);
+                for j in 0..QK / 2 {
+                    ob[j] = d * (b[4 + j] & 0x0F) as f32 + m;
+                    ob[j + QK / 2] = d * (b[4 + j] >> 4) as f32 + m;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0)
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_error_is_within_half_a_step() {
+        let x = ramp(128);
+        for ty in DType::ALL {
+            let mut enc = vec![0u8; ty.bytes_for(x.len()).unwrap()];
+            quantize_row(ty, &x, &mut enc);
+            let mut dec = vec![0f32; x.len()];
+            dequantize_row(ty, &enc, &mut dec);
+            let range = 100.0 / 13.0;
+            let step = match ty {
+                DType::F32 => 0.0,
+                DType::F16 => 1e-2,
+                DType::Q8_0 => range / 127.0,
+                DType::Q4_0 | DType::Q4_1 => range / 7.0,
+            };
+            for (a, b) in x.iter().zip(&dec) {
+                assert!((a - b).abs() <= step * 0.51 + 1e-6, "{ty}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn q8_activation_sums_match_values() {
+        let x = ramp(64);
+        let mut row = Q8Row::default();
+        row.quantize_from(&x);
+        for b in 0..2 {
+            let sum: i32 = row.qs[b * QK..(b + 1) * QK].iter().map(|&q| q as i32).sum();
+            assert_eq!(row.s[b], row.d[b] * sum as f32);
+        }
+    }
+}

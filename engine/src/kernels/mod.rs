@@ -1,0 +1,102 @@
+//! Dot-product kernels per weight type, one table per instruction set, picked at run time.
+//!
+//! A table is only handed out after the CPU has been checked for every feature its kernels use,
+//! so an older core falls back to an older table instead of meeting an illegal instruction.
+
+pub mod blocks;
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+use blocks::Q8Blocks;
+use half::f16;
+use std::fmt;
+
+/// The instruction set a kernel table is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512,
+    Neon,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One row of weights dotted with one activation row. Quantized weights meet activations that
+/// were quantized once per matrix-vector product ([`blocks::Q8Row`]); float weights meet f32.
+pub struct Kernels {
+    pub isa: Isa,
+    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    pub dot_f16: fn(&[f16], &[f32]) -> f32,
+    pub dot_q8_0: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q4_0: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q4_1: fn(&[u8], Q8Blocks<'_>) -> f32,
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kernels({})", self.isa)
+    }
+}
+
+/// Every kernel table this CPU can run, best first; the scalar table is always last.
+pub fn available() -> Vec<&'static Kernels> {
+    let mut out: Vec<&'static Kernels> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        out.extend(avx512::kernels());
+        out.extend(avx2::kernels());
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        out.extend(neon::kernels());
+    }
+    out.push(&scalar::KERNELS);
+    out
+}
+
+/// The fastest table this CPU can run.
+pub fn best() -> &'static Kernels {
+    available()[0]
+}
+
+/// The table named `name` (`scalar`, `avx2`, `avx512`, `neon`), or the best one for `None`.
+/// The environment variable `MELTBENCH_KERNELS` is consulted by the CLI, not here.
+pub fn select(name: Option<&str>) -> Result<&'static Kernels, String> {
+    let avail = available();
+    match name {
+        None => Ok(avail[0]),
+        Some(n) => avail
+            .iter()
+            .copied()
+            .find(|k| k.isa.name() == n)
+            .ok_or_else(|| {
+                let names: Vec<_> = avail.iter().map(|k| k.isa.name()).collect();
+                format!(
+                    "kernels '{n}' are not available on this CPU; available: {}",
+                    names.join(", ")
+                )
+            }),
+    }
+}
