@@ -1,4 +1,23 @@
 //! meltbench-engine: a small, readable quantized inference engine for llama-family GGUF models.
+//!
+//! Reading order: [`gguf`] (the file), [`tokenizer`], [`model`] (weights) and
+//! [`model::llama::Session::forward`] (the network), [`ops`] and [`kernels`] (the arithmetic),
+//! [`sampler`], then the tools built on them: [`generate`], [`bench`], [`perplexity`],
+//! [`quantize`], [`synth`].
 
+pub mod bench;
 pub mod dtype;
+pub mod generate;
+pub mod gguf;
+pub mod info;
 pub mod kernels;
+pub mod kv_cache;
+pub mod load;
+pub mod model;
+pub mod ops;
+pub mod perplexity;
+pub mod pool;
+pub mod quantize;
+pub mod sampler;
+pub mod synth;
+pub mod tokenizer;

@@ -1,1 +1,427 @@
-fn main() {}
+//! `meltbench-engine`: parses arguments and calls the library. Exit codes: 0 success,
+//! 2 bad input (unreadable or unsupported model, bad job, bad arguments), 1 anything else.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use meltbench_engine::dtype::DType;
+use meltbench_engine::kernels::{self, Kernels};
+use meltbench_engine::load::{self, monotonic_ns, Loaded};
+use meltbench_engine::model::llama::Session;
+use meltbench_engine::pool::default_threads;
+use meltbench_engine::sampler::{Sampler, SamplerConfig};
+use meltbench_engine::{bench, generate, info, perplexity, quantize, synth};
+use meltbench_protocol::engine::{EngineJob, LoadRecord, Prompt};
+use meltbench_protocol::PROTOCOL_VERSION;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "meltbench-engine",
+    version,
+    about = "The quantized llama-family inference engine that meltbench runs on every device",
+    long_about = "The quantized llama-family inference engine that meltbench pushes to every device.\n\
+                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1 weights) and picks the fastest \
+                  kernels the CPU supports (AVX-512, AVX2, NEON, or plain Rust)."
+)]
+struct Cli {
+    /// Kernel table to use instead of the best one: scalar, avx2, avx512 or neon.
+    #[arg(long, global = true, env = "MELTBENCH_KERNELS")]
+    kernels: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's architecture, dimensions, tensor types and sizes, parameters and SHA-256.
+    Info {
+        model: PathBuf,
+        /// Also list every tensor.
+        #[arg(long)]
+        tensors: bool,
+        /// Also list every metadata key.
+        #[arg(long)]
+        metadata: bool,
+    },
+    /// Generate text from a prompt, streaming it to stdout (timings go to stderr).
+    Generate {
+        model: PathBuf,
+        /// The prompt text.
+        #[arg(short, long)]
+        prompt: String,
+        /// Tokens to generate at most.
+        #[arg(short = 'n', long, default_value_t = 64)]
+        n_predict: usize,
+        #[command(flatten)]
+        threads: Threads,
+        #[command(flatten)]
+        sampling: Sampling,
+        /// Recognise special tokens such as <|im_start|> written in the prompt.
+        #[arg(long)]
+        special: bool,
+        /// Print the generated token ids (one JSON array) instead of text.
+        #[arg(long)]
+        ids: bool,
+    },
+    /// Benchmark passes, one JSON line each (the contract the meltbench agent reads).
+    Bench {
+        model: PathBuf,
+        /// A job file (JSON EngineJob); otherwise the flags below describe the job.
+        #[arg(long)]
+        job: Option<PathBuf>,
+        /// Prompt text.
+        #[arg(long, conflicts_with_all = ["job", "prompt_tokens"])]
+        prompt: Option<String>,
+        /// Prompt length in tokens (cut from a fixed English text).
+        #[arg(long, conflicts_with = "job")]
+        prompt_tokens: Option<usize>,
+        /// Tokens to generate per pass.
+        #[arg(short = 'n', long, default_value_t = 32, conflicts_with = "job")]
+        n_gen: usize,
+        /// Measured passes.
+        #[arg(long, default_value_t = 10, conflicts_with = "job")]
+        passes: usize,
+        /// Warm-up passes (reported with "warmup": true, never counted).
+        #[arg(long, default_value_t = 2, conflicts_with = "job")]
+        warmup: usize,
+        #[command(flatten)]
+        threads: Threads,
+    },
+    /// Convert a GGUF model to another weight type (norms stay F32; metadata is kept).
+    Quantize {
+        input: PathBuf,
+        output: PathBuf,
+        /// Target type: f32, f16, q8_0, q4_0 or q4_1.
+        #[arg(long = "type", short = 't')]
+        dtype: DType,
+    },
+    /// Perplexity over a text file, computed as llama.cpp's llama-perplexity does.
+    Perplexity {
+        model: PathBuf,
+        /// The text to score.
+        #[arg(short, long)]
+        file: PathBuf,
+        /// Chunk length in tokens; the second half of each chunk is scored.
+        #[arg(short, long, default_value_t = 512)]
+        ctx: usize,
+        #[command(flatten)]
+        threads: Threads,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a deterministic tiny llama model with random weights, for fast tests.
+    Synth {
+        output: PathBuf,
+        /// Weight type of the matrices.
+        #[arg(long = "type", short = 't', default_value = "f32")]
+        dtype: DType,
+        /// Random seed for the weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Args)]
+struct Threads {
+    /// Worker threads (default: the device's performance cores).
+    #[arg(short, long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct Sampling {
+    /// Sampling temperature; 0 picks the most likely token (greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temp: f32,
+    /// Sample among the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Sample among the most likely tokens whose probabilities add up to p.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Errors that come from what the user gave us (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let bad_input = e.chain().any(|c| {
+                c.is::<BadInput>()
+                    || c.is::<load::LoadError>()
+                    || c.is::<meltbench_engine::gguf::GgufError>()
+                    || c.is::<meltbench_engine::perplexity::PerplexityError>()
+                    || c.is::<meltbench_engine::model::llama::ForwardError>()
+            });
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+fn pick_kernels(name: Option<&str>) -> Result<&'static Kernels> {
+    kernels::select(name).map_err(|e| BadInput(e).into())
+}
+
+fn load_model(path: &Path) -> Result<Loaded> {
+    Ok(load::load(path)?)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let kernels = pick_kernels(cli.kernels.as_deref())?;
+    match cli.command {
+        Command::Info {
+            model,
+            tensors,
+            metadata,
+        } => {
+            let l = load_model(&model)?;
+            print!("{}", info::describe(&l));
+            println!(
+                "kernels       {} (available: {})",
+                kernels.isa,
+                available_names()
+            );
+            if metadata {
+                print!("{}", info::metadata_table(&l.gguf));
+            }
+            if tensors {
+                print!("{}", info::tensor_table(&l.gguf));
+            }
+        }
+        Command::Generate {
+            model,
+            prompt,
+            n_predict,
+            threads,
+            sampling,
+            special,
+            ids,
+        } => {
+            let l = load_model(&model)?;
+            let n_threads = threads.threads.unwrap_or_else(default_threads);
+            let prompt_ids = l.tokenizer.encode(&prompt, true, special);
+            if prompt_ids.is_empty() {
+                return Err(BadInput("the prompt is empty; give some text with -p".into()).into());
+            }
+            let mut session =
+                Session::new(&l.model, kernels, n_threads, prompt_ids.len() + n_predict);
+            let mut sampler = Sampler::new(SamplerConfig {
+                temperature: sampling.temp,
+                top_k: sampling.top_k,
+                top_p: sampling.top_p,
+                seed: sampling.seed,
+            });
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let mut pending = Vec::new();
+            let g = generate::generate(
+                &mut session,
+                &l.tokenizer,
+                &mut sampler,
+                &prompt_ids,
+                n_predict,
+                false,
+                |t| {
+                    if !ids {
+                        // Stream whole UTF-8 characters: a token may end in the middle of one.
+                        l.tokenizer.token_bytes(t, false, &mut pending);
+                        let valid = match std::str::from_utf8(&pending) {
+                            Ok(_) => pending.len(),
+                            Err(e) => e.valid_up_to(),
+                        };
+                        let _ = out.write_all(&pending[..valid]);
+                        let _ = out.flush();
+                        pending.drain(..valid);
+                    }
+                },
+            )?;
+            if ids {
+                writeln!(out, "{}", serde_json::to_string(&g.tokens)?)?;
+            } else {
+                out.write_all(&pending)?;
+                writeln!(out)?;
+            }
+            let decode_s: f64 = g.decode.iter().map(|d| d.as_secs_f64()).sum();
+            eprintln!(
+                "prompt {} tokens in {:.1} ms ({:.1} tok/s); generated {} tokens, decode {:.1} tok/s; {} threads, {} kernels",
+                g.prompt_tokens.len(),
+                g.prefill.as_secs_f64() * 1e3,
+                g.prompt_tokens.len() as f64 / g.prefill.as_secs_f64(),
+                g.tokens.len(),
+                if decode_s > 0.0 { g.decode.len() as f64 / decode_s } else { 0.0 },
+                n_threads,
+                kernels.isa
+            );
+        }
+        Command::Bench {
+            model,
+            job,
+            prompt,
+            prompt_tokens,
+            n_gen,
+            passes,
+            warmup,
+            threads,
+        } => {
+            let job = match job {
+                Some(path) => read_job(&path)?,
+                None => EngineJob {
+                    prompt: match (prompt, prompt_tokens) {
+                        (Some(p), _) => Prompt::Text(p),
+                        (None, Some(n)) => Prompt::Tokens(n),
+                        (None, None) => Prompt::Tokens(64),
+                    },
+                    n_gen,
+                    passes,
+                    warmup,
+                    threads: threads.threads,
+                    ignore_eos: true,
+                    temperature: 0.0,
+                    seed: 0,
+                    kernels: None,
+                },
+            };
+            let kernels = match &job.kernels {
+                Some(k) => pick_kernels(Some(k))?,
+                None => kernels,
+            };
+            let start_mono_ns = monotonic_ns();
+            let l = load_model(&model)?;
+            let n_threads = job.threads.unwrap_or_else(default_threads).max(1);
+            let ctx = match &job.prompt {
+                Prompt::Tokens(n) => *n,
+                Prompt::Text(t) => l.tokenizer.encode(t, true, false).len(),
+            } + job.n_gen;
+            let t = Instant::now();
+            let mut session = Session::new(&l.model, kernels, n_threads, ctx);
+            let session_ns = t.elapsed().as_nanos() as u64;
+            let w = &l.model.weights;
+            let record = LoadRecord {
+                protocol: PROTOCOL_VERSION.to_string(),
+                engine_version: env!("CARGO_PKG_VERSION").to_string(),
+                model_path: model.display().to_string(),
+                architecture: l.model.config.arch.clone(),
+                dtype: w.main_dtype().to_string(),
+                n_params: l.gguf.tensors.iter().map(|t| t.n_elements()).sum(),
+                file_bytes: l.gguf.bytes().len() as u64,
+                weight_bytes_per_token: w.bytes_per_token() as u64,
+                threads: n_threads,
+                kernels: kernels.isa.to_string(),
+                open_ns: l.open_ns,
+                weights_ns: l.weights_ns,
+                tokenizer_ns: l.tokenizer_ns,
+                session_ns,
+                start_mono_ns,
+                end_mono_ns: monotonic_ns(),
+            };
+            let stdout = std::io::stdout();
+            bench::run(&l, &mut session, record, &job, &mut stdout.lock())?;
+        }
+        Command::Quantize {
+            input,
+            output,
+            dtype,
+        } => {
+            let t = Instant::now();
+            let r = quantize::quantize(&input, &output, dtype)?;
+            eprintln!(
+                "wrote {} ({:.1} MiB) in {:.1} s: {} tensors converted to {dtype}, {} kept{}",
+                output.display(),
+                r.out_bytes as f64 / 1048576.0,
+                t.elapsed().as_secs_f64(),
+                r.converted,
+                r.kept,
+                if r.fell_back.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; kept as f16 (rows not a whole number of blocks): {}",
+                        r.fell_back.join(", ")
+                    )
+                }
+            );
+        }
+        Command::Perplexity {
+            model,
+            file,
+            ctx,
+            threads,
+            json,
+        } => {
+            let l = load_model(&model)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the text file {}", file.display()))?;
+            let n_threads = threads.threads.unwrap_or_else(default_threads);
+            let mut session = Session::new(&l.model, kernels, n_threads, ctx);
+            if session.cache.capacity < ctx {
+                return Err(BadInput(format!(
+                    "--ctx {ctx} exceeds the model's context length {}",
+                    l.model.config.ctx_len
+                ))
+                .into());
+            }
+            let p = perplexity::perplexity(&mut session, &l.tokenizer, &text, ctx, |i, n, ppl| {
+                eprint!("[{i}/{n}] {ppl:.4}  ");
+            })?;
+            eprintln!();
+            if json {
+                println!("{}", serde_json::to_string(&p)?);
+            } else {
+                println!(
+                    "Final estimate: PPL = {:.4} +/- {:.5} ({} chunks of {ctx}, {} tokens scored)",
+                    p.ppl, p.stderr, p.chunks, p.scored
+                );
+            }
+        }
+        Command::Synth {
+            output,
+            dtype,
+            seed,
+        } => {
+            let cfg = synth::SynthConfig {
+                dtype,
+                seed,
+                ..Default::default()
+            };
+            synth::write_synth(&output, &cfg)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("wrote {}", output.display());
+        }
+    }
+    Ok(())
+}
+
+fn read_job(path: &Path) -> Result<EngineJob> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read job file {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        BadInput(format!(
+            "{}:{}:{}: invalid job: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+        .into()
+    })
+}
+
+fn available_names() -> String {
+    kernels::available()
+        .iter()
+        .map(|k| k.isa.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

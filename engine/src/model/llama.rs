@@ -1,0 +1,293 @@
+//! The llama forward pass, top to bottom in one function ([`Session::forward`]).
+
+use super::Model;
+use crate::kernels::blocks::Q8Row;
+use crate::kernels::Kernels;
+use crate::kv_cache::KvCache;
+use crate::ops::{matmul, rmsnorm, rope, softmax, swiglu, wants_q8, Input};
+use crate::pool::{SharedMut, ThreadPool};
+
+/// Largest number of prompt tokens pushed through the network at once; longer prompts go in
+/// several batches. Bounds the scratch memory (it grows with batch x FFN width).
+pub const MAX_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("the context is full: {needed} positions needed but the session holds {capacity} (raise --ctx, at most the model's {model_ctx})")]
+    ContextFull {
+        needed: usize,
+        capacity: usize,
+        model_ctx: usize,
+    },
+    #[error("token id {0} is outside the vocabulary of {1} tokens")]
+    BadToken(u32, usize),
+}
+
+/// Which positions of a batch need logits.
+#[derive(Clone, Copy, Debug)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token from this index of the batch on (perplexity).
+    From(usize),
+}
+
+/// Working buffers, grown to the largest batch seen.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    scores: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    logits: Vec<f32>,
+    q8: Q8Row,
+}
+
+/// A model plus everything needed to run it: kernels, threads, KV cache and scratch memory.
+pub struct Session<'m> {
+    pub model: &'m Model,
+    pub kernels: &'static Kernels,
+    pub pool: ThreadPool,
+    pub cache: KvCache,
+    inv_freq: Vec<f32>,
+    s: Scratch,
+}
+
+impl<'m> Session<'m> {
+    /// A session holding up to `ctx` positions (clamped to the model's context length).
+    pub fn new(
+        model: &'m Model,
+        kernels: &'static Kernels,
+        n_threads: usize,
+        ctx: usize,
+    ) -> Session<'m> {
+        let c = &model.config;
+        let ctx = ctx.clamp(1, c.ctx_len.max(1));
+        let half = c.rope_dim / 2;
+        let inv_freq = (0..half)
+            .map(|i| {
+                let f =
+                    c.rope_theta.powf(-2.0 * i as f32 / c.rope_dim as f32) / c.rope_linear_factor;
+                match &model.weights.rope_freqs {
+                    Some(div) => f / div[i],
+                    None => f,
+                }
+            })
+            .collect();
+        Session {
+            model,
+            kernels,
+            pool: ThreadPool::new(n_threads),
+            cache: KvCache::new(c.n_layers, c.n_kv_heads * c.head_dim, ctx),
+            inv_freq,
+            s: Scratch::default(),
+        }
+    }
+
+    /// Forgets the conversation so far.
+    pub fn reset(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Feeds `tokens` at the next positions and returns the requested logits, one row of
+    /// `vocab` values per position (row-major).
+    pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<&[f32], ForwardError> {
+        let needed = self.cache.len + tokens.len();
+        if needed > self.cache.capacity {
+            return Err(ForwardError::ContextFull {
+                needed,
+                capacity: self.cache.capacity,
+                model_ctx: self.model.config.ctx_len,
+            });
+        }
+        let vocab = self.model.weights.token_embd.rows;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ForwardError::BadToken(bad, vocab));
+        }
+        let first_logit = match want {
+            Logits::Last => tokens.len().saturating_sub(1),
+            Logits::From(i) => i.min(tokens.len()),
+        };
+        if tokens.len() <= MAX_BATCH {
+            self.forward_batch(tokens, first_logit);
+            return Ok(&self.s.logits);
+        }
+        let mut logits = Vec::new();
+        for (b, batch) in tokens.chunks(MAX_BATCH).enumerate() {
+            let from = first_logit.saturating_sub(b * MAX_BATCH).min(batch.len());
+            self.forward_batch(batch, from);
+            logits.extend_from_slice(&self.s.logits);
+        }
+        self.s.logits = logits;
+        Ok(&self.s.logits)
+    }
+
+    /// The whole network for one batch of tokens; logits for batch positions `from..`.
+    fn forward_batch(&mut self, tokens: &[u32], from: usize) {
+        let c = &self.model.config;
+        let w = &self.model.weights;
+        let k = self.kernels;
+        let pool = &self.pool;
+        let s = &mut self.s;
+        let n = tokens.len();
+        let p0 = self.cache.len;
+        let (dim, hd, kv_dim) = (c.dim, c.head_dim, c.n_kv_heads * c.head_dim);
+        let q_dim = c.n_heads * hd;
+        let group = c.n_heads / c.n_kv_heads;
+        let kv_len = p0 + n;
+        resize(&mut s.x, n * dim);
+        resize(&mut s.xb, n * dim.max(q_dim));
+        resize(&mut s.q, n * q_dim);
+        resize(&mut s.k, n * kv_dim);
+        resize(&mut s.v, n * kv_dim);
+        resize(&mut s.att, n * q_dim);
+        resize(&mut s.scores, n * c.n_heads * kv_len);
+        resize(&mut s.gate, n * c.ffn_dim);
+        resize(&mut s.up, n * c.ffn_dim);
+
+        // Token embeddings.
+        for (t, &tok) in tokens.iter().enumerate() {
+            w.token_embd
+                .dequantize_row(tok as usize, &mut s.x[t * dim..(t + 1) * dim]);
+        }
+
+        for (l, layer) in w.layers.iter().enumerate() {
+            // Attention: normalise, project to q, k, v.
+            for t in 0..n {
+                rmsnorm(
+                    &mut s.xb[t * dim..(t + 1) * dim],
+                    &s.x[t * dim..(t + 1) * dim],
+                    &layer.attn_norm,
+                    c.rms_eps,
+                );
+            }
+            let xb = &s.xb[..n * dim];
+            let q8 = quantize_if(wants_q8(layer.wq.dtype), xb, &mut s.q8);
+            let input = Input::new(xb, dim, q8);
+            matmul(pool, k, &layer.wq, &input, &mut s.q);
+            matmul(pool, k, &layer.wk, &input, &mut s.k);
+            matmul(pool, k, &layer.wv, &input, &mut s.v);
+
+            // Rotate q and k by position, then append k and v to the cache.
+            for t in 0..n {
+                let pos = (p0 + t) as f32;
+                for h in s.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
+                    rope(&mut h[..c.rope_dim], pos, &self.inv_freq);
+                }
+                for h in s.k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
+                    rope(&mut h[..c.rope_dim], pos, &self.inv_freq);
+                }
+            }
+            let (kc, vc) = (&mut self.cache.k[l], &mut self.cache.v[l]);
+            kc[p0 * kv_dim..kv_len * kv_dim].copy_from_slice(&s.k[..n * kv_dim]);
+            vc[p0 * kv_dim..kv_len * kv_dim].copy_from_slice(&s.v[..n * kv_dim]);
+
+            // Causal grouped-query attention, one task per (token, head).
+            let (kc, vc) = (&*kc, &*vc);
+            let scale = 1.0 / (hd as f32).sqrt();
+            let att = SharedMut::new(&mut s.att);
+            let scores = SharedMut::new(&mut s.scores);
+            let q = &s.q;
+            pool.run(n * c.n_heads, &|task| {
+                let (t, h) = (task / c.n_heads, task % c.n_heads);
+                let kvh = h / group;
+                let seen = p0 + t + 1;
+                let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+                // SAFETY: each (t, h) task owns its own scores row and output head.
+                let sc = unsafe { scores.slice(task * kv_len, seen) };
+                let out = unsafe { att.slice(t * q_dim + h * hd, hd) };
+                for (p, scv) in sc.iter_mut().enumerate() {
+                    let kh = &kc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
+                    *scv = qh.iter().zip(kh).map(|(a, b)| a * b).sum::<f32>() * scale;
+                }
+                softmax(sc);
+                out.fill(0.0);
+                for (p, &a) in sc.iter().enumerate() {
+                    let vh = &vc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
+                    for (o, &v) in out.iter_mut().zip(vh) {
+                        *o += a * v;
+                    }
+                }
+            });
+
+            // Output projection and residual.
+            let att = &s.att[..n * q_dim];
+            let q8 = quantize_if(wants_q8(layer.wo.dtype), att, &mut s.q8);
+            matmul(
+                pool,
+                k,
+                &layer.wo,
+                &Input::new(att, q_dim, q8),
+                &mut s.xb[..n * dim],
+            );
+            add(&mut s.x, &s.xb[..n * dim]);
+
+            // Feed-forward: SwiGLU.
+            for t in 0..n {
+                rmsnorm(
+                    &mut s.xb[t * dim..(t + 1) * dim],
+                    &s.x[t * dim..(t + 1) * dim],
+                    &layer.ffn_norm,
+                    c.rms_eps,
+                );
+            }
+            let xb = &s.xb[..n * dim];
+            let q8 = quantize_if(wants_q8(layer.w_gate.dtype), xb, &mut s.q8);
+            let input = Input::new(xb, dim, q8);
+            matmul(pool, k, &layer.w_gate, &input, &mut s.gate);
+            matmul(pool, k, &layer.w_up, &input, &mut s.up);
+            swiglu(&mut s.gate, &s.up);
+            let q8 = quantize_if(wants_q8(layer.w_down.dtype), &s.gate, &mut s.q8);
+            matmul(
+                pool,
+                k,
+                &layer.w_down,
+                &Input::new(&s.gate, c.ffn_dim, q8),
+                &mut s.xb[..n * dim],
+            );
+            add(&mut s.x, &s.xb[..n * dim]);
+        }
+        self.cache.len = kv_len;
+
+        // Final norm and output head, only where logits are wanted.
+        let m = n - from;
+        let out_w = w.output();
+        resize(&mut s.logits, m * out_w.rows);
+        if m == 0 {
+            return;
+        }
+        for (i, t) in (from..n).enumerate() {
+            rmsnorm(
+                &mut s.xb[i * dim..(i + 1) * dim],
+                &s.x[t * dim..(t + 1) * dim],
+                &w.output_norm,
+                c.rms_eps,
+            );
+        }
+        let xb = &s.xb[..m * dim];
+        let q8 = quantize_if(wants_q8(out_w.dtype), xb, &mut s.q8);
+        matmul(pool, k, out_w, &Input::new(xb, dim, q8), &mut s.logits);
+    }
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) {
+    v.resize(n, 0.0);
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn quantize_if<'a>(needed: bool, x: &[f32], q8: &'a mut Q8Row) -> Option<&'a Q8Row> {
+    needed.then(|| {
+        q8.quantize_from(x);
+        &*q8
+    })
+}

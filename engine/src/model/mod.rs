@@ -1,0 +1,292 @@
+//! A loaded model: hyper-parameters from metadata and weight matrices that point into the map.
+
+pub mod llama;
+
+use crate::dtype::DType;
+use crate::gguf::{Gguf, GgufError, TensorInfo, Value};
+use crate::kernels::blocks::dequantize_row;
+use memmap2::Mmap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("architecture '{0}' is not supported (supported: llama); this engine runs llama-family models such as SmolLM2, TinyLlama and Llama 3")]
+    UnsupportedArchitecture(String),
+    #[error("the model has no '{0}' metadata, which a {1} model needs")]
+    MissingKey(String, &'static str),
+    #[error("the model has no tensor '{0}'")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
+    Shape {
+        name: String,
+        found: Vec<u64>,
+        expected: Vec<u64>,
+    },
+    #[error("the model's hyper-parameters are inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("rope scaling '{0}' is not supported yet (supported: none, linear, llama3 frequency factors)")]
+    UnsupportedRope(String),
+}
+
+/// Hyper-parameters of a llama-family model.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub arch: String,
+    pub dim: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn_dim: usize,
+    pub vocab: usize,
+    pub ctx_len: usize,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+    /// Number of leading dimensions of each head that are rotated.
+    pub rope_dim: usize,
+    /// Linear position scaling (1.0 = none).
+    pub rope_linear_factor: f32,
+}
+
+/// A weight matrix: `rows` rows of `cols` elements, stored in `dtype` blocks.
+pub struct Matrix {
+    pub name: String,
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    map: Arc<Mmap>,
+    offset: usize,
+    row_bytes: usize,
+}
+
+impl Matrix {
+    pub fn row(&self, r: usize) -> &[u8] {
+        let start = self.offset + r * self.row_bytes;
+        &self.map[start..start + self.row_bytes]
+    }
+
+    pub fn rows_bytes(&self, r0: usize, r1: usize) -> &[u8] {
+        &self.map[self.offset + r0 * self.row_bytes..self.offset + r1 * self.row_bytes]
+    }
+
+    pub fn n_bytes(&self) -> usize {
+        self.rows * self.row_bytes
+    }
+
+    /// Row `r` decoded to f32 (for embedding look-ups).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        dequantize_row(self.dtype, self.row(r), out);
+    }
+}
+
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Matrix,
+    pub wk: Matrix,
+    pub wv: Matrix,
+    pub wo: Matrix,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: Matrix,
+    pub w_up: Matrix,
+    pub w_down: Matrix,
+}
+
+pub struct Weights {
+    pub token_embd: Matrix,
+    pub layers: Vec<Layer>,
+    pub output_norm: Vec<f32>,
+    /// `None` when the output head is tied to the token embedding.
+    pub output: Option<Matrix>,
+    /// Per-frequency divisors (llama 3 rope scaling), when the file has them.
+    pub rope_freqs: Option<Vec<f32>>,
+}
+
+impl Weights {
+    pub fn output(&self) -> &Matrix {
+        self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    /// Bytes of weights a decode step reads: every matrix once plus one embedding row.
+    pub fn bytes_per_token(&self) -> usize {
+        let per_layer: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .map(|m| m.n_bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        per_layer + self.output().n_bytes() + self.token_embd.row_bytes
+    }
+
+    /// The type most matrices have, for reporting ("q4_1 model").
+    pub fn main_dtype(&self) -> DType {
+        self.layers
+            .first()
+            .map_or(self.token_embd.dtype, |l| l.wq.dtype)
+    }
+}
+
+pub struct Model {
+    pub config: Config,
+    pub weights: Weights,
+}
+
+impl Model {
+    pub fn load(g: &Gguf) -> Result<Model, ModelError> {
+        let config = read_config(g)?;
+        let weights = load_weights(g, &config)?;
+        Ok(Model { config, weights })
+    }
+}
+
+fn read_config(g: &Gguf) -> Result<Config, ModelError> {
+    let arch = g
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ModelError::MissingKey("general.architecture".into(), "GGUF"))?
+        .to_string();
+    if arch != "llama" {
+        return Err(ModelError::UnsupportedArchitecture(arch));
+    }
+    let key = |k: &str| format!("{arch}.{k}");
+    let int = |k: &str| -> Result<usize, ModelError> {
+        g.get(&key(k))
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| ModelError::MissingKey(key(k), "llama"))
+    };
+    let float = |k: &str| g.get(&key(k)).and_then(Value::as_f64);
+    let dim = int("embedding_length")?;
+    let n_heads = int("attention.head_count")?;
+    let n_kv_heads = int("attention.head_count_kv").unwrap_or(n_heads);
+    if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
+        return Err(ModelError::Inconsistent(format!(
+            "embedding {dim}, {n_heads} heads, {n_kv_heads} key/value heads"
+        )));
+    }
+    let head_dim = dim / n_heads;
+    let rope_dim = int("rope.dimension_count").unwrap_or(head_dim);
+    if rope_dim > head_dim || rope_dim % 2 != 0 {
+        return Err(ModelError::Inconsistent(format!(
+            "rope dimension {rope_dim} for heads of {head_dim}"
+        )));
+    }
+    let scaling = g
+        .get(&key("rope.scaling.type"))
+        .and_then(Value::as_str)
+        .unwrap_or("none");
+    let rope_linear_factor = match scaling {
+        "none" => 1.0,
+        "linear" => float("rope.scaling.factor").unwrap_or(1.0) as f32,
+        other => return Err(ModelError::UnsupportedRope(other.to_string())),
+    };
+    let n_vocab_tokens = g
+        .get("tokenizer.ggml.tokens")
+        .and_then(Value::as_array)
+        .map(|a| a.len());
+    let vocab = int("vocab_size").ok().or(n_vocab_tokens).unwrap_or(0);
+    Ok(Config {
+        dim,
+        n_layers: int("block_count")?,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        ffn_dim: int("feed_forward_length")?,
+        vocab,
+        ctx_len: int("context_length").unwrap_or(2048),
+        rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f32,
+        rope_theta: float("rope.freq_base").unwrap_or(10000.0) as f32,
+        rope_dim,
+        rope_linear_factor,
+        arch,
+    })
+}
+
+fn load_weights(g: &Gguf, c: &Config) -> Result<Weights, ModelError> {
+    let kv_dim = c.n_kv_heads * c.head_dim;
+    let matrix = |name: &str, cols: usize, rows: usize| -> Result<Matrix, ModelError> {
+        let t = g
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        check_shape(t, &[cols as u64, rows as u64])?;
+        g.tensor_data(t)?;
+        let dtype = DType::from_ggml(t.ggml_type).expect("tensor_data checked the type");
+        Ok(Matrix {
+            name: name.to_string(),
+            dtype,
+            rows,
+            cols,
+            map: g.map(),
+            offset: t.offset as usize,
+            row_bytes: dtype.bytes_for(cols).expect("parse checked whole blocks"),
+        })
+    };
+    let vector = |name: &str, len: usize| -> Result<Vec<f32>, ModelError> {
+        let t = g
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        check_shape(t, &[len as u64])?;
+        let data = g.tensor_data(t)?;
+        let dtype = DType::from_ggml(t.ggml_type).expect("tensor_data checked the type");
+        let mut v = vec![0.0; len];
+        dequantize_row(dtype, data, &mut v);
+        Ok(v)
+    };
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        layers.push(Layer {
+            attn_norm: vector(&n("attn_norm"), c.dim)?,
+            wq: matrix(&n("attn_q"), c.dim, c.n_heads * c.head_dim)?,
+            wk: matrix(&n("attn_k"), c.dim, kv_dim)?,
+            wv: matrix(&n("attn_v"), c.dim, kv_dim)?,
+            wo: matrix(&n("attn_output"), c.n_heads * c.head_dim, c.dim)?,
+            ffn_norm: vector(&n("ffn_norm"), c.dim)?,
+            w_gate: matrix(&n("ffn_gate"), c.dim, c.ffn_dim)?,
+            w_up: matrix(&n("ffn_up"), c.dim, c.ffn_dim)?,
+            w_down: matrix(&n("ffn_down"), c.ffn_dim, c.dim)?,
+        });
+    }
+    let embd_rows =
+        g.tensor("token_embd.weight")
+            .and_then(|t| t.dims.get(1).copied())
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))? as usize;
+    if c.vocab != 0 && embd_rows != c.vocab {
+        return Err(ModelError::Inconsistent(format!(
+            "token_embd.weight has {embd_rows} rows but the vocabulary has {} tokens",
+            c.vocab
+        )));
+    }
+    let token_embd = matrix("token_embd.weight", c.dim, embd_rows)?;
+    let output = match g.tensor("output.weight") {
+        Some(_) => Some(matrix("output.weight", c.dim, embd_rows)?),
+        None => None,
+    };
+    let rope_freqs = match g.tensor("rope_freqs.weight") {
+        Some(_) => Some(vector("rope_freqs.weight", c.rope_dim / 2)?),
+        None => None,
+    };
+    Ok(Weights {
+        token_embd,
+        layers,
+        output_norm: vector("output_norm.weight", c.dim)?,
+        output,
+        rope_freqs,
+    })
+}
+
+fn check_shape(t: &TensorInfo, expected: &[u64]) -> Result<(), ModelError> {
+    if t.dims != expected {
+        return Err(ModelError::Shape {
+            name: t.name.clone(),
+            found: t.dims.clone(),
+            expected: expected.to_vec(),
+        });
+    }
+    Ok(())
+}

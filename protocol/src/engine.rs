@@ -1,0 +1,141 @@
+//! The engine's bench contract: the job it reads and the JSON lines it writes.
+//!
+//! `meltbench-engine bench MODEL --job FILE` reads an [`EngineJob`], writes one [`EngineRecord::Load`]
+//! line, then one [`EngineRecord::Pass`] line per pass (warm-ups included, flagged), then
+//! [`EngineRecord::Done`]. Times are nanoseconds; `*_mono_ns` stamps are CLOCK_MONOTONIC so the
+//! agent can line them up with its telemetry samples.
+
+use serde::{Deserialize, Serialize};
+
+/// What to feed the model in each pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Prompt {
+    /// A literal prompt.
+    Text(String),
+    /// A prompt of exactly this many tokens, made by tokenizing a fixed English text.
+    Tokens(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineJob {
+    pub prompt: Prompt,
+    /// Tokens to generate per pass (the first comes from the prefill).
+    pub n_gen: usize,
+    /// Measured passes.
+    pub passes: usize,
+    /// Passes run first and reported with `warmup: true`, never counted.
+    #[serde(default)]
+    pub warmup: usize,
+    /// Worker threads; default: the device's performance cores.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Keep generating past end-of-generation tokens so every pass does the same work
+    /// (default true, like llama-bench).
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    /// 0 = greedy.
+    #[serde(default)]
+    pub temperature: f32,
+    #[serde(default)]
+    pub seed: u64,
+    /// Kernel table to force (`scalar`, `avx2`, `avx512`, `neon`); default: the best one.
+    #[serde(default)]
+    pub kernels: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One line of `bench` output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EngineRecord {
+    Load(LoadRecord),
+    Pass(PassRecord),
+    Done(DoneRecord),
+}
+
+/// How long loading took, phase by phase, and what was loaded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadRecord {
+    pub protocol: String,
+    pub engine_version: String,
+    pub model_path: String,
+    pub architecture: String,
+    /// Type of most weight matrices (`q4_1`, ...).
+    pub dtype: String,
+    pub n_params: u64,
+    pub file_bytes: u64,
+    /// Bytes of weights one decode step reads.
+    pub weight_bytes_per_token: u64,
+    pub threads: usize,
+    pub kernels: String,
+    /// Opening and mapping the file, parsing the header.
+    pub open_ns: u64,
+    /// Building weight views (and reading the small tensors).
+    pub weights_ns: u64,
+    pub tokenizer_ns: u64,
+    /// Allocating the KV cache and starting threads.
+    pub session_ns: u64,
+    pub start_mono_ns: u64,
+    pub end_mono_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PassRecord {
+    pub index: usize,
+    pub warmup: bool,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub tokenize_ns: u64,
+    /// Prompt evaluation plus picking the first token: the time to first token after tokenizing.
+    pub prefill_ns: u64,
+    /// One entry per generated token after the first.
+    pub decode_ns: Vec<u64>,
+    pub detokenize_ns: u64,
+    /// `tokenize_ns + prefill_ns`: what a user waits for the first token.
+    pub ttft_ns: u64,
+    /// Why generation stopped: `length` or `eos`.
+    pub stop: String,
+    pub start_mono_ns: u64,
+    pub end_mono_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DoneRecord {
+    pub passes: usize,
+    pub warmup: usize,
+    /// Peak resident set of the engine process (VmHWM), when the OS reports it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_defaults_and_unknown_keys() {
+        let j: EngineJob =
+            serde_json::from_str(r#"{"prompt":{"tokens":64},"n_gen":16,"passes":3}"#).unwrap();
+        assert!(j.ignore_eos);
+        assert_eq!(j.warmup, 0);
+        assert!(serde_json::from_str::<EngineJob>(
+            r#"{"prompt":{"tokens":1},"n_gen":1,"passes":1,"pases":2}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn records_are_tagged() {
+        let d = EngineRecord::Done(DoneRecord {
+            passes: 1,
+            warmup: 0,
+            peak_rss_bytes: None,
+        });
+        let s = serde_json::to_string(&d).unwrap();
+        assert!(s.starts_with(r#"{"type":"done""#), "{s}");
+    }
+}
