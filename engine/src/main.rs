@@ -90,6 +90,15 @@ enum Command {
         #[command(flatten)]
         threads: Threads,
     },
+    /// Print the token ids of a text as a JSON array (the model adds BOS only if it asks for it).
+    Tokenize {
+        model: PathBuf,
+        /// The text to tokenize.
+        text: String,
+        /// Recognise special tokens such as <|im_start|> written in the text.
+        #[arg(long)]
+        special: bool,
+    },
     /// Convert a GGUF model to another weight type (norms stay F32; metadata is kept).
     Quantize {
         input: PathBuf,
@@ -330,6 +339,17 @@ fn run(cli: Cli) -> Result<()> {
             let stdout = std::io::stdout();
             bench::run(&l, &mut session, record, &job, &mut stdout.lock())?;
         }
+        Command::Tokenize {
+            model,
+            text,
+            special,
+        } => {
+            let l = load_model(&model)?;
+            println!(
+                "{}",
+                serde_json::to_string(&l.tokenizer.encode(&text, true, special))?
+            );
+        }
         Command::Quantize {
             input,
             output,
@@ -364,6 +384,9 @@ fn run(cli: Cli) -> Result<()> {
             let l = load_model(&model)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read the text file {}", file.display()))?;
+            // llama.cpp drops one trailing newline from a prompt file; do the same so both
+            // engines score the same token stream.
+            let text = text.strip_suffix('\n').unwrap_or(&text);
             let n_threads = threads.threads.unwrap_or_else(default_threads);
             let mut session = Session::new(&l.model, kernels, n_threads, ctx);
             if session.cache.capacity < ctx {
@@ -373,7 +396,7 @@ fn run(cli: Cli) -> Result<()> {
                 ))
                 .into());
             }
-            let p = perplexity::perplexity(&mut session, &l.tokenizer, &text, ctx, |i, n, ppl| {
+            let p = perplexity::perplexity(&mut session, &l.tokenizer, text, ctx, |i, n, ppl| {
                 eprint!("[{i}/{n}] {ppl:.4}  ");
             })?;
             eprintln!();

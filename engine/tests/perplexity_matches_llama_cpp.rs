@@ -1,0 +1,88 @@
+//! Perplexity within 1% of llama.cpp's on the same files (fixture: fixtures/perplexity-smollm2.json).
+//! The Q8_0, Q4_0 and F16 files are made by our own `quantize` from the Q4_1 download; their
+//! SHA-256 in the fixture proves llama.cpp scored the very bytes we score.
+
+mod common;
+
+use meltbench_engine::dtype::DType;
+use meltbench_engine::kernels;
+use meltbench_engine::load::load;
+use meltbench_engine::model::llama::Session;
+use meltbench_engine::perplexity::perplexity;
+use meltbench_engine::quantize::{hex, quantize};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+const TOLERANCE: f64 = 0.01;
+
+fn check(ty: &str) {
+    let Some(source) = common::smollm2() else {
+        return;
+    };
+    let fx = common::fixture("perplexity-smollm2.json");
+    let want = &fx["results"][ty];
+    assert!(
+        want.is_object(),
+        "no llama.cpp reference for {ty} in the fixture"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let model: PathBuf = if ty == "q4_1" {
+        source
+    } else {
+        let out = dir.path().join(format!("smollm2-{ty}.gguf"));
+        quantize(&source, &out, ty.parse::<DType>().unwrap()).unwrap();
+        out
+    };
+    let sha = hex(&Sha256::digest(std::fs::read(&model).unwrap()));
+    assert_eq!(
+        sha,
+        want["model_sha256"].as_str().unwrap(),
+        "{ty}: the file differs from the one llama.cpp scored"
+    );
+    let dataset = fx["dataset"]["path"].as_str().unwrap();
+    let text = std::fs::read_to_string(dataset).expect("Debian's GPL-3 text (package base-files)");
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let ctx = fx["ctx"].as_u64().unwrap() as usize;
+    let l = load(&model).unwrap();
+    let mut session = Session::new(&l.model, kernels::best(), common::threads(), ctx);
+    let p = perplexity(&mut session, &l.tokenizer, text, ctx, |_, _, _| {}).unwrap();
+    let reference = want["ppl"].as_f64().unwrap();
+    let rel = p.ppl / reference - 1.0;
+    println!(
+        "{ty}: ours {:.4} over {} chunks, llama.cpp {reference:.4}: {:+.3}%",
+        p.ppl,
+        p.chunks,
+        rel * 100.0
+    );
+    assert_eq!(
+        p.chunks as u64,
+        want["chunks"].as_u64().unwrap(),
+        "{ty}: chunk count"
+    );
+    assert!(
+        rel.abs() < TOLERANCE,
+        "{ty}: perplexity {} is {:+.2}% from llama.cpp's {reference}",
+        p.ppl,
+        rel * 100.0
+    );
+}
+
+#[test]
+fn q4_1() {
+    check("q4_1");
+}
+
+#[test]
+fn q8_0() {
+    check("q8_0");
+}
+
+#[test]
+fn q4_0() {
+    check("q4_0");
+}
+
+#[test]
+fn f16() {
+    check("f16");
+}

@@ -1,0 +1,49 @@
+//! Token ids equal llama.cpp's for SmolLM2 (fixture: fixtures/tokenizer-smollm2.json, see its provenance).
+
+mod common;
+
+use meltbench_engine::gguf::Gguf;
+use meltbench_engine::tokenizer::Tokenizer;
+
+#[test]
+fn smollm2_token_ids_equal_llama_cpp() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let tok = Tokenizer::from_gguf(&Gguf::open(&model).unwrap()).unwrap();
+    let fx = common::fixture("tokenizer-smollm2.json");
+    let cases = fx["cases"].as_array().unwrap();
+    assert!(
+        cases.len() >= 20,
+        "the fixture should hold at least 20 strings"
+    );
+    let mut failures = Vec::new();
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        // llama-tokenize was run without special-token parsing; BOS only if the model asks.
+        let got = tok.encode(text, true, false);
+        if got != want {
+            failures.push(format!(
+                "{text:?}\n  llama.cpp {want:?}\n  ours      {got:?}"
+            ));
+        }
+        // Decoding gives the text back (byte-level BPE is lossless).
+        assert_eq!(tok.decode(&got), text, "decode round trip");
+    }
+    println!(
+        "{} of {} strings tokenized identically to llama.cpp",
+        cases.len() - failures.len(),
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "token ids differ from llama.cpp:\n{}",
+        failures.join("\n")
+    );
+}
