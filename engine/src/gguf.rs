@@ -288,12 +288,12 @@ impl Gguf {
                 // Unknown size: checked when (if) someone tries to run it.
                 None => 0,
             };
-            if rel % alignment != 0 {
+            if !rel.is_multiple_of(alignment) {
                 return Err(r.corrupt(format!(
                     "tensor '{name}' starts at data offset {rel}, not a multiple of the alignment {alignment}"
                 )));
             }
-            let offset = data_offset.checked_add(rel).unwrap_or(u64::MAX);
+            let offset = data_offset.saturating_add(rel);
             if offset.saturating_add(n_bytes) > file_len {
                 return Err(GgufError::Truncated {
                     path: path.to_path_buf(),

@@ -131,6 +131,9 @@ enum Command {
         /// Random seed for the weights.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Tokenizer: bpe (byte-level, like SmolLM2) or spm (SentencePiece, like Llama 2).
+        #[arg(long, default_value = "bpe")]
+        vocab: synth::SynthVocab,
     },
 }
 
@@ -413,10 +416,12 @@ fn run(cli: Cli) -> Result<()> {
             output,
             dtype,
             seed,
+            vocab,
         } => {
             let cfg = synth::SynthConfig {
                 dtype,
                 seed,
+                vocab,
                 ..Default::default()
             };
             synth::write_synth(&output, &cfg)

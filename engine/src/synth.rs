@@ -1,5 +1,6 @@
 //! A deterministic tiny llama model for fast tests: random weights from a fixed seed, a real
-//! byte-level BPE vocabulary (all 256 byte symbols, some English merges, chat control tokens).
+//! vocabulary: byte-level BPE (all 256 byte symbols, some English merges, chat control tokens)
+//! or SentencePiece (pieces with scores, byte fallback).
 
 use crate::dtype::DType;
 use crate::gguf::{self, TensorOut, Value};
@@ -19,6 +20,7 @@ pub struct SynthConfig {
     pub ctx_len: usize,
     pub dtype: DType,
     pub seed: u64,
+    pub vocab: SynthVocab,
 }
 
 impl Default for SynthConfig {
@@ -32,73 +34,126 @@ impl Default for SynthConfig {
             ctx_len: 512,
             dtype: DType::F32,
             seed: 1,
+            vocab: SynthVocab::Bpe,
         }
     }
 }
 
-/// Merges in rank order: enough for common English words to become single tokens.
-const MERGES: &[(&str, &str)] = &[
-    ("Ġ", "t"),
-    ("h", "e"),
-    ("Ġ", "a"),
-    ("i", "n"),
-    ("Ġt", "he"),
-    ("e", "r"),
-    ("o", "n"),
-    ("r", "e"),
-    ("Ġ", "s"),
-    ("e", "n"),
-    ("a", "t"),
-    ("o", "r"),
-    ("Ġ", "w"),
-    ("e", "s"),
-    ("Ġ", "o"),
-    ("i", "s"),
-    ("a", "n"),
-    ("Ġ", "b"),
-    ("Ġ", "c"),
-    ("in", "g"),
-    ("Ġ", "f"),
-    ("e", "d"),
-    ("Ġ", "m"),
-    ("o", "u"),
-    ("Ġo", "f"),
-    ("Ġa", "nd"),
-    ("n", "d"),
-    ("Ġ", "p"),
-    ("l", "l"),
-    ("Ġ", "d"),
-    ("Ġ", "h"),
-    ("Ġ", "in"),
-];
+/// Merges in rank order, one "left right" pair per line: enough for common English words to
+/// become single tokens.
+const MERGES: &str =
+    "Ġ t\nh e\nĠ a\ni n\nĠt he\ne r\no n\nr e\nĠ s\ne n\na t\no r\nĠ w\ne s\nĠ o\n\
+i s\na n\nĠ b\nĠ c\nin g\nĠ f\ne d\nĠ m\no u\nĠo f\nn d\nĠa nd\nĠ p\nl l\nĠ d\nĠ h\nĠ in";
 
-const SPECIALS: &[&str] = &["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+/// SentencePiece pieces with their scores (higher merges first).
+const PIECES: &str =
+    "▁t ▁th ▁the he er in ▁a ▁an ▁and on re ▁s en at or ▁w es ▁o ▁of is ing ed ▁m ou \
+▁p ll ▁d ▁h ▁in ▁b ▁c ▁f ▁phone ▁heat ▁battery ▁engine ▁engineers ▁measured";
+
+/// Which tokenizer the synthetic model carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynthVocab {
+    /// Byte-level BPE like SmolLM2 (`gpt2`, pre-tokenizer `smollm`).
+    Bpe,
+    /// SentencePiece like Llama 2 (`llama`, byte fallback, BOS added).
+    Spm,
+}
+
+impl std::str::FromStr for SynthVocab {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bpe" => Ok(SynthVocab::Bpe),
+            "spm" => Ok(SynthVocab::Spm),
+            other => Err(format!("unknown vocabulary '{other}': expected bpe or spm")),
+        }
+    }
+}
+
+/// The `tokenizer.ggml.*` metadata of a synthetic vocabulary.
+fn vocab_metadata(kind: SynthVocab) -> Vec<(String, Value)> {
+    let s = |v: &str| Value::String(v.to_string());
+    let mut tokens: Vec<String> = Vec::new();
+    let mut types: Vec<i32> = Vec::new();
+    let mut scores: Vec<f32> = Vec::new();
+    let mut push = |t: String, ty: i32, score: f32| {
+        if !tokens.contains(&t) {
+            tokens.push(t);
+            types.push(ty);
+            scores.push(score);
+        }
+    };
+    let mut meta = Vec::new();
+    match kind {
+        SynthVocab::Bpe => {
+            // Specials first (ids 0..3, like SmolLM2), then the 256 byte symbols, then merges.
+            for sp in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+                push(sp.into(), 3, 0.0);
+            }
+            for ch in byte_to_char_table() {
+                push(ch.to_string(), 1, 0.0);
+            }
+            let merges: Vec<Value> = MERGES.lines().map(s).collect();
+            for m in MERGES.lines() {
+                push(m.replace(' ', ""), 1, 0.0);
+            }
+            meta.push(("tokenizer.ggml.model".into(), s("gpt2")));
+            meta.push(("tokenizer.ggml.pre".into(), s("smollm")));
+            meta.push(("tokenizer.ggml.merges".into(), Value::Array(8, merges)));
+            meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(1)));
+            meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(2)));
+            meta.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)));
+        }
+        SynthVocab::Spm => {
+            push("<unk>".into(), 2, 0.0);
+            push("<s>".into(), 3, 0.0);
+            push("</s>".into(), 3, 0.0);
+            for b in 0..=255u8 {
+                push(format!("<0x{b:02X}>"), 6, 0.0);
+            }
+            push("▁".into(), 1, -1.0);
+            for c in "abcdefghijklmnopqrstuvwxyzTE".chars() {
+                push(c.to_string(), 1, -2.0);
+            }
+            for (i, p) in PIECES.split_whitespace().enumerate() {
+                push(p.into(), 1, -3.0 - i as f32 * 0.1);
+            }
+            meta.push(("tokenizer.ggml.model".into(), s("llama")));
+            meta.push((
+                "tokenizer.ggml.scores".into(),
+                Value::Array(6, scores.iter().map(|&v| Value::F32(v)).collect()),
+            ));
+            meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(1)));
+            meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(2)));
+            meta.push(("tokenizer.ggml.unknown_token_id".into(), Value::U32(0)));
+            meta.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(true)));
+            meta.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(true)));
+        }
+    }
+    meta.push((
+        "tokenizer.ggml.tokens".into(),
+        Value::Array(8, tokens.into_iter().map(Value::String).collect()),
+    ));
+    meta.push((
+        "tokenizer.ggml.token_type".into(),
+        Value::Array(5, types.into_iter().map(Value::I32).collect()),
+    ));
+    meta
+}
 
 /// Writes the synthetic model to `path`.
 pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
-    // Vocabulary: specials first (ids 0..3, like SmolLM2), then the 256 byte symbols, then merges.
-    let table = byte_to_char_table();
-    let mut tokens: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
-    let mut types: Vec<Value> = vec![Value::I32(3); SPECIALS.len()];
-    for ch in table {
-        tokens.push(ch.to_string());
-        types.push(Value::I32(1));
-    }
-    let mut merges = Vec::new();
-    for (a, b) in MERGES {
-        merges.push(Value::String(format!("{a} {b}")));
-        let joined = format!("{a}{b}");
-        if !tokens.contains(&joined) {
-            tokens.push(joined);
-            types.push(Value::I32(1));
-        }
-    }
-    let vocab = tokens.len();
+    let vocab_meta = vocab_metadata(c.vocab);
+    let vocab = vocab_meta
+        .iter()
+        .find(|(k, _)| k == "tokenizer.ggml.tokens")
+        .and_then(|(_, v)| v.as_array())
+        .map_or(0, |a| a.len());
     let head_dim = c.dim / c.n_heads;
     let kv_dim = c.n_kv_heads * head_dim;
     let s = |v: &str| Value::String(v.to_string());
     let u = |v: usize| Value::U32(v as u32);
-    let meta: Vec<(String, Value)> = vec![
+    let mut meta: Vec<(String, Value)> = vec![
         ("general.architecture".into(), s("llama")),
         ("general.name".into(), s("meltbench synth")),
         (
@@ -120,18 +175,8 @@ pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
             Value::F32(1e-5),
         ),
         ("llama.vocab_size".into(), u(vocab)),
-        ("tokenizer.ggml.model".into(), s("gpt2")),
-        ("tokenizer.ggml.pre".into(), s("smollm")),
-        (
-            "tokenizer.ggml.tokens".into(),
-            Value::Array(8, tokens.into_iter().map(Value::String).collect()),
-        ),
-        ("tokenizer.ggml.token_type".into(), Value::Array(5, types)),
-        ("tokenizer.ggml.merges".into(), Value::Array(8, merges)),
-        ("tokenizer.ggml.bos_token_id".into(), u(1)),
-        ("tokenizer.ggml.eos_token_id".into(), u(2)),
-        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
     ];
+    meta.extend(vocab_meta);
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut out = Vec::new();
     let mut matrix = |name: String, cols: usize, rows: usize, out: &mut Vec<TensorOut>| {

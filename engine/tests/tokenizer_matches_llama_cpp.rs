@@ -47,3 +47,40 @@ fn smollm2_token_ids_equal_llama_cpp() {
         failures.join("\n")
     );
 }
+
+/// SentencePiece: our synthetic SPM model (byte fallback, BOS, space prefix) against
+/// llama.cpp's tokenizer on the same file (fixture: fixtures/tokenizer-synth-spm.json).
+#[test]
+fn sentencepiece_token_ids_equal_llama_cpp() {
+    use meltbench_engine::synth::{write_synth, SynthConfig, SynthVocab};
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("spm.gguf");
+    write_synth(
+        &model,
+        &SynthConfig {
+            vocab: SynthVocab::Spm,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let fx = common::fixture("tokenizer-synth-spm.json");
+    let sha = meltbench_engine::quantize::hex(&Sha256::digest(std::fs::read(&model).unwrap()));
+    assert_eq!(
+        sha,
+        fx["provenance"]["model_sha256"].as_str().unwrap(),
+        "the synth SPM model changed; regenerate the fixture"
+    );
+    let tok = Tokenizer::from_gguf(&Gguf::open(&model).unwrap()).unwrap();
+    for case in fx["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(tok.encode(text, true, false), want, "{text:?}");
+        assert_eq!(tok.decode(&want), text, "decode round trip of {text:?}");
+    }
+}

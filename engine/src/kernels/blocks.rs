@@ -35,7 +35,7 @@ impl Q8Row {
 
     pub fn resize(&mut self, n: usize) {
         assert!(
-            n % QK == 0,
+            n.is_multiple_of(QK),
             "activation length {n} is not a multiple of {QK}"
         );
         self.qs.resize(n, 0);

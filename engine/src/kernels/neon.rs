@@ -1,6 +1,475 @@
-//! Placeholder until the neon kernels land: reports itself unavailable.
-use super::Kernels;
+//! aarch64 kernels for NEON, which every aarch64 Linux target has, with a variant of the
+//! quantized kernels for the dot-product extension (`sdot`, Armv8.2+, optional before 8.4).
+//!
+//! NEON's signed-by-signed byte products mean no sign trick is needed: every quantized block
+//! sum is exact for any byte values, and the results differ from the scalar reference only in
+//! the order the block terms are added. Both variants report [`Isa::Neon`].
+
+use super::{Isa, Kernels};
+use crate::dtype::{DType, QK};
+use crate::kernels::blocks::Q8Blocks;
+use half::f16;
+use std::arch::aarch64::*;
+
+static KERNELS: Kernels = Kernels {
+    isa: Isa::Neon,
+    dot_f32,
+    dot_f16,
+    dot_q8_0: dot_q8_0::<Mull>,
+    dot_q4_0: dot_q4_0::<Mull>,
+    dot_q4_1: dot_q4_1::<Mull>,
+};
+
+static KERNELS_DOTPROD: Kernels = Kernels {
+    isa: Isa::Neon,
+    dot_f32,
+    dot_f16,
+    dot_q8_0: dot_q8_0::<Sdot>,
+    dot_q4_0: dot_q4_0::<Sdot>,
+    dot_q4_1: dot_q4_1::<Sdot>,
+};
 
 pub(super) fn kernels() -> Option<&'static Kernels> {
-    None
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        Some(&KERNELS_DOTPROD)
+    } else {
+        Some(&KERNELS)
+    }
+}
+
+/// Both tables, whatever `kernels()` would pick, so tests on a dotprod machine still cover
+/// the plain one.
+#[cfg(test)]
+fn all_tables() -> Vec<(&'static str, &'static Kernels)> {
+    let mut out = vec![("neon", &KERNELS)];
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        out.push(("neon+dotprod", &KERNELS_DOTPROD));
+    }
+    out
+}
+
+// Soundness: NEON is part of the aarch64 Linux targets' baseline, so the plain kernels run on
+// any CPU this binary runs on. The `sdot` kernels are only reachable through KERNELS_DOTPROD,
+// which `kernels()` hands out only after dotprod was detected. The length checks keep the
+// raw-pointer loads inside the slices.
+
+fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    assert_eq!(w.len(), x.len(), "dot_f32: row lengths differ");
+    unsafe { dot_f32_neon(w, x) }
+}
+
+fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
+    assert_eq!(w.len(), x.len(), "dot_f16: row lengths differ");
+    unsafe { dot_f16_neon(w, x) }
+}
+
+fn dot_q8_0<D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { D::dot_q8_0(w, a) }
+}
+
+fn dot_q4_0<D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { D::dot_q4_0(w, a) }
+}
+
+fn dot_q4_1<D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { D::dot_q4_1(w, a) }
+}
+
+unsafe fn dot_f32_neon(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len();
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    // Four accumulators hide the FMA latency; one would make the loop latency-bound.
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let j = i + 4 * k;
+            *a = vfmaq_f32(*a, vld1q_f32(wp.add(j)), vld1q_f32(xp.add(j)));
+        }
+        i += 16;
+    }
+    while i + 4 <= n {
+        acc[0] = vfmaq_f32(acc[0], vld1q_f32(wp.add(i)), vld1q_f32(xp.add(i)));
+        i += 4;
+    }
+    let v = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+    let mut sum = vaddvq_f32(v);
+    for j in i..n {
+        sum += w[j] * x[j];
+    }
+    sum
+}
+
+/// Converts four f16 bit patterns to f32 exactly, in integer arithmetic: NEON's own
+/// conversion (`fcvtl`) is part of the fp16 extension, which is not baseline. This is the
+/// classic rebias of exponent and mantissa, with the two exponent extremes fixed up.
+#[inline(always)]
+unsafe fn f16x4_to_f32(h: uint16x4_t) -> float32x4_t {
+    let h = vmovl_u16(h);
+    let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
+    // Exponent and mantissa moved to their f32 places, exponent still biased by 15.
+    let em = vshlq_n_u32::<13>(vandq_u32(h, vdupq_n_u32(0x7FFF)));
+    let exp_mask = vdupq_n_u32(0x1F << 23);
+    let exp = vandq_u32(em, exp_mask);
+    // Rebias 15 -> 127.
+    let mut o = vaddq_u32(em, vdupq_n_u32((127 - 15) << 23));
+    // Inf/NaN: the exponent is now 31 + 112 = 143; move it on to 255, keeping the payload.
+    let infnan = vceqq_u32(exp, exp_mask);
+    o = vaddq_u32(o, vandq_u32(infnan, vdupq_n_u32((255 - 143) << 23)));
+    // Zero/subnormal: mantissa * 2^-24, computed as (1.m * 2^-14) - 2^-14 so that no f32
+    // subnormal is involved and a flush-to-zero mode cannot change the result.
+    let magic = vdupq_n_u32(113 << 23);
+    let sub = vsubq_f32(
+        vreinterpretq_f32_u32(vaddq_u32(o, vdupq_n_u32(1 << 23))),
+        vreinterpretq_f32_u32(magic),
+    );
+    let zero = vceqq_u32(exp, vdupq_n_u32(0));
+    o = vbslq_u32(zero, vreinterpretq_u32_f32(sub), o);
+    vreinterpretq_f32_u32(vorrq_u32(o, sign))
+}
+
+unsafe fn dot_f16_neon(w: &[f16], x: &[f32]) -> f32 {
+    let n = w.len();
+    // `f16` is a transparent wrapper around its bits, so the row can be read as u16.
+    let (wp, xp) = (w.as_ptr() as *const u16, x.as_ptr());
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        for (k, pair) in acc.chunks_exact_mut(2).enumerate() {
+            let j = i + 8 * k;
+            let h = vld1q_u16(wp.add(j));
+            let (w0, w1) = (
+                f16x4_to_f32(vget_low_u16(h)),
+                f16x4_to_f32(vget_high_u16(h)),
+            );
+            pair[0] = vfmaq_f32(pair[0], w0, vld1q_f32(xp.add(j)));
+            pair[1] = vfmaq_f32(pair[1], w1, vld1q_f32(xp.add(j + 4)));
+        }
+        i += 16;
+    }
+    while i + 4 <= n {
+        let wv = f16x4_to_f32(vld1_u16(wp.add(i)));
+        acc[0] = vfmaq_f32(acc[0], wv, vld1q_f32(xp.add(i)));
+        i += 4;
+    }
+    let v = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+    let mut sum = vaddvq_f32(v);
+    for (wj, xj) in w[i..].iter().zip(&x[i..]) {
+        sum += f16_to_f32(wj.to_bits()) * xj;
+    }
+    sum
+}
+
+/// How signed byte products are summed into i32 lanes: the part that differs between plain
+/// NEON and the dot-product extension. Each implementor also provides the entry points, so
+/// the shared code below is compiled once per feature set.
+trait Dot {
+    /// `acc` plus all sixteen products a[j] * b[j], spread over the four lanes in some order;
+    /// exact for any bytes.
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+    unsafe fn dot_q8_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
+    unsafe fn dot_q4_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
+    unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32;
+}
+
+struct Mull;
+struct Sdot;
+
+impl Dot for Mull {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // Each i8 * i8 product fits in i16 (even -128 * -128), and pairs are widened to i32
+        // before they are added.
+        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let hi = vmull_high_s8(a, b);
+        vpadalq_s16(vpadalq_s16(acc, lo), hi)
+    }
+    unsafe fn dot_q8_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q8_0, Self>(w, a)
+    }
+    unsafe fn dot_q4_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q4_0, Self>(w, a)
+    }
+    unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q4_1, Self>(w, a)
+    }
+}
+
+impl Dot for Sdot {
+    #[inline]
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // `vdotq_s32` is still unstable in Rust, so the instruction is written out; the
+        // assembler only accepts it in a function with dotprod enabled.
+        let mut acc = acc;
+        std::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot_q8_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q8_0, Self>(w, a)
+    }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot_q4_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q4_0, Self>(w, a)
+    }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q4_1, Self>(w, a)
+    }
+}
+
+/// One weight block format: how to turn a block and its 32 activations into integer sums.
+trait Block {
+    const TYPE: DType;
+    /// Whether the block has a minimum `m` (at byte 2) that meets the activation block sums.
+    const HAS_MIN: bool = false;
+    /// Four i32 lanes whose total is the block's exact integer dot product with `q`.
+    unsafe fn isum<D: Dot>(blk: *const u8, q: *const i8) -> int32x4_t;
+}
+
+struct Q8_0;
+struct Q4_0;
+struct Q4_1;
+
+impl Block for Q8_0 {
+    const TYPE: DType = DType::Q8_0;
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(blk: *const u8, q: *const i8) -> int32x4_t {
+        let w = blk.add(2) as *const i8;
+        let acc = D::dot(vdupq_n_s32(0), vld1q_s8(w), vld1q_s8(q));
+        D::dot(acc, vld1q_s8(w.add(16)), vld1q_s8(q.add(16)))
+    }
+}
+
+/// A Q4 block's nibbles as (elements 0..16, elements 16..32).
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+    let b = vld1q_u8(p);
+    (vandq_u8(b, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(b))
+}
+
+impl Block for Q4_0 {
+    const TYPE: DType = DType::Q4_0;
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(blk: *const u8, q: *const i8) -> int32x4_t {
+        let (lo, hi) = nibbles(blk.add(2));
+        let eight = vdupq_n_s8(8);
+        let lo = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
+        let hi = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
+        let acc = D::dot(vdupq_n_s32(0), lo, vld1q_s8(q));
+        D::dot(acc, hi, vld1q_s8(q.add(16)))
+    }
+}
+
+impl Block for Q4_1 {
+    const TYPE: DType = DType::Q4_1;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(blk: *const u8, q: *const i8) -> int32x4_t {
+        // Nibbles are at most 15, so they are also valid signed bytes.
+        let (lo, hi) = nibbles(blk.add(4));
+        let acc = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), vld1q_s8(q));
+        D::dot(acc, vreinterpretq_s8_u8(hi), vld1q_s8(q.add(16)))
+    }
+}
+
+/// One f16 bit pattern to f32, exactly: the scalar twin of [`f16x4_to_f32`]. `half`'s own
+/// conversion checks for the fp16 extension at run time on every call, which in the block
+/// loop costs more than the block's arithmetic.
+#[inline(always)]
+fn f16_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let em = (h & 0x7FFF) << 13;
+    let exp = em & (0x1F << 23);
+    let mut o = em + ((127 - 15) << 23);
+    if exp == 0x1F << 23 {
+        o += (255 - 143) << 23;
+    } else if exp == 0 {
+        o = (f32::from_bits(o + (1 << 23)) - f32::from_bits(113 << 23)).to_bits();
+    }
+    f32::from_bits(o | ((h & 0x8000) << 16))
+}
+
+/// The little-endian f16 at `p` (not necessarily aligned) as f32.
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    f16_to_f32(u16::from_le_bytes(std::ptr::read_unaligned(
+        p as *const [u8; 2],
+    )))
+}
+
+/// Row pointers shared by the block steps.
+struct Row {
+    w: *const u8,
+    q: *const i8,
+    d: *const f32,
+    s: *const f32,
+}
+
+/// Adds block `i`'s d_w * d_a * isum to `acc`, and for Q4_1 its m * s to `msum`.
+#[inline(always)]
+unsafe fn block<B: Block, D: Dot>(
+    r: &Row,
+    i: usize,
+    acc: float32x4_t,
+    msum: &mut f32,
+) -> float32x4_t {
+    let blk = r.w.add(i * B::TYPE.block_bytes());
+    let isum = B::isum::<D>(blk, r.q.add(i * QK));
+    if B::HAS_MIN {
+        *msum += f16_at(blk.add(2)) * *r.s.add(i);
+    }
+    vfmaq_n_f32(acc, vcvtq_f32_s32(isum), f16_at(blk) * *r.d.add(i))
+}
+
+/// Sums d_w * d_a * isum (+ m * s) over the whole blocks of `w`, like the scalar reference.
+/// Always inlined into the entry points, so it compiles with their target features.
+#[inline(always)]
+unsafe fn dot_blocks<B: Block, D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let nb = w.len() / B::TYPE.block_bytes();
+    assert!(
+        a.qs.len() >= nb * QK && a.d.len() >= nb && (!B::HAS_MIN || a.s.len() >= nb),
+        "{}: activations shorter than the weight row",
+        B::TYPE
+    );
+    let r = Row {
+        w: w.as_ptr(),
+        q: a.qs.as_ptr(),
+        d: a.d.as_ptr(),
+        s: a.s.as_ptr(),
+    };
+    // Two sets of accumulators so consecutive blocks do not wait on each other's FMA.
+    let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let (mut msum0, mut msum1) = (0.0f32, 0.0f32);
+    let mut i = 0;
+    while i + 2 <= nb {
+        acc0 = block::<B, D>(&r, i, acc0, &mut msum0);
+        acc1 = block::<B, D>(&r, i + 1, acc1, &mut msum1);
+        i += 2;
+    }
+    if i < nb {
+        acc0 = block::<B, D>(&r, i, acc0, &mut msum0);
+    }
+    vaddvq_f32(vaddq_f32(acc0, acc1)) + (msum0 + msum1)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The integration tests only see the table `kernels()` picks; these make sure the plain
+    //! variant is exercised too on a machine with dotprod, and the f16 conversion everywhere.
+    use super::*;
+    use crate::kernels::blocks::Q8Row;
+    use crate::kernels::scalar;
+
+    #[test]
+    fn f16_conversion_is_exact_for_every_bit_pattern() {
+        for b in 0..=u16::MAX {
+            let (got, want) = (f16_to_f32(b), f16::from_bits(b).to_f32());
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "f16 {b:#06x}: {got} vs {want}"
+            );
+        }
+        for hi in 0..=u16::MAX / 4 {
+            let bits = [hi * 4, hi * 4 + 1, hi * 4 + 2, hi * 4 + 3];
+            let got: [f32; 4] =
+                unsafe { std::mem::transmute(f16x4_to_f32(vld1_u16(bits.as_ptr()))) };
+            for (b, g) in bits.iter().zip(got) {
+                let want = f16::from_bits(*b).to_f32();
+                assert!(
+                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                    "f16 {b:#06x}: {g} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// xorshift64*: enough randomness to cover the kernels without another dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    #[test]
+    fn both_neon_tables_match_scalar() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for (name, k) in all_tables() {
+            eprintln!("testing {name}");
+            for nb in (1..=20).chain([33, 64]) {
+                let n = nb * QK;
+                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+                let mut q8 = Q8Row::default();
+                q8.quantize_from(&x);
+                let ab = q8.blocks();
+                for ty in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+                    let w = random_blocks(&mut rng, ty, n);
+                    let (got, want) = match ty {
+                        DType::Q8_0 => ((k.dot_q8_0)(&w, ab), scalar::dot_q8_0(&w, ab)),
+                        DType::Q4_0 => ((k.dot_q4_0)(&w, ab), scalar::dot_q4_0(&w, ab)),
+                        _ => ((k.dot_q4_1)(&w, ab), scalar::dot_q4_1(&w, ab)),
+                    };
+                    let tol = (2 * nb + 16) as f32 * f32::EPSILON * magnitude(ty, &w, &q8);
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{name} {ty} n={n}: {got} vs scalar {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Random bytes with finite scales (and minimum) at most 0.1 in magnitude.
+    fn random_blocks(rng: &mut Rng, ty: DType, n: usize) -> Vec<u8> {
+        let mut w = vec![0u8; ty.bytes_for(n).unwrap()];
+        for blk in w.chunks_exact_mut(ty.block_bytes()) {
+            blk.iter_mut().for_each(|b| *b = rng.next() as u8);
+            let halves = if ty == DType::Q4_1 { 2 } else { 1 };
+            for at in (0..halves).map(|h| 2 * h) {
+                let v = f16::from_f32(rng.f32() * 0.1);
+                blk[at..at + 2].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        w
+    }
+
+    /// Sum of the magnitudes of the terms the scalar reference adds: the error bound for a
+    /// different summation order is a multiple of this.
+    fn magnitude(ty: DType, w: &[u8], a: &Q8Row) -> f32 {
+        let half_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
+        let mut m = 0.0f32;
+        for (i, blk) in w.chunks_exact(ty.block_bytes()).enumerate() {
+            let qa = &a.qs[i * QK..(i + 1) * QK];
+            let qw: Vec<i32> = match ty {
+                DType::Q8_0 => blk[2..].iter().map(|&b| b as i8 as i32).collect(),
+                _ => {
+                    let (off, bias) = if ty == DType::Q4_0 { (2, 8) } else { (4, 0) };
+                    let nib = &blk[off..off + QK / 2];
+                    let lo = nib.iter().map(|&b| (b & 15) as i32 - bias);
+                    lo.chain(nib.iter().map(|&b| (b >> 4) as i32 - bias))
+                        .collect()
+                }
+            };
+            let iabs: i32 = qw.iter().zip(qa).map(|(w, &q)| (w * q as i32).abs()).sum();
+            m += (half_at(blk, 0) * a.d[i]).abs() * iabs as f32;
+            if ty == DType::Q4_1 {
+                m += (half_at(blk, 2) * a.s[i]).abs();
+            }
+        }
+        m
+    }
 }

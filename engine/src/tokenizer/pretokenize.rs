@@ -26,7 +26,7 @@ impl PreTokenizer {
     }
 
     /// Splits `text` into words (as string slices of it, in order, covering it entirely).
-    pub fn split<'t>(self, text: &'t str) -> Vec<&'t str> {
+    pub fn split(self, text: &str) -> Vec<&str> {
         let cps: Vec<(usize, char)> = text.char_indices().collect();
         let byte_at = |i: usize| cps.get(i).map_or(text.len(), |&(b, _)| b);
         let parts: Vec<(usize, usize)> = match self {

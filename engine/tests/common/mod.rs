@@ -34,8 +34,24 @@ pub fn smollm2() -> Option<PathBuf> {
     None
 }
 
+/// The engine binary built for this test's target. A cross-built binary runs through the same
+/// runner cargo uses for the test itself (e.g. qemu-aarch64-static), since no binfmt handler
+/// may be registered.
 pub fn engine() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_meltbench-engine"))
+    let bin = env!("CARGO_BIN_EXE_meltbench-engine");
+    let runner = if cfg!(target_arch = "aarch64") && !cfg!(target_os = "macos") {
+        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER").ok()
+    } else {
+        None
+    };
+    match runner.filter(|r| !r.is_empty()) {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
 }
 
 pub fn fixture(name: &str) -> serde_json::Value {

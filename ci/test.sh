@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: `ci/test.sh` from anywhere in the repo.
+#
+# Installs what the tests need when it is missing, then runs formatting and lint checks, the
+# workspace tests, the doc tests, and the engine's tests on aarch64 under qemu.
+# Runs as root in CI; elsewhere it uses sudo for apt-get when something must be installed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages the tests use. Later issues add openssh-server, adb and chromium here.
+APT_PACKAGES=(qemu-user-static)
+RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
+RUST_COMPONENTS=(rustfmt clippy)
+
+step() { printf '\n==> %s\n' "$*"; }
+run() {
+    printf '+ %s\n' "$*"
+    "$@"
+}
+
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        run "$@"
+    elif command -v sudo >/dev/null; then
+        run sudo "$@"
+    else
+        echo "error: '$*' needs root, and sudo is not available." >&2
+        echo "Run ci/test.sh as root, or install these packages first: ${APT_PACKAGES[*]}" >&2
+        exit 1
+    fi
+}
+
+step "Debian packages: ${APT_PACKAGES[*]}"
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update
+    as_root apt-get install -y --no-install-recommends "${missing[@]}"
+else
+    echo "all installed"
+fi
+
+step "Rust targets: ${RUST_TARGETS[*]}"
+installed_targets=$(rustup target list --installed)
+for target in "${RUST_TARGETS[@]}"; do
+    if grep -qx "$target" <<<"$installed_targets"; then
+        echo "$target: installed"
+    else
+        run rustup target add "$target"
+    fi
+done
+
+step "Rust components: ${RUST_COMPONENTS[*]}"
+installed_components=$(rustup component list --installed)
+for component in "${RUST_COMPONENTS[@]}"; do
+    if grep -q "^$component" <<<"$installed_components"; then
+        echo "$component: installed"
+    else
+        run rustup component add "$component"
+    fi
+done
+
+step "Formatting"
+run cargo fmt --all -- --check
+
+step "Lints"
+run cargo clippy --workspace --all-targets -- -D warnings
+
+step "Models the tests use"
+# The engine's tests compare against llama.cpp on this exact file and find it in the cache.
+# Offline, a developer still gets the other tests (they print SKIP); CI must have it.
+if ! run cargo run -p meltbench --quiet -- models pull smollm2-135m; then
+    if [[ ${CI:-} == true ]]; then
+        echo "error: could not pull smollm2-135m, which CI needs (see above)." >&2
+        exit 1
+    fi
+    echo "WARNING: could not pull smollm2-135m; tests that need it will SKIP." >&2
+fi
+
+step "Tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    run cargo nextest run --workspace
+else
+    echo "cargo-nextest not installed; using cargo test"
+    run cargo test --workspace
+fi
+
+step "Doc tests"
+run cargo test --workspace --doc
+
+step "Engine tests on aarch64 (qemu user mode)"
+# The linker for this target (rust-lld) is configured in .cargo/config.toml.
+# NEON kernels against the scalar ones, the synth model's greedy tokens against the x86_64
+# reference, the tokenizers and bad-input handling. The real-model perplexity and greedy runs
+# stay native: under emulation they would take most of the CI budget and test nothing new.
+run env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
+    cargo test -p meltbench-engine --target aarch64-unknown-linux-musl \
+    --lib --test kernels_match_scalar --test synth_model --test tokenizer_matches_llama_cpp --test bad_input
+
+step "All checks passed"

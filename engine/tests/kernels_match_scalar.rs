@@ -1,0 +1,379 @@
+//! Every SIMD kernel table this CPU can run must agree with the scalar reference kernels.
+//!
+//! Tolerances are bounds from the usual rounding-error analysis, stated relative to M, the sum
+//! of the magnitudes of the terms being added (so cancellation cannot make a correct kernel
+//! look wrong, and a wrong one cannot hide behind a large result):
+//!
+//! * Quantized types: each block's integer dot product is exact in every kernel, and the
+//!   weight and activation scales are multiplied the same way, so only the order in which
+//!   the f32 block terms are added (and which products are fused) differs. Both sides add at
+//!   most `nb` block terms in a chain (nb = number of blocks), plus a few for the horizontal
+//!   sums, so |simd - scalar| <= (2 * nb + 16) * eps * M, where
+//!   M = sum over blocks of |d_w * d_a| * sum |q_w * q_a| (+ |m * s| for Q4_1).
+//!   That is about 2e-6 * M for one block and 1.7e-5 * M for 64 blocks.
+//! * f32 and f16: every kernel keeps at least 8 independent partial sums, so neither side has
+//!   a chain longer than n / 8 plus a few dozen for tails and reductions:
+//!   |simd - scalar| <= (n / 4 + 64) * eps * M with M = sum |w_i * x_i| (f16 weights convert
+//!   to f32 exactly). That is about 7e-5 * M for n = 2048.
+//!
+//! Both bounds get `f32::MIN_POSITIVE` of absolute slack, since with tiny scales some products
+//! are subnormal and carry an absolute rather than a relative rounding error.
+//!
+//! A wrong kernel (a nibble in the wrong half, a block skipped, a scale from the wrong block)
+//! is off by a sizeable fraction of M, orders of magnitude beyond these bounds.
+
+use half::f16;
+use meltbench_engine::dtype::{DType, QK};
+use meltbench_engine::kernels::blocks::{Q8Blocks, Q8Row};
+use meltbench_engine::kernels::{self, scalar, Isa, Kernels};
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// The tables under test: every one this CPU can run except the reference itself. Prints
+/// them once per test, so `--nocapture` shows what was actually covered.
+fn simd_tables(test: &str) -> Vec<&'static Kernels> {
+    static ANNOUNCED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let tables: Vec<_> = kernels::available()
+        .into_iter()
+        .filter(|k| k.isa != Isa::Scalar)
+        .collect();
+    let mut seen = ANNOUNCED.lock().unwrap_or_else(|e| e.into_inner());
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(test.to_string())
+    {
+        let names: Vec<_> = tables.iter().map(|k| k.isa.name()).collect();
+        eprintln!("{test}: testing [{}] against scalar", names.join(", "));
+    }
+    tables
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        // A failing case is printed in full; a regressions file would be a stray file in the tree.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+const EPS: f32 = f32::EPSILON;
+
+fn quant_tolerance(blocks: usize, magnitude: f32) -> f32 {
+    (2 * blocks + 16) as f32 * EPS * magnitude + f32::MIN_POSITIVE
+}
+
+fn float_tolerance(n: usize, magnitude: f32) -> f32 {
+    (n / 4 + 64) as f32 * EPS * magnitude + f32::MIN_POSITIVE
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strategies
+
+/// Block counts: every row length from 32 to 2048, with the odd cases (one block, 3, 33)
+/// drawn more often than their share, since pairing and unrolling leave them as tails.
+fn block_count() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        4 => 1usize..=64,
+        1 => Just(1usize),
+        1 => Just(3usize),
+        1 => Just(33usize),
+        1 => Just(64usize),
+    ]
+}
+
+/// f16 bit patterns for block scales: zeros of both signs, subnormals, typical model scales,
+/// and any finite normal value (either sign).
+fn f16_scale() -> impl Strategy<Value = u16> {
+    let sign = |neg: bool| if neg { 0x8000u16 } else { 0 };
+    prop_oneof![
+        1 => Just(0u16),
+        1 => Just(0x8000u16),
+        2 => (1u16..0x400, any::<bool>()).prop_map(move |(m, n)| m | sign(n)),
+        4 => (-0.05f32..0.05).prop_map(|v| f16::from_f32(v).to_bits()),
+        4 => (0x400u16..0x7C00, any::<bool>()).prop_map(move |(b, n)| b | sign(n)),
+    ]
+}
+
+/// Quantized bytes, with the extremes over-represented: 0x80 is -128 as a Q8_0 weight, and
+/// 0x00 / 0xFF / 0x88 are nibbles at 0, 15 and 8 (the Q4_0 zero).
+fn quant_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        8 => any::<u8>(),
+        1 => Just(0x80u8),
+        1 => Just(0x7Fu8),
+        1 => Just(0x81u8),
+        1 => Just(0x00u8),
+        1 => Just(0xFFu8),
+        1 => Just(0x88u8),
+    ]
+}
+
+/// One block of `ty`: its f16 header fields (scale, and minimum for Q4_1) then random bytes.
+fn block(ty: DType) -> impl Strategy<Value = Vec<u8>> {
+    let header = if ty == DType::Q4_1 { 2 } else { 1 };
+    let body = ty.block_bytes() - 2 * header;
+    (
+        prop::collection::vec(f16_scale(), header),
+        prop::collection::vec(quant_byte(), body),
+    )
+        .prop_map(|(halves, body)| {
+            let mut b: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+            b.extend(body);
+            b
+        })
+}
+
+/// Activations for `nb` blocks, each block at its own magnitude (zero, tiny, small, one,
+/// large) and with ±max and zeros over-represented so the quantized values reach ±127.
+fn activations(nb: usize) -> impl Strategy<Value = Vec<f32>> {
+    let scale = prop_oneof![
+        Just(0.0f32),
+        Just(1e-30f32),
+        Just(1e-3f32),
+        Just(1.0f32),
+        Just(1e4f32)
+    ];
+    let elem = prop_oneof![
+        6 => -1.0f32..1.0,
+        1 => Just(1.0f32),
+        1 => Just(-1.0f32),
+        1 => Just(0.0f32),
+    ];
+    prop::collection::vec((scale, prop::collection::vec(elem, QK)), nb).prop_map(|blocks| {
+        blocks
+            .into_iter()
+            .flat_map(|(s, xs)| xs.into_iter().map(move |x| x * s))
+            .collect()
+    })
+}
+
+/// A weight row of `ty` placed at byte offset `offset` in its buffer (so the kernels see
+/// every alignment), with activations to match.
+#[derive(Debug, Clone)]
+struct QuantCase {
+    nb: usize,
+    buf: Vec<u8>,
+    offset: usize,
+    x: Vec<f32>,
+}
+
+impl QuantCase {
+    fn weights(&self) -> &[u8] {
+        &self.buf[self.offset..]
+    }
+}
+
+fn quant_case(ty: DType) -> impl Strategy<Value = QuantCase> {
+    block_count().prop_flat_map(move |nb| {
+        (
+            prop::collection::vec(block(ty), nb),
+            0usize..4,
+            activations(nb),
+        )
+            .prop_map(move |(blocks, offset, x)| {
+                let mut buf = vec![0xA5u8; offset];
+                buf.extend(blocks.into_iter().flatten());
+                QuantCase { nb, buf, offset, x }
+            })
+    })
+}
+
+/// Float row lengths: whole blocks as for the quantized types, plus any length up to 300 so
+/// the vector tails (and n = 0) are covered.
+fn float_len() -> impl Strategy<Value = usize> {
+    prop_oneof![block_count().prop_map(|nb| nb * QK), 0usize..=300]
+}
+
+fn float_value() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        4 => -1.0f32..1.0,
+        2 => -1000.0f32..1000.0,
+        1 => Just(0.0f32),
+        1 => -1e-20f32..1e-20,
+    ]
+}
+
+/// Finite f16 values of any exponent, and zeros.
+fn f16_value() -> impl Strategy<Value = f16> {
+    prop_oneof![
+        4 => (-1.0f32..1.0).prop_map(f16::from_f32),
+        2 => any::<u16>()
+            .prop_filter("finite", |b| b & 0x7C00 != 0x7C00)
+            .prop_map(f16::from_bits),
+        1 => Just(f16::ZERO),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference magnitudes
+
+fn half_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// The integer weights of one block, in element order.
+fn block_ints(ty: DType, blk: &[u8]) -> Vec<i32> {
+    match ty {
+        DType::Q8_0 => blk[2..].iter().map(|&b| b as i8 as i32).collect(),
+        DType::Q4_0 | DType::Q4_1 => {
+            let (off, bias) = if ty == DType::Q4_0 { (2, 8) } else { (4, 0) };
+            let nib = &blk[off..off + QK / 2];
+            let lo = nib.iter().map(|&b| (b & 0x0F) as i32 - bias);
+            let hi = nib.iter().map(|&b| (b >> 4) as i32 - bias);
+            lo.chain(hi).collect()
+        }
+        _ => unreachable!("{ty} is not block-quantized"),
+    }
+}
+
+/// M for a quantized row: the magnitudes of the terms the scalar reference adds (see the top).
+fn quant_magnitude(ty: DType, w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let mut m = 0.0f64;
+    for (i, blk) in w.chunks_exact(ty.block_bytes()).enumerate() {
+        let qa = &a.qs[i * QK..(i + 1) * QK];
+        let iabs: i64 = block_ints(ty, blk)
+            .iter()
+            .zip(qa)
+            .map(|(&q, &x)| (q as i64 * x as i64).abs())
+            .sum();
+        m += (half_at(blk, 0) * a.d[i]).abs() as f64 * iabs as f64;
+        if ty == DType::Q4_1 {
+            m += (half_at(blk, 2) * a.s[i]).abs() as f64;
+        }
+    }
+    m as f32
+}
+
+fn float_magnitude(w: impl Iterator<Item = f32>, x: &[f32]) -> f32 {
+    w.zip(x)
+        .map(|(a, b)| (a as f64 * *b as f64).abs())
+        .sum::<f64>() as f32
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+
+fn check_quant(
+    test: &str,
+    ty: DType,
+    case: &QuantCase,
+    simd: impl Fn(&Kernels) -> fn(&[u8], Q8Blocks<'_>) -> f32,
+    reference: fn(&[u8], Q8Blocks<'_>) -> f32,
+) -> Result<(), TestCaseError> {
+    let mut q8 = Q8Row::default();
+    q8.quantize_from(&case.x);
+    let (w, a) = (case.weights(), q8.blocks());
+    let want = reference(w, a);
+    let tol = quant_tolerance(case.nb, quant_magnitude(ty, w, a));
+    for k in simd_tables(test) {
+        let got = simd(k)(w, a);
+        prop_assert!(
+            (got - want).abs() <= tol,
+            "{} {ty}, {} blocks at offset {}: {got} vs scalar {want} (tolerance {tol})",
+            k.isa,
+            case.nb,
+            case.offset
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn dot_q8_0_matches_scalar(case in quant_case(DType::Q8_0)) {
+        check_quant("dot_q8_0", DType::Q8_0, &case, |k| k.dot_q8_0, scalar::dot_q8_0)?;
+    }
+
+    #[test]
+    fn dot_q4_0_matches_scalar(case in quant_case(DType::Q4_0)) {
+        check_quant("dot_q4_0", DType::Q4_0, &case, |k| k.dot_q4_0, scalar::dot_q4_0)?;
+    }
+
+    #[test]
+    fn dot_q4_1_matches_scalar(case in quant_case(DType::Q4_1)) {
+        check_quant("dot_q4_1", DType::Q4_1, &case, |k| k.dot_q4_1, scalar::dot_q4_1)?;
+    }
+
+    #[test]
+    fn dot_f32_matches_scalar(
+        (w, x, skip) in float_len().prop_flat_map(|n| (
+            prop::collection::vec(float_value(), n + 1),
+            prop::collection::vec(float_value(), n),
+            0usize..2,
+        ))
+    ) {
+        // Starting one element in shifts the row off the allocation's alignment.
+        let w = &w[skip..skip + x.len()];
+        let want = scalar::dot_f32(w, &x);
+        let tol = float_tolerance(x.len(), float_magnitude(w.iter().copied(), &x));
+        for k in simd_tables("dot_f32") {
+            let got = (k.dot_f32)(w, &x);
+            prop_assert!(
+                (got - want).abs() <= tol,
+                "{} f32, n = {}: {got} vs scalar {want} (tolerance {tol})", k.isa, x.len()
+            );
+        }
+    }
+
+    #[test]
+    fn dot_f16_matches_scalar(
+        (w, x, skip) in float_len().prop_flat_map(|n| (
+            prop::collection::vec(f16_value(), n + 1),
+            prop::collection::vec(float_value(), n),
+            0usize..2,
+        ))
+    ) {
+        let w = &w[skip..skip + x.len()];
+        let want = scalar::dot_f16(w, &x);
+        let tol = float_tolerance(x.len(), float_magnitude(w.iter().map(|h| h.to_f32()), &x));
+        for k in simd_tables("dot_f16") {
+            let got = (k.dot_f16)(w, &x);
+            prop_assert!(
+                (got - want).abs() <= tol,
+                "{} f16, n = {}: {got} vs scalar {want} (tolerance {tol})", k.isa, x.len()
+            );
+        }
+    }
+}
+
+/// Without this, a detection bug that hid every SIMD table would leave the properties above
+/// comparing nothing and passing.
+#[test]
+fn detected_tables_match_cpu_features() {
+    let isas: Vec<Isa> = kernels::available().iter().map(|k| k.isa).collect();
+    eprintln!("available kernel tables: {isas:?}");
+    assert_eq!(isas.last(), Some(&Isa::Scalar), "scalar must come last");
+
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        let avx512 = is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl");
+        if !avx2 {
+            eprintln!("WARNING: this CPU lacks avx2/fma/f16c; only scalar kernels can run here");
+        }
+        assert_eq!(
+            isas.contains(&Isa::Avx2),
+            avx2,
+            "avx2 table availability disagrees with the CPU's avx2/fma/f16c"
+        );
+        assert_eq!(
+            isas.contains(&Isa::Avx512),
+            avx512 && avx2,
+            "avx512 table availability disagrees with the CPU's avx512f/bw/vl"
+        );
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    assert!(
+        isas.contains(&Isa::Neon),
+        "NEON is baseline on aarch64 and must always be available"
+    );
+}
