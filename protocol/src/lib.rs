@@ -1,6 +1,7 @@
 //! Types shared by the meltbench controller, agent and engine. No logic lives here: only the
 //! shapes of what crosses a process or device boundary, so every side agrees on them.
 
+pub mod agent;
 pub mod engine;
 
 /// Version of the formats in this crate. A change that breaks readers bumps the major number;

@@ -1,0 +1,157 @@
+//! What the controller sends the on-device agent ([`AgentJob`]) and what the agent sends back
+//! ([`AgentEvent`], one JSON object per line on stdout and in the device's `events.jsonl`).
+
+use crate::engine::{EngineJob, LoadRecord, PassRecord};
+use serde::{Deserialize, Serialize};
+
+/// Everything one device runs for one run: cells in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentJob {
+    /// [`crate::PROTOCOL_VERSION`] of the controller that wrote the job.
+    pub protocol: String,
+    pub run_id: String,
+    /// Path of the engine binary on the device.
+    pub engine: String,
+    /// Where the agent keeps `events.jsonl` and scratch files for this run.
+    pub workdir: String,
+    pub cells: Vec<Cell>,
+}
+
+/// One point of the suite matrix on one device: model x precision x scenario x threads x state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cell {
+    /// Stable key, e.g. `smollm2-135m/q4_1/short/t2/any`.
+    pub id: String,
+    pub model: String,
+    /// Path of the model file (already in the requested precision) on the device.
+    pub model_path: String,
+    pub model_sha256: String,
+    pub precision: String,
+    pub scenario: String,
+    pub threads: usize,
+    /// Requested device state (`any` until states are implemented).
+    pub state: String,
+    /// The bench job handed to the engine (passes, warm-up, prompt, tokens to generate).
+    pub engine_job: EngineJob,
+    /// Fresh-process runs measuring process start -> model ready -> first token.
+    pub cold_start_runs: usize,
+    /// The cell fails if the engine has not finished after this many seconds.
+    pub timeout_s: u64,
+}
+
+/// One CPU cluster: cores sharing a maximum frequency (big.LITTLE phones have two or three).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub cpus: Vec<usize>,
+    pub max_khz: Option<u64>,
+}
+
+/// Whether a telemetry source can be read on this device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub name: String,
+    /// `ok`, `unreadable` or `absent`.
+    pub status: String,
+    pub detail: Option<String>,
+}
+
+/// Identity and capabilities of a device, as `meltbench-agent probe` reports them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub hostname: String,
+    /// `linux` or `android`.
+    pub os: String,
+    pub os_release: Option<String>,
+    pub kernel: String,
+    /// `uname -m`, e.g. `x86_64`, `aarch64`.
+    pub arch: String,
+    /// The ABI binaries must be built for, e.g. `arm64-v8a` on Android, the arch elsewhere.
+    pub abi: String,
+    pub cpu_model: Option<String>,
+    pub cores: usize,
+    pub clusters: Vec<Cluster>,
+    pub ram_bytes: Option<u64>,
+    pub root: bool,
+    /// Whether the page cache can be dropped (for cold starts).
+    pub can_drop_caches: bool,
+    pub telemetry: Vec<SourceStatus>,
+}
+
+/// One line from the agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AgentEvent {
+    Hello {
+        protocol: String,
+        agent_version: String,
+        run_id: String,
+        device: DeviceInfo,
+    },
+    CellStart {
+        cell: String,
+        index: usize,
+        of: usize,
+    },
+    /// The engine's load phases for this cell.
+    Load {
+        cell: String,
+        load: LoadRecord,
+    },
+    /// One engine pass (warm-ups included, flagged in `pass.warmup`).
+    Pass {
+        cell: String,
+        pass: PassRecord,
+        /// The engine's VmHWM when the pass ended.
+        rss_hwm_bytes: Option<u64>,
+    },
+    /// One fresh-process run: start -> model ready -> first token.
+    ColdStart {
+        cell: String,
+        run: usize,
+        /// Process spawn to the end of loading.
+        load_ns: u64,
+        /// Process spawn to the first token.
+        first_token_ns: u64,
+        /// Whether the model's pages were evicted from the page cache first, and how (or why not).
+        page_cache_dropped: bool,
+        page_cache_note: String,
+    },
+    CellEnd {
+        cell: String,
+        passes: usize,
+        /// Peak resident set of the engine (VmHWM sampled while it ran).
+        peak_rss_bytes: Option<u64>,
+        /// `ru_maxrss` of the engine at exit.
+        ru_maxrss_bytes: Option<u64>,
+    },
+    /// The cell could not finish; completed passes stay valid.
+    CellError {
+        cell: String,
+        message: String,
+        completed_passes: usize,
+    },
+    Warning {
+        message: String,
+    },
+    Done {
+        cells_ok: usize,
+        cells_failed: usize,
+    },
+}
+
+impl AgentEvent {
+    /// The cell an event belongs to, if any.
+    pub fn cell(&self) -> Option<&str> {
+        match self {
+            AgentEvent::CellStart { cell, .. }
+            | AgentEvent::Load { cell, .. }
+            | AgentEvent::Pass { cell, .. }
+            | AgentEvent::ColdStart { cell, .. }
+            | AgentEvent::CellEnd { cell, .. }
+            | AgentEvent::CellError { cell, .. } => Some(cell),
+            _ => None,
+        }
+    }
+}
