@@ -1,18 +1,132 @@
-//! `meltbench-agent`: the small on-device runner (`probe` for identity and capabilities, `run`
-//! for gated cells with telemetry), pushed to every device by the controller.
+//! `meltbench-agent`: the small on-device runner that the meltbench controller pushes to every
+//! device. `probe` reports identity and capabilities; `run` runs a job's cells through the engine
+//! and streams events. Arguments are parsed by hand to keep the binary small (no clap).
 //!
-//! Placeholder: the agent is filled in by the issue "End to end on the local device". Until
-//! then the binary says so and exits with status 2, so a controller or script that calls it
-//! fails loudly instead of mistaking silence for success.
+//! Exit codes: 0 success (for `run`: every cell ended), 1 the run finished with failed cells or
+//! the agent could not do its own work, 2 bad usage or a job this agent cannot run.
 
+mod coldstart;
+mod events;
+mod fsroot;
+mod probe;
+mod rss;
+mod runner;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+const USAGE: &str = "\
+usage: meltbench-agent probe
+       meltbench-agent run --job FILE
+
+  probe           print this device's identity and capabilities as one JSON object
+  run --job FILE  run an agent job (JSON), streaming events on stdout and appending them to
+                  <workdir>/events.jsonl
+  -h, --help      print this help
+  -V, --version   print the version
+
+Device files are read under $MELTBENCH_SYSFS_ROOT (default /).";
+
+enum Cmd {
+    Probe,
+    Run { job: PathBuf },
+    Help,
+    Version,
+}
+
+fn parse(args: &[String]) -> Result<Cmd, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] => Err("missing subcommand".into()),
+        ["-h" | "--help" | "help", ..] => Ok(Cmd::Help),
+        ["-V" | "--version"] => Ok(Cmd::Version),
+        ["probe"] => Ok(Cmd::Probe),
+        ["probe", extra, ..] => Err(format!("probe takes no arguments, got {extra:?}")),
+        ["run", "--job", file] => Ok(Cmd::Run { job: file.into() }),
+        ["run", arg] if arg.starts_with("--job=") && arg.len() > 6 => Ok(Cmd::Run {
+            job: arg["--job=".len()..].into(),
+        }),
+        ["run", ..] => Err("run needs exactly one --job FILE".into()),
+        [other, ..] => Err(format!("unknown subcommand {other:?}")),
+    }
+}
+
 fn main() -> ExitCode {
-    eprintln!(
-        "meltbench-agent {}: not implemented yet in this build\n\
-         The on-device agent (probe, run, telemetry) lands with the issue \
-         \"End to end on the local device\". Use `meltbench-engine` directly for now.",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = match parse(&args) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("meltbench-agent: {msg}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let root = fsroot::FsRoot::from_env();
+    match cmd {
+        Cmd::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Cmd::Version => {
+            println!("meltbench-agent {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Cmd::Probe => {
+            let info = probe::probe(&root);
+            println!(
+                "{}",
+                serde_json::to_string(&info).expect("device info serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Cmd::Run { job } => {
+            let outcome = runner::read_job(&job).and_then(|j| runner::run(&j, &root));
+            match outcome {
+                Ok(s) if s.cells_failed == 0 => ExitCode::SUCCESS,
+                Ok(s) => {
+                    eprintln!(
+                        "meltbench-agent: {} of {} cells failed; see the cell_error events",
+                        s.cells_failed,
+                        s.cells_ok + s.cells_failed
+                    );
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("meltbench-agent: error: {e}");
+                    ExitCode::from(match e {
+                        runner::RunError::BadJob(_) => 2,
+                        runner::RunError::Failed(_) => 1,
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cmd, String> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_the_two_subcommands() {
+        assert!(matches!(p(&["probe"]), Ok(Cmd::Probe)));
+        assert!(
+            matches!(p(&["run", "--job", "j.json"]), Ok(Cmd::Run { job }) if job.as_path() == std::path::Path::new("j.json"))
+        );
+        assert!(matches!(p(&["run", "--job=j.json"]), Ok(Cmd::Run { .. })));
+        assert!(matches!(p(&["--help"]), Ok(Cmd::Help)));
+        for bad in [
+            &[][..],
+            &["run"],
+            &["run", "--job"],
+            &["run", "--job="],
+            &["probe", "x"],
+            &["bench"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
 }

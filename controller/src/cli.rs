@@ -1,6 +1,7 @@
 //! Command-line interface of `meltbench`.
 
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +19,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a benchmark suite on its devices and write a run directory
+    #[command(
+        long_about = "Run a benchmark suite on its devices and write a run directory.\n\n\
+        Every cell of the suite (models x precisions x scenarios x threads x states) runs on \
+        each device: warm-up passes are discarded, the measured passes, cold starts and peak \
+        RSS are stored raw in runs/<utc-time>-<suite>/events/<device>.jsonl, and summary.json \
+        and the table printed at the end are computed from those raw events.",
+        after_help = "Examples:\n  \
+        meltbench run suites/quickstart.yaml\n  \
+        meltbench run suites/precision-ladder.yaml --out /tmp/runs\n  \
+        meltbench run suites/release.yaml --devices farm.yaml --only pixel8,jetson"
+    )]
+    Run(RunArgs),
+
+    /// Check a suite (and the devices it names) without running anything
+    Validate(ValidateArgs),
+
     /// Fetch, verify and list the GGUF models that benchmarks run on
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -44,6 +62,36 @@ pub enum ModelsCommand {
 
     /// Show cached models (name, size, SHA-256, path) and registry models not pulled yet
     List,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The suite file (YAML)
+    #[arg(value_name = "SUITE")]
+    pub suite: PathBuf,
+
+    /// Device inventory (default: ./devices.yaml when it exists, otherwise just `local`)
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+
+    /// Run only on these devices (comma-separated names from the suite)
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Where run directories are created
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The suite file (YAML)
+    #[arg(value_name = "SUITE")]
+    pub suite: PathBuf,
+
+    /// Device inventory (default: ./devices.yaml when it exists, otherwise just `local`)
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -3,12 +3,21 @@
 //! Today this is the model cache (`meltbench models pull|list`); suites, devices, transports,
 //! scheduling and the run store arrive with the issues that need them (see DESIGN.md).
 
+pub mod bins;
 pub mod cache;
+pub mod devices;
 pub mod http;
 pub mod models;
+pub mod prepare;
 pub mod progress;
 pub mod pypi;
+pub mod run;
 pub mod sha;
+pub mod store;
+pub mod suite;
+pub mod table;
+pub mod transport;
 pub mod wheel;
+pub mod yaml;
 
 pub use models::resolve_model;

@@ -8,8 +8,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use cli::{Cli, Command, ModelsCommand, PullArgs};
+use cli::{Cli, Command, ModelsCommand, PullArgs, RunArgs, ValidateArgs};
 use meltbench::models::{self, PullOptions};
+use meltbench::run::{self, DeviceTarget, PlannedCell, RunPlan};
+use meltbench::{suite, table};
+use std::path::PathBuf;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,13 +21,20 @@ fn main() -> ExitCode {
         Err(err) => {
             // Library errors already carry their cause and a next step in their message.
             eprintln!("error: {err}");
-            ExitCode::FAILURE
+            // Input the user can fix (a suite, a devices file) exits 2, like clap's usage errors.
+            if err.is::<meltbench::suite::SuiteErrors>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run(args) => run_suite(args),
+        Command::Validate(args) => validate(args),
         Command::Models(ModelsCommand::Pull(args)) => models_pull(args),
         Command::Models(ModelsCommand::List) => models_list(),
     }
@@ -90,6 +100,120 @@ fn models_list() -> Result<()> {
         println!(
             "{} is available but not pulled: meltbench models pull {}",
             model.name, model.name
+        );
+    }
+    Ok(())
+}
+
+/// `--devices`, or ./devices.yaml when present, or none (just `local`).
+fn devices_file(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| Some(PathBuf::from("devices.yaml")).filter(|p| p.is_file()))
+}
+
+fn validate(args: ValidateArgs) -> Result<()> {
+    let devices = devices_file(args.devices);
+    let suite = suite::validate_suite_file(&args.suite, devices.as_deref())?;
+    let cells = suite.cells();
+    println!(
+        "{}: ok: {} cells on {} device(s): {}",
+        args.suite.display(),
+        cells.len(),
+        suite.devices.len(),
+        suite
+            .devices
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn run_suite(args: RunArgs) -> Result<()> {
+    let devices = devices_file(args.devices);
+    let suite = suite::validate_suite_file(&args.suite, devices.as_deref())?;
+    let mut targets: Vec<DeviceTarget> = suite
+        .devices
+        .iter()
+        .map(|d| DeviceTarget {
+            name: d.name.clone(),
+            transport: d.transport.kind().to_string(),
+        })
+        .collect();
+    if !args.only.is_empty() {
+        if let Some(bad) = args
+            .only
+            .iter()
+            .find(|n| !targets.iter().any(|t| &t.name == *n))
+        {
+            let names: Vec<_> = targets.iter().map(|t| t.name.as_str()).collect();
+            anyhow::bail!(
+                "--only names '{bad}', which the suite does not run on (its devices: {})",
+                names.join(", ")
+            );
+        }
+        targets.retain(|t| args.only.contains(&t.name));
+    }
+    if let Some(c) = suite.cells().iter().find(|c| c.state.to_string() != "any") {
+        anyhow::bail!(
+            "{}: cell {} asks for device state '{}', which this build cannot set up yet (thermal and battery states arrive with the telemetry issue); use `states: [{{thermal: any}}]`",
+            args.suite.display(),
+            c.id,
+            c.state
+        );
+    }
+    let cells: Vec<PlannedCell> = suite
+        .cells()
+        .into_iter()
+        .map(|c| PlannedCell {
+            id: c.id.clone(),
+            model: c.model.label(),
+            model_source: c.model.source(),
+            precision: c.precision.as_str().to_string(),
+            scenario: c.scenario.clone(),
+            prompt: c.prompt.clone(),
+            new_tokens: c.new_tokens,
+            threads: c.threads,
+            state: c.state.to_string(),
+            passes: c.passes,
+            warmup: c.warmup,
+            cold_start: c.cold_start,
+            timeout_s: c.timeout_s,
+        })
+        .collect();
+    let plan = RunPlan {
+        suite_name: suite.name.clone(),
+        suite_path: args.suite.clone(),
+        devices: targets,
+        cells,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let outcome = run::run(&plan, &args.out)?;
+    println!("{}", table::render(&outcome.summary.cells));
+    println!("run directory: {}", outcome.dir.display());
+    let failed: Vec<_> = outcome
+        .summary
+        .cells
+        .iter()
+        .filter(|c| c.error.is_some())
+        .collect();
+    for c in &failed {
+        eprintln!(
+            "failed: {} on {}: {}",
+            c.key.id,
+            c.key.device,
+            c.error.as_deref().unwrap_or("")
+        );
+    }
+    for (d, e) in &outcome.device_errors {
+        eprintln!("failed: device {d}: {e}");
+    }
+    if !failed.is_empty() || !outcome.device_errors.is_empty() {
+        anyhow::bail!(
+            "{} cell(s) and {} device(s) failed; the completed passes are in {}",
+            failed.len(),
+            outcome.device_errors.len(),
+            outcome.dir.display()
         );
     }
     Ok(())

@@ -1,0 +1,570 @@
+//! `meltbench-agent run --job FILE`: runs the job's cells in order, supervising one engine
+//! process at a time, and turns its output into [`AgentEvent`]s.
+//!
+//! A cell that fails (engine crash, non-zero exit, timeout) ends with `CellError` and the run goes
+//! on: one bad cell must not cost the device's other results, and the passes it completed were
+//! already logged and stay valid.
+
+use crate::coldstart;
+use crate::events::EventLog;
+use crate::fsroot::FsRoot;
+use crate::probe;
+use crate::rss::PeakSampler;
+use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell};
+use meltbench_protocol::engine::{DoneRecord, EngineJob, EngineRecord, LoadRecord, PassRecord};
+use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub enum RunError {
+    /// The job cannot be run as given (unreadable, malformed, other protocol): exit 2.
+    BadJob(String),
+    /// The agent could not do its own work (e.g. create the work directory): exit 1.
+    Failed(String),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::BadJob(m) | RunError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+pub struct Summary {
+    pub cells_ok: usize,
+    pub cells_failed: usize,
+}
+
+/// Reads and checks a job file. The protocol is checked before the shape, so a job from a newer
+/// controller is refused for the right reason rather than for a field this agent does not know.
+pub fn read_job(path: &Path) -> Result<AgentJob, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        RunError::BadJob(format!("cannot read the job file {}: {e}", path.display()))
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        RunError::BadJob(format!("the job file {} is not JSON: {e}", path.display()))
+    })?;
+    let theirs = value.get("protocol").and_then(|v| v.as_str()).unwrap_or("");
+    if theirs.is_empty() || protocol_major(theirs) != protocol_major(PROTOCOL_VERSION) {
+        return Err(RunError::BadJob(format!(
+            "the job was written for protocol {theirs:?}, but this agent speaks protocol \
+             {PROTOCOL_VERSION}; update the agent or the controller so both have the same \
+             major version (the controller pushes the agent bundled with it)"
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        RunError::BadJob(format!(
+            "the job file {} is not a valid job: {e}",
+            path.display()
+        ))
+    })
+}
+
+pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
+    let workdir = PathBuf::from(&job.workdir);
+    std::fs::create_dir_all(&workdir).map_err(|e| {
+        RunError::Failed(format!(
+            "cannot create the work directory {}: {e}",
+            workdir.display()
+        ))
+    })?;
+    let events_path = workdir.join("events.jsonl");
+    let log = EventLog::open(&events_path, io::stdout())
+        .map_err(|e| RunError::Failed(format!("cannot open {}: {e}", events_path.display())))?;
+    let device = probe::probe(root);
+    let mut runner = Runner {
+        job,
+        root,
+        workdir,
+        can_drop_caches: device.can_drop_caches,
+        log,
+    };
+    runner.log.emit(&AgentEvent::Hello {
+        protocol: PROTOCOL_VERSION.to_string(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        run_id: job.run_id.clone(),
+        device,
+    });
+    let mut summary = Summary {
+        cells_ok: 0,
+        cells_failed: 0,
+    };
+    for (index, cell) in job.cells.iter().enumerate() {
+        if runner.cell(index, cell) {
+            summary.cells_ok += 1;
+        } else {
+            summary.cells_failed += 1;
+        }
+    }
+    runner.log.emit(&AgentEvent::Done {
+        cells_ok: summary.cells_ok,
+        cells_failed: summary.cells_failed,
+    });
+    Ok(summary)
+}
+
+struct Runner<'a> {
+    job: &'a AgentJob,
+    root: &'a FsRoot,
+    workdir: PathBuf,
+    can_drop_caches: bool,
+    log: EventLog<io::Stdout>,
+}
+
+impl Runner<'_> {
+    /// Runs one cell; whether it ended with `CellEnd`.
+    fn cell(&mut self, index: usize, cell: &Cell) -> bool {
+        self.log.emit(&AgentEvent::CellStart {
+            cell: cell.id.clone(),
+            index,
+            of: self.job.cells.len(),
+        });
+        for run in 0..cell.cold_start_runs {
+            if let Err(message) = self.cold_start(index, cell, run) {
+                self.log.emit(&AgentEvent::CellError {
+                    cell: cell.id.clone(),
+                    message: format!(
+                        "cold start {} of {}: {message}",
+                        run + 1,
+                        cell.cold_start_runs
+                    ),
+                    completed_passes: 0,
+                });
+                return false;
+            }
+        }
+        self.measured(index, cell)
+    }
+
+    fn cold_start(&mut self, index: usize, cell: &Cell, run: usize) -> Result<(), String> {
+        let eviction =
+            coldstart::evict(self.root, Path::new(&cell.model_path), self.can_drop_caches);
+        let mut load: Option<LoadRecord> = None;
+        let mut pass: Option<PassRecord> = None;
+        let log = &mut self.log;
+        let fin = engine(
+            &self.job.engine,
+            &self.workdir,
+            cell,
+            &coldstart::cold_job(&cell.engine_job),
+            &format!("cell-{index:03}-cold-{run}"),
+            &mut |line, _| match line {
+                Ok(EngineRecord::Load(l)) => load = Some(l),
+                Ok(EngineRecord::Pass(p)) if pass.is_none() => pass = Some(p),
+                Ok(_) => {}
+                Err(text) => log.emit(&stray_warning(&cell.id, &text)),
+            },
+        )?;
+        if let Some(failure) = fin.failure(cell.timeout_s) {
+            return Err(format!("{failure}{}", fin.stderr_tail));
+        }
+        let (Some(load), Some(pass)) = (load, pass) else {
+            return Err("the engine exited without a load and a pass record".to_string());
+        };
+        let (load_ns, first_token_ns) = coldstart::timings(fin.spawn_mono_ns, &load, &pass);
+        self.log.emit(&AgentEvent::ColdStart {
+            cell: cell.id.clone(),
+            run,
+            load_ns,
+            first_token_ns,
+            page_cache_dropped: eviction.dropped,
+            page_cache_note: eviction.note,
+        });
+        Ok(())
+    }
+
+    fn measured(&mut self, index: usize, cell: &Cell) -> bool {
+        let id = cell.id.clone();
+        let mut measured = 0usize;
+        let mut warmups = 0usize;
+        let mut done: Option<DoneRecord> = None;
+        let log = &mut self.log;
+        let fin = engine(
+            &self.job.engine,
+            &self.workdir,
+            cell,
+            &cell.engine_job,
+            &format!("cell-{index:03}"),
+            &mut |line, sampler| match line {
+                Ok(EngineRecord::Load(load)) => log.emit(&AgentEvent::Load {
+                    cell: id.clone(),
+                    load,
+                }),
+                Ok(EngineRecord::Pass(pass)) => {
+                    if pass.warmup {
+                        warmups += 1;
+                    } else {
+                        measured += 1;
+                    }
+                    log.emit(&AgentEvent::Pass {
+                        cell: id.clone(),
+                        rss_hwm_bytes: sampler.sample(),
+                        pass,
+                    });
+                }
+                Ok(EngineRecord::Done(d)) => done = Some(d),
+                Err(text) => log.emit(&stray_warning(&id, &text)),
+            },
+        );
+        let fin = match fin {
+            Ok(f) => f,
+            Err(message) => {
+                self.log.emit(&AgentEvent::CellError {
+                    cell: id,
+                    message,
+                    completed_passes: 0,
+                });
+                return false;
+            }
+        };
+        let job = &cell.engine_job;
+        let failure = fin.failure(cell.timeout_s).or_else(|| {
+            done.is_none()
+                .then(|| "the engine exited with status 0 but never wrote its done record".into())
+        });
+        if let Some(failure) = failure {
+            self.log.emit(&AgentEvent::CellError {
+                cell: id,
+                message: format!(
+                    "{failure} after {measured} of {} measured passes ({warmups} of {} warm-ups){}",
+                    job.passes, job.warmup, fin.stderr_tail
+                ),
+                completed_passes: measured,
+            });
+            return false;
+        }
+        if measured != job.passes {
+            self.log.emit(&AgentEvent::Warning {
+                message: format!(
+                    "cell {id}: the engine finished after {measured} measured passes, but the job \
+                     asked for {}",
+                    job.passes
+                ),
+            });
+        }
+        self.log.emit(&AgentEvent::CellEnd {
+            cell: id,
+            passes: measured,
+            peak_rss_bytes: fin.peak_rss_bytes,
+            ru_maxrss_bytes: fin.ru_maxrss_bytes,
+        });
+        true
+    }
+}
+
+fn stray_warning(cell: &str, text: &str) -> AgentEvent {
+    let shown: String = text.chars().take(200).collect();
+    AgentEvent::Warning {
+        message: format!(
+            "cell {cell}: the engine printed a line that is not a bench record: {shown}"
+        ),
+    }
+}
+
+/// How an engine process ended.
+struct Finished {
+    /// CLOCK_MONOTONIC just before the spawn.
+    spawn_mono_ns: u64,
+    /// Raw `wait4` status.
+    status: i32,
+    timed_out: bool,
+    peak_rss_bytes: Option<u64>,
+    ru_maxrss_bytes: Option<u64>,
+    /// `"; stderr: ..."` with the last lines of its stderr, or empty.
+    stderr_tail: String,
+}
+
+impl Finished {
+    /// What went wrong, if the process did not exit with status 0.
+    fn failure(&self, timeout_s: u64) -> Option<String> {
+        if self.timed_out {
+            return Some(format!(
+                "the engine did not finish within the cell's timeout of {timeout_s} s and was killed"
+            ));
+        }
+        if libc::WIFSIGNALED(self.status) {
+            let sig = libc::WTERMSIG(self.status);
+            let hint = if sig == libc::SIGKILL {
+                " (not sent by the agent: often the out-of-memory killer, see dmesg or logcat)"
+            } else {
+                ""
+            };
+            return Some(format!(
+                "the engine was killed by {}{hint}",
+                signal_name(sig)
+            ));
+        }
+        match libc::WEXITSTATUS(self.status) {
+            0 => None,
+            code => Some(format!("the engine exited with status {code}")),
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {sig}"),
+    };
+    format!("{name} (signal {sig})")
+}
+
+/// Runs `<engine> bench <model> --job <stem>.job.json` to the end, handing each stdout line to
+/// `on_line` as it arrives, with the process's VmHWM sampler. `Err` only when it cannot start.
+fn engine(
+    program: &str,
+    workdir: &Path,
+    cell: &Cell,
+    job: &EngineJob,
+    stem: &str,
+    on_line: &mut dyn FnMut(Result<EngineRecord, String>, &PeakSampler),
+) -> Result<Finished, String> {
+    let job_path = workdir.join(format!("{stem}.job.json"));
+    let stderr_path = workdir.join(format!("{stem}.stderr.txt"));
+    let json = serde_json::to_vec_pretty(job).expect("engine jobs always serialize");
+    std::fs::write(&job_path, json)
+        .map_err(|e| format!("cannot write {}: {e}", job_path.display()))?;
+    let stderr = File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&stderr_path)
+        .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
+    let mut cmd = Command::new(program);
+    cmd.arg("bench")
+        .arg(&cell.model_path)
+        .arg("--job")
+        .arg(&job_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr.try_clone().map_err(|e| e.to_string())?)
+        // Its own process group, so a timeout kill also reaches anything it started (a wrapper
+        // script's children). If the agent dies, the engine gets EPIPE on its next line and exits.
+        .process_group(0);
+    let spawn_mono_ns = monotonic_ns();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the engine {program}: {e}"))?;
+    let pid = child.id();
+    let watchdog = Watchdog::start(pid as i32, cell.timeout_s);
+    let sampler = PeakSampler::start(pid);
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    // Read to EOF whatever arrives (bytes, not `lines()`, which stops at invalid UTF-8): an
+    // engine left writing into a pipe nobody reads would block until the timeout.
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match stdout.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim();
+        if !line.is_empty() {
+            on_line(
+                serde_json::from_str(line).map_err(|_| line.to_string()),
+                &sampler,
+            );
+        }
+    }
+    // Wait for the exit without reaping, so the pid cannot be reused while the watchdog may
+    // still signal its group; then stop the watchdog and reap with wait4 for ru_maxrss.
+    wait_exited(pid);
+    let peak_rss_bytes = sampler.finish();
+    let timed_out = watchdog.stop();
+    let (status, ru_maxrss_bytes) = reap(pid);
+    Ok(Finished {
+        spawn_mono_ns,
+        status,
+        timed_out,
+        peak_rss_bytes,
+        ru_maxrss_bytes,
+        stderr_tail: stderr_tail(stderr),
+    })
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn wait_exited(pid: u32) {
+    loop {
+        // SAFETY: siginfo_t is plain data that waitid fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// Reaps the child: raw status and `ru_maxrss` in bytes (Linux reports kilobytes).
+fn reap(pid: u32) -> (i32, Option<u64>) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+        if rc == pid as libc::pid_t {
+            let kb = usage.ru_maxrss as u64;
+            return (status, (kb > 0).then_some(kb * 1024));
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // Nothing to reap (should not happen): report it as an abnormal exit.
+            return (255 << 8, None);
+        }
+    }
+}
+
+/// `"; stderr: <last lines>"`, bounded so one event stays small.
+fn stderr_tail(mut f: File) -> String {
+    const MAX: u64 = 4096;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = String::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(MAX))).is_err()
+        || f.read_to_string(&mut buf).is_err()
+    {
+        let mut bytes = Vec::new();
+        let _ = f.read_to_end(&mut bytes);
+        buf = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let lines: Vec<&str> = buf.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(8)..];
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {}", tail.join(" | "))
+    }
+}
+
+/// Kills the engine's process group when the cell's timeout passes (0 = no timeout).
+struct Watchdog {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    fn start(pgid: i32, timeout_s: u64) -> Watchdog {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = (timeout_s > 0).then(|| {
+            std::thread::spawn(move || {
+                match stopped.recv_timeout(Duration::from_secs(timeout_s)) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        // SAFETY: the group leader is our unreaped child, so the id is ours.
+                        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                        true
+                    }
+                    _ => false,
+                }
+            })
+        });
+        Watchdog {
+            stop: Some(stop),
+            thread,
+        }
+    }
+
+    /// Whether it fired.
+    fn stop(mut self) -> bool {
+        drop(self.stop.take());
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or(false))
+            .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_file(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("job.json");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn other_major_versions_are_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = job_file(dir.path(), r#"{"protocol":"2.0","future_field":1}"#);
+        match read_job(&p) {
+            Err(RunError::BadJob(m)) => assert!(m.contains("update the agent"), "{m}"),
+            _ => panic!("accepted a 2.0 job"),
+        }
+        let p = job_file(
+            dir.path(),
+            r#"{"protocol":"1.7","run_id":"r","engine":"e","workdir":"w","cells":[]}"#,
+        );
+        assert!(read_job(&p).is_ok(), "minor versions are compatible");
+    }
+
+    #[test]
+    fn exit_statuses_are_described() {
+        let fin = |status| Finished {
+            spawn_mono_ns: 0,
+            status,
+            timed_out: false,
+            peak_rss_bytes: None,
+            ru_maxrss_bytes: None,
+            stderr_tail: String::new(),
+        };
+        assert_eq!(fin(0).failure(5), None);
+        assert_eq!(
+            fin(3 << 8).failure(5).unwrap(),
+            "the engine exited with status 3"
+        );
+        let killed = fin(libc::SIGSEGV).failure(5).unwrap();
+        assert!(killed.contains("SIGSEGV (signal 11)"), "{killed}");
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("err");
+        let text: String = (0..20).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        let t = stderr_tail(File::open(&p).unwrap());
+        assert!(t.starts_with("; stderr: line 12 | "), "{t}");
+        assert!(t.ends_with("line 19"), "{t}");
+    }
+}

@@ -1,0 +1,268 @@
+//! `meltbench-agent run` against the real engine on the synth model: the event stream, the
+//! durable log, cold starts, a killed engine, a timeout, and a job from another protocol.
+
+mod common;
+
+use common::{cell, engine, job, run_job, synth_model};
+use meltbench_protocol::agent::AgentEvent;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn two_cells_with_cold_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = synth_model(dir.path());
+    let cells = vec![
+        cell("synth/a", &model, 5, 2, 2),
+        cell("synth/b", &model, 5, 2, 2),
+    ];
+    let ran = run_job(dir.path(), &job(dir.path(), engine(), cells));
+    assert!(ran.out.status.success(), "{}", ran.stderr());
+    assert_eq!(
+        ran.stdout_lines, ran.log_lines,
+        "events.jsonl equals stdout line for line"
+    );
+
+    match &ran.events[0] {
+        AgentEvent::Hello {
+            protocol,
+            run_id,
+            device,
+            ..
+        } => {
+            assert_eq!(protocol, meltbench_protocol::PROTOCOL_VERSION);
+            assert_eq!(run_id, "test-run");
+            assert!(device.cores > 0);
+        }
+        e => panic!("first event is not hello: {e:?}"),
+    }
+    assert_eq!(
+        ran.events.last(),
+        Some(&AgentEvent::Done {
+            cells_ok: 2,
+            cells_failed: 0
+        })
+    );
+    for (index, id) in ["synth/a", "synth/b"].into_iter().enumerate() {
+        let evs: Vec<&AgentEvent> = ran.for_cell(id).collect();
+        assert_eq!(
+            evs[0],
+            &AgentEvent::CellStart {
+                cell: id.into(),
+                index,
+                of: 2
+            }
+        );
+        let kinds: Vec<&str> = evs
+            .iter()
+            .map(|e| match e {
+                AgentEvent::CellStart { .. } => "start",
+                AgentEvent::ColdStart { .. } => "cold",
+                AgentEvent::Load { .. } => "load",
+                AgentEvent::Pass { .. } => "pass",
+                AgentEvent::CellEnd { .. } => "end",
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "start", "cold", "cold", "load", "pass", "pass", "pass", "pass", "pass", "pass",
+                "pass", "end"
+            ]
+        );
+
+        let mut warmups = 0;
+        for e in &evs {
+            match e {
+                AgentEvent::ColdStart {
+                    load_ns,
+                    first_token_ns,
+                    page_cache_note,
+                    ..
+                } => {
+                    assert!(*load_ns > 0 && first_token_ns >= load_ns, "{e:?}");
+                    assert!(!page_cache_note.is_empty());
+                }
+                AgentEvent::Pass {
+                    pass,
+                    rss_hwm_bytes,
+                    ..
+                } => {
+                    warmups += pass.warmup as usize;
+                    assert!(rss_hwm_bytes.unwrap() > 0, "{e:?}");
+                }
+                AgentEvent::CellEnd {
+                    passes,
+                    peak_rss_bytes,
+                    ru_maxrss_bytes,
+                    ..
+                } => {
+                    assert_eq!(*passes, 5);
+                    assert!(peak_rss_bytes.unwrap() > 0);
+                    assert!(ru_maxrss_bytes.unwrap() > 0);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(warmups, 2);
+    }
+}
+
+/// The first engine run is killed with SIGKILL after its third pass line: that cell fails with
+/// its passes kept, and the next cell still runs.
+#[test]
+fn a_killed_engine_fails_its_cell_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = synth_model(dir.path());
+    // The engine writes into a FIFO that the wrapper forwards line by line, so the kill lands
+    // after exactly three pass lines however fast the engine is. The wrapper then kills itself,
+    // so the agent sees its child die by SIGKILL as it would an OOM-killed engine.
+    let wrapper = script(
+        dir.path(),
+        "engine-wrapper.sh",
+        &format!(
+            r#"#!/bin/sh
+d='{dir}'
+if [ -e "$d/killed-once" ]; then exec '{engine}' "$@"; fi
+: > "$d/killed-once"
+rm -f "$d/fifo"; mkfifo "$d/fifo"
+'{engine}' "$@" > "$d/fifo" &
+pid=$!
+n=0
+while IFS= read -r line; do
+    printf '%s\n' "$line"
+    case "$line" in *'"type":"pass"'*) n=$((n + 1)) ;; esac
+    if [ "$n" -ge 3 ]; then kill -KILL "$pid"; kill -KILL $$; fi
+done < "$d/fifo"
+"#,
+            dir = dir.path().display(),
+            engine = engine().display()
+        ),
+    );
+    let cells = vec![
+        cell("synth/killed", &model, 5, 2, 0),
+        cell("synth/fine", &model, 5, 2, 1),
+    ];
+    let ran = run_job(dir.path(), &job(dir.path(), &wrapper, cells));
+    assert_eq!(ran.out.status.code(), Some(1), "{}", ran.stderr());
+    assert_eq!(ran.stdout_lines, ran.log_lines);
+
+    let killed: Vec<&AgentEvent> = ran.for_cell("synth/killed").collect();
+    let passes = killed
+        .iter()
+        .filter(|e| matches!(e, AgentEvent::Pass { .. }))
+        .count();
+    assert_eq!(
+        passes, 3,
+        "the passes before the kill are kept in events.jsonl"
+    );
+    match killed.last().unwrap() {
+        AgentEvent::CellError {
+            message,
+            completed_passes,
+            ..
+        } => {
+            assert!(message.contains("SIGKILL"), "{message}");
+            assert!(
+                message.contains("after 1 of 5 measured passes"),
+                "{message}"
+            );
+            assert_eq!(*completed_passes, 1, "two of the three were warm-ups");
+        }
+        e => panic!("killed cell ended with {e:?}"),
+    }
+    assert!(matches!(
+        ran.for_cell("synth/fine").last(),
+        Some(AgentEvent::CellEnd { passes: 5, .. })
+    ));
+    assert_eq!(
+        ran.events.last(),
+        Some(&AgentEvent::Done {
+            cells_ok: 1,
+            cells_failed: 1
+        })
+    );
+}
+
+#[test]
+fn a_hung_engine_is_killed_at_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let hang = script(
+        dir.path(),
+        "hang.sh",
+        "#!/bin/sh\necho 'loading forever' >&2\nsleep 60\n",
+    );
+    let mut c = cell("synth/hang", Path::new("/nonexistent.gguf"), 5, 0, 0);
+    c.timeout_s = 1;
+    let t = Instant::now();
+    let ran = run_job(dir.path(), &job(dir.path(), &hang, vec![c]));
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "the timeout did not stop the cell"
+    );
+    assert_eq!(ran.out.status.code(), Some(1));
+    match ran.for_cell("synth/hang").last().unwrap() {
+        AgentEvent::CellError {
+            message,
+            completed_passes: 0,
+            ..
+        } => {
+            assert!(message.contains("timeout of 1 s"), "{message}");
+            assert!(
+                message.contains("loading forever"),
+                "stderr is quoted: {message}"
+            );
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn a_missing_engine_fails_the_cell_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cell("synth/none", Path::new("/nonexistent.gguf"), 1, 0, 1);
+    let ran = run_job(
+        dir.path(),
+        &job(dir.path(), Path::new("/nonexistent/engine"), vec![c]),
+    );
+    assert_eq!(ran.out.status.code(), Some(1));
+    assert!(matches!(
+        ran.for_cell("synth/none").last(),
+        Some(AgentEvent::CellError { message, .. }) if message.contains("cannot start the engine")
+    ));
+    assert_eq!(
+        ran.events.last(),
+        Some(&AgentEvent::Done {
+            cells_ok: 0,
+            cells_failed: 1
+        })
+    );
+}
+
+#[test]
+fn a_job_from_another_major_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(dir.path(), Path::new("engine"), vec![]);
+    j.protocol = "2.0".into();
+    let ran = run_job(dir.path(), &j);
+    assert_eq!(ran.out.status.code(), Some(2));
+    let err = ran.stderr();
+    assert!(
+        err.contains("protocol \"2.0\"") && err.contains("update the agent or the controller"),
+        "{err}"
+    );
+    assert!(ran.stdout_lines.is_empty());
+    assert!(
+        !Path::new(&j.workdir).exists(),
+        "nothing is written for a refused job"
+    );
+}

@@ -1,0 +1,1065 @@
+//! Benchmark suites: the YAML files in `suites/`, parsed and validated with positions.
+//!
+//! A suite says *what* to measure; the device inventory ([`crate::devices`]) says *where*.
+//! [`validate_suite_file`] checks both and returns a [`ValidatedSuite`], whose
+//! [`cells`](ValidatedSuite::cells) are the benchmark matrix
+//! models x precisions x scenarios x threads x states, in that nesting order.
+//!
+//! ```yaml
+//! name: quickstart              # optional; default: the file name without .yaml
+//! description: a first look     # optional free text, shown in reports
+//! devices: [local]              # device names from the inventory, or tag:<tag>; default [local]
+//! models:
+//!   - name: smollm2-135m        # registry name, `synth`, a name pulled with --name, or a .gguf path
+//! precisions: [q4_1]            # f32 f16 q8_0 q4_0 q4_1; default: the model file's own type
+//! scenarios:
+//!   - name: short-chat
+//!     prompt: "Explain what a thermal zone is."   # exactly one of prompt | prompt_file | prompt_tokens
+//!     new_tokens: 32
+//! threads: [2]                  # default: the device's performance cores
+//! states: [{thermal: any}]      # thermal cool|warm|hot|any, battery wait|drain|simulate
+//! passes: 100                   # measured passes per cell, default 100
+//! warmup: 10                    # unmeasured passes first, default 10
+//! cold_start: 5                 # fresh-process runs per cell, default 5; 0 disables
+//! timeout_s: 1800               # per cell, default 1800
+//! ```
+//!
+//! Every problem is reported ripgrep style, `suites/x.yaml:7:14: unknown precision 'q5_9'
+//! (allowed: f32, f16, q8_0, q4_0, q4_1)`, and all of them are reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use meltbench_protocol::engine::Prompt;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::devices::{self, Device, Inventory};
+use crate::models::REGISTRY;
+use crate::yaml::{self, present, Field, Pos, Raw, Report};
+
+pub use crate::yaml::{Diagnostic, Diagnostics as SuiteErrors};
+
+/// The name a suite uses for the synthetic test model: a tiny llama model with random weights
+/// that the runner makes with `meltbench-engine synth` (f32, seed 1) instead of downloading.
+/// Fast and offline, for CI and smoke tests; its numbers say nothing about real models.
+pub const SYNTH_MODEL: &str = "synth";
+
+/// Defaults of the optional keys.
+pub const DEFAULT_PASSES: usize = 100;
+pub const DEFAULT_WARMUP: usize = 10;
+pub const DEFAULT_COLD_START: usize = 5;
+pub const DEFAULT_TIMEOUT_S: u64 = 1800;
+
+/// Upper bounds that catch typos (an extra zero or three) before a run is started.
+const MAX_PASSES: u64 = 1_000_000;
+const MAX_WARMUP: u64 = 100_000;
+const MAX_COLD_START: u64 = 10_000;
+const MAX_TOKENS: u64 = 1_000_000;
+const MAX_THREADS: u64 = 1024;
+const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+
+/// Read, parse and validate a suite, checking its device names against the inventory in
+/// `devices` (or, without one, [`Inventory::default_local`]). All problems of both files come
+/// back together; their `Display` is one `file:line:column: message` per line.
+pub fn validate_suite_file(
+    path: &Path,
+    devices: Option<&Path>,
+) -> Result<ValidatedSuite, SuiteErrors> {
+    let inventory = match devices {
+        Some(p) => devices::load_inventory(p),
+        None => Ok(Inventory::default_local()),
+    };
+    let text = match yaml::read(path) {
+        Ok(text) => text,
+        Err(mut e) => {
+            if let Err(d) = inventory {
+                e.extend(d);
+            }
+            return Err(e);
+        }
+    };
+    match inventory {
+        Ok(inv) => parse_suite(path, &text, &inv),
+        Err(mut errors) => {
+            // Still report the suite's own problems; device names cannot be checked.
+            if let Err(e) = check_suite(path, &text, None) {
+                errors.extend(e);
+            }
+            Err(errors)
+        }
+    }
+}
+
+/// Validate suite `text` as if read from `path` (which names it in messages and anchors
+/// `prompt_file` and model paths) against `inventory`.
+pub fn parse_suite(
+    path: &Path,
+    text: &str,
+    inventory: &Inventory,
+) -> Result<ValidatedSuite, SuiteErrors> {
+    check_suite(path, text, Some(inventory))
+}
+
+/// A suite that passed validation: every value is in range and every reference resolves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedSuite {
+    /// The suite's name (run directories are named after it).
+    pub name: String,
+    pub description: Option<String>,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Devices to run on, resolved from the inventory, in the suite's order, each once.
+    pub devices: Vec<Device>,
+    pub models: Vec<ModelRef>,
+    pub precisions: Vec<Precision>,
+    pub scenarios: Vec<Scenario>,
+    /// `None`: the device's default.
+    pub threads: Vec<Option<usize>>,
+    pub states: Vec<State>,
+    pub passes: usize,
+    pub warmup: usize,
+    pub cold_start: usize,
+    pub timeout_s: u64,
+}
+
+/// A model as a suite names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelRef {
+    /// A model in [`crate::models::REGISTRY`] (downloaded and verified on first use).
+    Registry(String),
+    /// A name recorded by `meltbench models pull --name` in the local cache.
+    Cached(String),
+    /// [`SYNTH_MODEL`]: generated by `meltbench-engine synth`.
+    Synth,
+    /// A `.gguf` file; relative paths in the suite are resolved against the suite's directory.
+    File(PathBuf),
+}
+
+impl ModelRef {
+    /// The model's name in cell ids and reports: the registry or cache name, `synth`, or the
+    /// file name without `.gguf` (characters other than letters, digits, `.`, `_`, `-` become `_`).
+    pub fn label(&self) -> String {
+        match self {
+            ModelRef::Registry(n) | ModelRef::Cached(n) => n.clone(),
+            ModelRef::Synth => SYNTH_MODEL.into(),
+            ModelRef::File(p) => {
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default();
+                let label: String = stem
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                if label.is_empty() {
+                    "model".into()
+                } else {
+                    label
+                }
+            }
+        }
+    }
+
+    /// What to hand `models::resolve_model` / `prepare::prepare`: a name, `synth`, or a path.
+    pub fn source(&self) -> String {
+        match self {
+            ModelRef::Registry(n) | ModelRef::Cached(n) => n.clone(),
+            ModelRef::Synth => SYNTH_MODEL.into(),
+            ModelRef::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// A weight type to benchmark the model in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Precision {
+    /// The model file as it is, whatever its type (the default when `precisions` is omitted).
+    Native,
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
+impl Precision {
+    /// The types a suite may list.
+    pub const LISTABLE: [Precision; 5] = [
+        Precision::F32,
+        Precision::F16,
+        Precision::Q8_0,
+        Precision::Q4_0,
+        Precision::Q4_1,
+    ];
+
+    /// Lower-case name as in suites and cell ids (`native`, `f32`, ..., `q4_1`); this is also
+    /// what `prepare::prepare` and `meltbench-engine quantize --type` accept.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Native => "native",
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Q8_0 => "q8_0",
+            Precision::Q4_0 => "q4_0",
+            Precision::Q4_1 => "q4_1",
+        }
+    }
+
+    /// A listable precision by name, case-insensitively.
+    pub fn parse(s: &str) -> Option<Precision> {
+        Precision::LISTABLE
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One workload: what to prompt with and how many tokens to generate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    /// The prompt text (a `prompt_file` is read at validation time) or a token count.
+    pub prompt: Prompt,
+    pub new_tokens: usize,
+}
+
+/// Thermal state a cell waits for before measuring (see DESIGN.md, "States").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Thermal {
+    Cool,
+    Warm,
+    Hot,
+    /// No gating: measure in whatever state the device is in.
+    Any,
+}
+
+/// Battery handling of a cell (see DESIGN.md, "States").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Battery {
+    /// Wait until the device runs on battery.
+    Wait,
+    /// Drain the battery to a level first.
+    Drain,
+    /// Android only: make the framework believe it is unplugged (labelled as simulated).
+    Simulate,
+}
+
+/// The device state a cell is measured in.
+///
+/// Every value DESIGN.md defines is accepted here so suites need not change when the agent
+/// learns a state; until then the runner refuses cells whose state it cannot establish
+/// (today: anything but `thermal: any` without `battery`), naming the cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    pub thermal: Thermal,
+    /// `None`: no battery requirement.
+    pub battery: Option<Battery>,
+}
+
+impl State {
+    /// `thermal: any` and no battery requirement: the default, and all that runs today.
+    pub const ANY: State = State {
+        thermal: Thermal::Any,
+        battery: None,
+    };
+}
+
+impl Thermal {
+    pub const ALL: [Thermal; 4] = [Thermal::Cool, Thermal::Warm, Thermal::Hot, Thermal::Any];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Thermal::Cool => "cool",
+            Thermal::Warm => "warm",
+            Thermal::Hot => "hot",
+            Thermal::Any => "any",
+        }
+    }
+}
+
+impl Battery {
+    pub const ALL: [Battery; 3] = [Battery::Wait, Battery::Drain, Battery::Simulate];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Battery::Wait => "wait",
+            Battery::Drain => "drain",
+            Battery::Simulate => "simulate",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    /// The state as it appears in cell ids: `any`, `hot`, `cool+drain`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.thermal.as_str())?;
+        if let Some(b) = self.battery {
+            write!(f, "+{}", b.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// One point of the matrix, before it is placed on a device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SuiteCell {
+    /// Stable key: `model/precision/scenario/t<threads>|tdefault/state`,
+    /// e.g. `smollm2-135m/q4_1/short-chat/t2/any`. Unique within a suite.
+    pub id: String,
+    pub model: ModelRef,
+    pub precision: Precision,
+    pub scenario: String,
+    pub prompt: Prompt,
+    pub new_tokens: usize,
+    /// `None`: the device's default.
+    pub threads: Option<usize>,
+    pub state: State,
+    pub passes: usize,
+    pub warmup: usize,
+    pub cold_start: usize,
+    pub timeout_s: u64,
+}
+
+impl ValidatedSuite {
+    /// The matrix in a deterministic order: models, then precisions, scenarios, threads and
+    /// states, each in the order the suite lists them (the last varies fastest).
+    pub fn cells(&self) -> Vec<SuiteCell> {
+        let mut cells = Vec::new();
+        for model in &self.models {
+            let label = model.label();
+            for &precision in &self.precisions {
+                for scenario in &self.scenarios {
+                    for &threads in &self.threads {
+                        for &state in &self.states {
+                            let t =
+                                threads.map_or_else(|| "tdefault".to_string(), |n| format!("t{n}"));
+                            cells.push(SuiteCell {
+                                id: format!("{label}/{precision}/{}/{t}/{state}", scenario.name),
+                                model: model.clone(),
+                                precision,
+                                scenario: scenario.name.clone(),
+                                prompt: scenario.prompt.clone(),
+                                new_tokens: scenario.new_tokens,
+                                threads,
+                                state,
+                                passes: self.passes,
+                                warmup: self.warmup,
+                                cold_start: self.cold_start,
+                                timeout_s: self.timeout_s,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        cells
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written. Every key is optional here so that a missing one is reported by the
+// validator with a position and a hint, and `key:` with no value is reported rather than
+// taken as "default".
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteFile {
+    #[serde(default, deserialize_with = "present")]
+    name: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    devices: Field<Vec<Spanned<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    models: Field<Vec<Spanned<ModelFile>>>,
+    #[serde(default, deserialize_with = "present")]
+    precisions: Field<Vec<Spanned<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    scenarios: Field<Vec<Spanned<ScenarioFile>>>,
+    #[serde(default, deserialize_with = "present")]
+    threads: Field<Vec<Spanned<Raw>>>,
+    #[serde(default, deserialize_with = "present")]
+    states: Field<Vec<Spanned<StateFile>>>,
+    #[serde(default, deserialize_with = "present")]
+    passes: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    warmup: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    cold_start: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    timeout_s: Field<Raw>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    #[serde(default, deserialize_with = "present")]
+    name: Field<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    #[serde(default, deserialize_with = "present")]
+    name: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    prompt: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    prompt_file: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    prompt_tokens: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    new_tokens: Field<Raw>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    #[serde(default, deserialize_with = "present")]
+    thermal: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    battery: Field<String>,
+}
+
+fn check_suite(
+    path: &Path,
+    text: &str,
+    inventory: Option<&Inventory>,
+) -> Result<ValidatedSuite, SuiteErrors> {
+    let file: SuiteFile = yaml::parse(path, text)?;
+    let mut r = Report::new(path, text);
+    let base = path.parent().unwrap_or(Path::new(""));
+
+    let name = match &file.name {
+        Some(n) if yaml::is_simple_name(&n.value) => n.value.clone(),
+        Some(n) => {
+            r.on(
+                n,
+                format!(
+                    "invalid suite name '{}' (allowed: {})",
+                    n.value,
+                    yaml::SIMPLE_NAME_RULE
+                ),
+            );
+            String::new()
+        }
+        None => default_name(path),
+    };
+    let description = file.description.as_ref().map(|d| d.value.clone());
+    let devices = inventory
+        .map(|inv| check_devices(&mut r, file.devices.as_ref(), inv))
+        .unwrap_or_default();
+    let models = check_models(&mut r, file.models.as_ref(), base);
+    let precisions = check_precisions(&mut r, file.precisions.as_ref());
+    let scenarios = check_scenarios(&mut r, file.scenarios.as_ref(), base);
+    let threads = check_threads(&mut r, file.threads.as_ref());
+    let states = check_states(&mut r, file.states.as_ref());
+
+    let mut number = |key: &str, v: &Field<Raw>, min: u64, max: u64, default: u64| -> u64 {
+        v.as_ref()
+            .map_or(Some(default), |v| r.whole(key, v, min, max))
+            .unwrap_or(default)
+    };
+    let passes = number("passes", &file.passes, 1, MAX_PASSES, DEFAULT_PASSES as u64) as usize;
+    let warmup = number("warmup", &file.warmup, 0, MAX_WARMUP, DEFAULT_WARMUP as u64) as usize;
+    let cold_start = number(
+        "cold_start",
+        &file.cold_start,
+        0,
+        MAX_COLD_START,
+        DEFAULT_COLD_START as u64,
+    ) as usize;
+    let timeout_s = number(
+        "timeout_s",
+        &file.timeout_s,
+        1,
+        MAX_TIMEOUT_S,
+        DEFAULT_TIMEOUT_S,
+    );
+
+    if r.has_errors() {
+        return Err(r.finish());
+    }
+    Ok(ValidatedSuite {
+        name,
+        description,
+        path: path.to_path_buf(),
+        devices,
+        models,
+        precisions,
+        scenarios,
+        threads,
+        states,
+        passes,
+        warmup,
+        cold_start,
+        timeout_s,
+    })
+}
+
+/// The file stem, with characters that cannot appear in a run directory name replaced.
+fn default_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if yaml::is_simple_name(&name) {
+        name
+    } else {
+        "suite".into()
+    }
+}
+
+fn check_devices(
+    r: &mut Report,
+    list: Option<&Spanned<Vec<Spanned<String>>>>,
+    inv: &Inventory,
+) -> Vec<Device> {
+    let where_ = inv.path.as_ref().map_or_else(
+        || "the inventory (no devices file was given)".to_string(),
+        |p| p.display().to_string(),
+    );
+    let known = match &inv.path {
+        Some(p) => format!(
+            "devices in {}: {}; or tag:<tag>",
+            p.display(),
+            inv.names().join(", ")
+        ),
+        None => format!(
+            "without a devices file only {} exists; pass one with --devices",
+            inv.names()
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut out: Vec<Device> = Vec::new();
+    let Some(list) = list else {
+        match inv.get(devices::LOCAL) {
+            Some(d) => out.push(d.clone()),
+            None => r.at(
+                Pos::START,
+                format!(
+                    "the suite runs on 'local' by default, but {where_} has no device named 'local' \
+                     (list devices in the suite, e.g. `devices: [{}]`)",
+                    inv.names().first().copied().unwrap_or("NAME")
+                ),
+            ),
+        }
+        return out;
+    };
+    if list.value.is_empty() {
+        r.on(
+            list,
+            format!("devices is empty: name at least one ({known}), or omit it to run on 'local'"),
+        );
+    }
+    let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
+    for entry in &list.value {
+        let name = entry.value.as_str();
+        if let Some(first) = seen.get(name) {
+            r.on(
+                entry,
+                format!(
+                    "device '{name}' is listed twice (first at line {})",
+                    first.line
+                ),
+            );
+            continue;
+        }
+        seen.insert(name, Pos::of(entry));
+        let picked: Vec<&Device> = if let Some(tag) = name.strip_prefix("tag:") {
+            let tagged: Vec<&Device> = inv.tagged(tag).collect();
+            if tagged.is_empty() {
+                r.on(entry, format!("no device in {where_} has tag '{tag}'"));
+            }
+            tagged
+        } else if let Some(d) = inv.get(name) {
+            vec![d]
+        } else {
+            r.on(entry, format!("unknown device '{name}' ({known})"));
+            Vec::new()
+        };
+        for d in picked {
+            if !out.iter().any(|o| o.name == d.name) {
+                out.push(d.clone());
+            }
+        }
+    }
+    out
+}
+
+fn check_models(
+    r: &mut Report,
+    list: Option<&Spanned<Vec<Spanned<ModelFile>>>>,
+    base: &Path,
+) -> Vec<ModelRef> {
+    let Some(list) = list else {
+        r.at(
+            Pos::START,
+            "missing key 'models' (e.g. `models: [{name: smollm2-135m}]`)",
+        );
+        return Vec::new();
+    };
+    if list.value.is_empty() {
+        r.on(
+            list,
+            "models is empty: list at least one model (e.g. `- name: smollm2-135m`)",
+        );
+    }
+    let mut out = Vec::new();
+    let mut labels: BTreeMap<String, Pos> = BTreeMap::new();
+    for entry in &list.value {
+        let Some(name) = &entry.value.name else {
+            r.on(entry, "model has no 'name' (a registry name such as smollm2-135m, synth, or a path to a .gguf file)");
+            continue;
+        };
+        let Some(model) = check_model(r, name, base) else {
+            continue;
+        };
+        let label = model.label();
+        if let Some(first) = labels.get(&label) {
+            r.on(
+                name,
+                format!(
+                    "model '{}' has the same name in cell ids, '{label}', as the model at line {}",
+                    name.value, first.line
+                ),
+            );
+            continue;
+        }
+        labels.insert(label, Pos::of(name));
+        out.push(model);
+    }
+    out
+}
+
+fn check_model(r: &mut Report, name: &Spanned<String>, base: &Path) -> Option<ModelRef> {
+    let n = name.value.trim();
+    if n == SYNTH_MODEL {
+        return Some(ModelRef::Synth);
+    }
+    if REGISTRY.iter().any(|m| m.name == n) {
+        return Some(ModelRef::Registry(n.to_string()));
+    }
+    if n.contains('/') || n.contains('\\') || n.to_ascii_lowercase().ends_with(".gguf") {
+        let written = Path::new(n);
+        let path = if written.is_absolute() {
+            written.to_path_buf()
+        } else {
+            base.join(written)
+        };
+        if path.is_file() {
+            return Some(ModelRef::File(path));
+        }
+        r.on(
+            name,
+            format!(
+                "model file '{n}' does not exist (looked for {}; paths are relative to the suite file)",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    if crate::cache::is_valid_name(n)
+        && matches!(
+            crate::cache::ModelCache::from_env().map(|c| c.lookup_name(n)),
+            Ok(Ok(Some(_)))
+        )
+    {
+        return Some(ModelRef::Cached(n.to_string()));
+    }
+    let registry: Vec<&str> = REGISTRY.iter().map(|m| m.name).collect();
+    r.on(
+        name,
+        format!(
+            "unknown model '{n}' (registry: {}; also allowed: {SYNTH_MODEL}, a name given to \
+             `meltbench models pull --name`, or a path to a .gguf file)",
+            registry.join(", ")
+        ),
+    );
+    None
+}
+
+fn listable() -> String {
+    Precision::LISTABLE.map(|p| p.as_str()).join(", ")
+}
+
+fn check_precisions(
+    r: &mut Report,
+    list: Option<&Spanned<Vec<Spanned<String>>>>,
+) -> Vec<Precision> {
+    let Some(list) = list else {
+        return vec![Precision::Native];
+    };
+    if list.value.is_empty() {
+        r.on(
+            list,
+            format!(
+                "precisions is empty: list some of {} or omit it to use the model's own type",
+                listable()
+            ),
+        );
+    }
+    let mut out = Vec::new();
+    for p in &list.value {
+        match Precision::parse(p.value.trim()) {
+            Some(prec) if out.contains(&prec) => {
+                r.on(p, format!("precision '{}' is listed twice", p.value));
+            }
+            Some(prec) => out.push(prec),
+            None => r.on(
+                p,
+                format!("unknown precision '{}' (allowed: {})", p.value, listable()),
+            ),
+        }
+    }
+    out
+}
+
+fn check_scenarios(
+    r: &mut Report,
+    list: Option<&Spanned<Vec<Spanned<ScenarioFile>>>>,
+    base: &Path,
+) -> Vec<Scenario> {
+    let Some(list) = list else {
+        r.at(
+            Pos::START,
+            "missing key 'scenarios' (e.g. `scenarios: [{name: chat, prompt: \"Hello\", new_tokens: 32}]`)",
+        );
+        return Vec::new();
+    };
+    if list.value.is_empty() {
+        r.on(list, "scenarios is empty: list at least one scenario");
+    }
+    let mut out = Vec::new();
+    let mut names: BTreeMap<String, Pos> = BTreeMap::new();
+    for entry in &list.value {
+        let s = &entry.value;
+        let name = match &s.name {
+            None => {
+                r.on(entry, "scenario has no 'name' (e.g. `name: short-chat`)");
+                None
+            }
+            Some(n) if !yaml::is_simple_name(&n.value) => {
+                r.on(
+                    n,
+                    format!(
+                        "invalid scenario name '{}' (allowed: {})",
+                        n.value,
+                        yaml::SIMPLE_NAME_RULE
+                    ),
+                );
+                None
+            }
+            Some(n) => {
+                if let Some(first) = names.get(&n.value) {
+                    r.on(
+                        n,
+                        format!("duplicate scenario name '{}' (first used at line {}); scenario names must be unique", n.value, first.line),
+                    );
+                    None
+                } else {
+                    names.insert(n.value.clone(), Pos::of(n));
+                    Some(n.value.clone())
+                }
+            }
+        };
+        let what = name
+            .as_deref()
+            .map_or_else(|| "scenario".to_string(), |n| format!("scenario '{n}'"));
+        let prompt = check_prompt(r, entry, &what, base);
+        let new_tokens = match &s.new_tokens {
+            None => {
+                r.on(entry, format!("{what} has no 'new_tokens' (how many tokens to generate per pass, e.g. `new_tokens: 32`)"));
+                None
+            }
+            Some(v) => r.whole("new_tokens", v, 1, MAX_TOKENS),
+        };
+        if let (Some(name), Some(prompt), Some(new_tokens)) = (name, prompt, new_tokens) {
+            out.push(Scenario {
+                name,
+                prompt,
+                new_tokens: new_tokens as usize,
+            });
+        }
+    }
+    out
+}
+
+fn check_prompt(
+    r: &mut Report,
+    entry: &Spanned<ScenarioFile>,
+    what: &str,
+    base: &Path,
+) -> Option<Prompt> {
+    let s = &entry.value;
+    let given: Vec<(&str, Pos)> = [
+        ("prompt", s.prompt.as_ref().map(Pos::of)),
+        ("prompt_file", s.prompt_file.as_ref().map(Pos::of)),
+        ("prompt_tokens", s.prompt_tokens.as_ref().map(Pos::of)),
+    ]
+    .into_iter()
+    .filter_map(|(k, p)| p.map(|p| (k, p)))
+    .collect();
+    match given.as_slice() {
+        [] => {
+            r.on(
+                entry,
+                format!(
+                    "{what} has no prompt (give exactly one of prompt, prompt_file, prompt_tokens)"
+                ),
+            );
+            return None;
+        }
+        [_] => {}
+        [(first, _), rest @ ..] => {
+            for (key, pos) in rest {
+                r.at(*pos, format!("{what} has both {first} and {key}; give exactly one of prompt, prompt_file, prompt_tokens"));
+            }
+            return None;
+        }
+    }
+    if let Some(p) = &s.prompt {
+        if p.value.trim().is_empty() {
+            r.on(p, format!("{what} has an empty prompt"));
+            return None;
+        }
+        return Some(Prompt::Text(p.value.clone()));
+    }
+    if let Some(f) = &s.prompt_file {
+        let written = Path::new(&f.value);
+        let path = if written.is_absolute() {
+            written.to_path_buf()
+        } else {
+            base.join(written)
+        };
+        return match std::fs::read(&path) {
+            Err(e) => {
+                r.on(
+                    f,
+                    format!(
+                        "cannot read prompt_file '{}' ({}: {e}; paths are relative to the suite file)",
+                        f.value,
+                        path.display()
+                    ),
+                );
+                None
+            }
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) if text.trim().is_empty() => {
+                    r.on(f, format!("prompt_file '{}' is empty", f.value));
+                    None
+                }
+                Ok(text) => Some(Prompt::Text(text)),
+                Err(_) => {
+                    r.on(f, format!("prompt_file '{}' is not UTF-8 text", f.value));
+                    None
+                }
+            },
+        };
+    }
+    let t = s.prompt_tokens.as_ref()?;
+    r.whole("prompt_tokens", t, 1, MAX_TOKENS)
+        .map(|n| Prompt::Tokens(n as usize))
+}
+
+fn check_threads(r: &mut Report, list: Option<&Spanned<Vec<Spanned<Raw>>>>) -> Vec<Option<usize>> {
+    let Some(list) = list else {
+        return vec![None];
+    };
+    if list.value.is_empty() {
+        r.on(list, "threads is empty: list thread counts (e.g. [1, 2, 4]) or omit it to use the device's default");
+    }
+    let mut out = Vec::new();
+    for t in &list.value {
+        if let Some(n) = r.whole("threads", t, 1, MAX_THREADS) {
+            let n = Some(n as usize);
+            if out.contains(&n) {
+                r.on(t, format!("thread count {} is listed twice", t.value));
+            } else {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+fn check_states(r: &mut Report, list: Option<&Spanned<Vec<Spanned<StateFile>>>>) -> Vec<State> {
+    let Some(list) = list else {
+        return vec![State::ANY];
+    };
+    if list.value.is_empty() {
+        r.on(
+            list,
+            "states is empty: list states (e.g. [{thermal: any}]) or omit it",
+        );
+    }
+    let mut out: Vec<State> = Vec::new();
+    for entry in &list.value {
+        let s = &entry.value;
+        let thermal = match &s.thermal {
+            None => Some(Thermal::Any),
+            Some(t) => {
+                let found = Thermal::ALL
+                    .into_iter()
+                    .find(|x| x.as_str() == t.value.trim());
+                if found.is_none() {
+                    let allowed = Thermal::ALL.map(Thermal::as_str).join(", ");
+                    r.on(
+                        t,
+                        format!("unknown thermal state '{}' (allowed: {allowed})", t.value),
+                    );
+                }
+                found
+            }
+        };
+        let battery = match &s.battery {
+            None => Some(None),
+            Some(b) => {
+                let found = Battery::ALL
+                    .into_iter()
+                    .find(|x| x.as_str() == b.value.trim());
+                if found.is_none() {
+                    let allowed = Battery::ALL.map(Battery::as_str).join(", ");
+                    r.on(
+                        b,
+                        format!("unknown battery state '{}' (allowed: {allowed})", b.value),
+                    );
+                }
+                found.map(Some)
+            }
+        };
+        if let (Some(thermal), Some(battery)) = (thermal, battery) {
+            let state = State { thermal, battery };
+            if out.contains(&state) {
+                r.on(entry, format!("state '{state}' is listed twice"));
+            } else {
+                out.push(state);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> ValidatedSuite {
+        parse_suite(Path::new("s.yaml"), text, &Inventory::default_local())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(text: &str) -> String {
+        parse_suite(Path::new("s.yaml"), text, &Inventory::default_local())
+            .unwrap_err()
+            .to_string()
+    }
+
+    const MINIMAL: &str =
+        "models: [{name: synth}]\nscenarios: [{name: a, prompt_tokens: 4, new_tokens: 2}]\n";
+
+    #[test]
+    fn defaults_fill_a_minimal_suite() {
+        let s = ok(MINIMAL);
+        assert_eq!(s.name, "s");
+        assert_eq!(s.devices.len(), 1);
+        assert_eq!(s.precisions, [Precision::Native]);
+        assert_eq!(s.threads, [None]);
+        assert_eq!(s.states, [State::ANY]);
+        assert_eq!(
+            (s.passes, s.warmup, s.cold_start, s.timeout_s),
+            (100, 10, 5, 1800)
+        );
+        let cells = s.cells();
+        assert_eq!(cells.len(), 1);
+        assert_eq!(cells[0].id, "synth/native/a/tdefault/any");
+        assert_eq!(cells[0].prompt, Prompt::Tokens(4));
+    }
+
+    #[test]
+    fn cells_nest_in_a_fixed_order() {
+        let s = ok("models: [{name: synth}, {name: smollm2-135m}]\n\
+                    precisions: [q4_0, f16]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}, {name: b, prompt_tokens: 3, new_tokens: 1}]\n\
+                    threads: [1, 4]\n\
+                    states: [{thermal: any}, {thermal: hot, battery: drain}]\n");
+        let ids: Vec<String> = s.cells().into_iter().map(|c| c.id).collect();
+        assert_eq!(ids.len(), 2 * 2 * 2 * 2 * 2);
+        assert_eq!(ids[0], "synth/q4_0/a/t1/any");
+        assert_eq!(ids[1], "synth/q4_0/a/t1/hot+drain");
+        assert_eq!(ids[2], "synth/q4_0/a/t4/any");
+        assert_eq!(ids[31], "smollm2-135m/f16/b/t4/hot+drain");
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn all_problems_are_reported_in_file_order() {
+        let e = err("models: [{name: synth}]\n\
+                     precisions: [q5_9]\n\
+                     scenarios: [{name: a, new_tokens: 0}]\n\
+                     passes: 0\n");
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert_eq!(
+            lines[0],
+            "s.yaml:2:14: unknown precision 'q5_9' (allowed: f32, f16, q8_0, q4_0, q4_1)"
+        );
+        assert!(
+            lines[1].starts_with("s.yaml:3:13: scenario 'a' has no prompt"),
+            "{e}"
+        );
+        assert_eq!(
+            lines[2],
+            "s.yaml:3:35: new_tokens must be a whole number from 1 to 1000000, got '0'"
+        );
+        assert_eq!(
+            lines[3],
+            "s.yaml:4:9: passes must be a whole number from 1 to 1000000, got '0'"
+        );
+    }
+
+    #[test]
+    fn devices_resolve_by_name_and_tag() {
+        let inv = devices::parse_inventory(
+            Path::new("d.yaml"),
+            "devices:\n- {name: local, transport: local}\n- {name: p1, transport: adb, serial: x, tags: [phone]}\n- {name: p2, transport: adb, serial: y, tags: [phone]}\n",
+        )
+        .unwrap();
+        let text = format!("devices: [local, tag:phone, p1]\n{MINIMAL}");
+        let s = parse_suite(Path::new("s.yaml"), &text, &inv).unwrap();
+        let names: Vec<&str> = s.devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["local", "p1", "p2"]);
+        let text = format!("devices: [tag:board]\n{MINIMAL}");
+        let e = parse_suite(Path::new("s.yaml"), &text, &inv)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "s.yaml:1:11: no device in d.yaml has tag 'board'");
+    }
+}

@@ -1,0 +1,3 @@
+//! Reaching devices. Today: the local machine; ssh and adb arrive with the issue "Device farm".
+
+pub mod local;

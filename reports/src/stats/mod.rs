@@ -1,0 +1,3 @@
+//! Statistics over raw samples.
+
+pub mod percentile;
