@@ -83,14 +83,6 @@ if ! run cargo run -p meltbench --quiet -- models pull smollm2-135m; then
     echo "WARNING: could not pull smollm2-135m; tests that need it will SKIP." >&2
 fi
 
-step "Tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    run cargo nextest run --workspace
-else
-    echo "cargo-nextest not installed; using cargo test"
-    run cargo test --workspace
-fi
-
 step "Doc tests"
 run cargo test --workspace --doc
 
@@ -102,5 +94,14 @@ step "Engine tests on aarch64 (qemu user mode)"
 run env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
     cargo test -p meltbench-engine --target aarch64-unknown-linux-musl \
     --lib --test kernels_match_scalar --test synth_model --test tokenizer_matches_llama_cpp --test bad_input
+
+# Last, so the run closes on the summary line of the whole workspace's tests.
+step "Tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    run cargo nextest run --workspace
+else
+    echo "cargo-nextest not installed; using cargo test"
+    run cargo test --workspace
+fi
 
 step "All checks passed"
