@@ -16,8 +16,10 @@ pub struct RunManifest {
     /// The suite file exactly as it was when the run started.
     pub suite_yaml: String,
     pub meltbench_version: String,
+    /// The commit meltbench was built from (`-dirty` with uncommitted changes).
+    pub meltbench_commit: String,
     /// `git rev-parse HEAD` of the suite's repository, when it is one.
-    pub git_commit: Option<String>,
+    pub suite_git_commit: Option<String>,
     pub started_utc: String,
     pub finished_utc: Option<String>,
     pub command: String,

@@ -112,6 +112,11 @@ fn local_run_writes_the_run_directory_and_summary_matches_raw_events() {
         serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(manifest["suite_yaml"].as_str().unwrap(), SUITE);
     assert!(
+        manifest["meltbench_commit"].as_str().unwrap().len() >= 7,
+        "build provenance recorded"
+    );
+    assert_eq!(manifest["meltbench_version"], env!("CARGO_PKG_VERSION"));
+    assert!(
         manifest["devices"][0]["info"]["cores"].as_u64().unwrap() > 0,
         "device info recorded"
     );
