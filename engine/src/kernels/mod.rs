@@ -5,6 +5,8 @@
 
 pub mod blocks;
 pub mod scalar;
+#[cfg(test)]
+mod test_support;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
