@@ -273,7 +273,7 @@ fn run_local(
     let mut log = store.event_log(&device.name).map_err(|e| e.to_string())?;
     let mut info = None;
     let mut protocol_error = None;
-    let mut failures = Vec::new();
+    let mut done = false;
     let (status, stderr) = local::run_agent(agent, &job_path, |line| {
         // Raw line first: whatever happens next, what the agent said is kept.
         let _ = writeln!(log, "{line}");
@@ -290,9 +290,9 @@ fn run_local(
             Ok(AgentEvent::CellStart { cell, index, of }) => bar.set_message(format!("cell {}/{of}: {cell}", index + 1)),
             Ok(AgentEvent::Pass { .. } | AgentEvent::ColdStart { .. }) => bar.inc(1),
             Ok(AgentEvent::CellError { cell, message, completed_passes }) => {
-                bar.println(format!("error: {cell}: {message} ({completed_passes} passes kept)"));
-                failures.push(cell);
+                bar.println(format!("error: {cell}: {message} ({completed_passes} passes kept)"))
             }
+            Ok(AgentEvent::Done { .. }) => done = true,
             Ok(AgentEvent::Warning { message }) => bar.println(format!("warning: {}: {message}", device.name)),
             Ok(_) => {}
             Err(e) => bar.println(format!("warning: {}: unreadable agent line ({e}): {line}", device.name)),
@@ -303,8 +303,12 @@ fn run_local(
     if let Some(e) = protocol_error {
         return Err(e);
     }
-    if !status.success() {
-        return Err(format!("the agent exited with {status}: {stderr}"));
+    // After `done`, a non-zero exit only repeats that some cells failed, which their own
+    // events already say; without it, the device itself is in trouble.
+    if !done {
+        return Err(format!(
+            "the agent stopped before finishing ({status}): {stderr}"
+        ));
     }
     Ok(info)
 }

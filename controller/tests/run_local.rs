@@ -269,6 +269,10 @@ fn killing_the_engine_fails_only_its_cell_and_keeps_completed_passes() {
         stderr.contains("synth/native/long/t1/any") && stderr.contains("SIGKILL"),
         "{stderr}"
     );
+    assert!(
+        !stderr.contains("failed: device"),
+        "a failed cell is not a failed device: {stderr}"
+    );
     let run = std::fs::read_dir(&out)
         .unwrap()
         .next()
