@@ -154,12 +154,10 @@ fn run_suite(args: RunArgs) -> Result<()> {
         }
         targets.retain(|t| args.only.contains(&t.name));
     }
-    if let Some(c) = suite.cells().iter().find(|c| c.state.to_string() != "any") {
+    if let Some(state) = suite.states.iter().find(|s| s.to_string() != "any") {
         anyhow::bail!(
-            "{}: cell {} asks for device state '{}', which this build cannot set up yet (thermal and battery states arrive with the telemetry issue); use `states: [{{thermal: any}}]`",
+            "{}: the suite asks for device state '{state}', which this build cannot set up yet (thermal and battery states arrive with the telemetry issue); use `states: [{{thermal: any}}]`",
             args.suite.display(),
-            c.id,
-            c.state
         );
     }
     let cells: Vec<PlannedCell> = suite

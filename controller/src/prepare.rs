@@ -39,16 +39,20 @@ pub struct PreparedModel {
 /// The model `name` (registry name, cached name, path, or `synth`) in `precision`
 /// (`native` keeps the file as it is).
 pub fn prepare(engine: &Path, name: &str, precision: &str) -> Result<PreparedModel, PrepareError> {
-    let source = if name == SYNTH {
-        synth(engine)?
+    // The pull verified the source's SHA-256 already; it is not hashed a second time here.
+    let (source, src_sha) = if name == SYNTH {
+        made_by_engine(engine, "synth-seed1-f32.gguf", |out| {
+            vec!["synth".into(), out.into()]
+        })?
     } else {
-        models::resolve_model(name)?
+        let pulled = models::pull(name, &models::PullOptions::default())?;
+        (pulled.path, pulled.sha256)
     };
     let native = native_type(&source)?;
     if precision == "native" || precision == native {
         return Ok(PreparedModel {
-            sha256: hash(&source)?,
             path: source,
+            sha256: src_sha,
             precision: native,
         });
     }
@@ -59,32 +63,23 @@ pub fn prepare(engine: &Path, name: &str, precision: &str) -> Result<PreparedMod
             precision: precision.into(),
             message: e,
         })?;
-    let src_sha = hash(&source)?;
-    let dir = converted_dir()?;
-    let out = dir.join(format!("{src_sha}-{target}.gguf"));
-    if !out.exists() {
-        let partial = dir.join(format!("{src_sha}-{target}.gguf.converting"));
-        let o = Command::new(engine)
-            .arg("quantize")
-            .arg(&source)
-            .arg(&partial)
-            .args(["--type", target.name()])
-            .output()
-            .map_err(|e| PrepareError::Io(format!("cannot run {}: {e}", engine.display())))?;
-        if !o.status.success() {
-            let _ = std::fs::remove_file(&partial);
-            return Err(PrepareError::Convert {
-                model: name.into(),
-                precision: precision.into(),
-                message: String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            });
-        }
-        std::fs::rename(&partial, &out)
-            .map_err(|e| PrepareError::Io(format!("cannot move {}: {e}", partial.display())))?;
-    }
+    let (path, sha256) = made_by_engine(engine, &format!("{src_sha}-{target}.gguf"), |out| {
+        vec![
+            "quantize".into(),
+            source.clone().into_os_string(),
+            out.into(),
+            "--type".into(),
+            target.name().into(),
+        ]
+    })
+    .map_err(|e| PrepareError::Convert {
+        model: name.into(),
+        precision: precision.into(),
+        message: e.to_string(),
+    })?;
     Ok(PreparedModel {
-        sha256: hash(&out)?,
-        path: out,
+        path,
+        sha256,
         precision: target.name().into(),
     })
 }
@@ -99,33 +94,42 @@ fn native_type(path: &Path) -> Result<String, PrepareError> {
         .unwrap_or_else(|| "unknown".into()))
 }
 
-fn converted_dir() -> Result<PathBuf, PrepareError> {
+/// A file the engine writes into the conversion cache (`file_name`), made once: the engine's
+/// arguments come from `args(output path)`. Its SHA-256 is computed when it is made and kept
+/// beside it, so later runs do not hash hundreds of megabytes again.
+fn made_by_engine(
+    engine: &Path,
+    file_name: &str,
+    args: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+) -> Result<(PathBuf, String), PrepareError> {
     let dir = models::cache_dir()?.join("converted");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| PrepareError::Io(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
-}
-
-fn synth(engine: &Path) -> Result<PathBuf, PrepareError> {
-    let out = converted_dir()?.join("synth-seed1-f32.gguf");
-    if !out.exists() {
-        let st = Command::new(engine)
-            .arg("synth")
-            .arg(&out)
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        PrepareError::Io(format!("cannot {what} {}: {e}", p.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+    let out = dir.join(file_name);
+    let sha_file = dir.join(format!("{file_name}.sha256"));
+    if out.exists() {
+        if let Ok(sha) = std::fs::read_to_string(&sha_file) {
+            return Ok((out, sha.trim().to_string()));
+        }
+    } else {
+        let partial = dir.join(format!("{file_name}.making"));
+        let o = Command::new(engine)
+            .args(args(&partial))
             .output()
-            .map_err(|e| PrepareError::Io(format!("cannot run {}: {e}", engine.display())))?;
-        if !st.status.success() {
+            .map_err(|e| io("run", engine, e))?;
+        if !o.status.success() {
+            let _ = std::fs::remove_file(&partial);
             return Err(PrepareError::Io(format!(
-                "meltbench-engine synth failed: {}",
-                String::from_utf8_lossy(&st.stderr)
+                "{} failed: {}",
+                engine.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
             )));
         }
+        std::fs::rename(&partial, &out).map_err(|e| io("move", &partial, e))?;
     }
-    Ok(out)
-}
-
-fn hash(path: &Path) -> Result<String, PrepareError> {
-    sha::hash_file(path)
-        .map(|(hex, _)| hex)
-        .map_err(|e| PrepareError::Io(format!("cannot hash {}: {e}", path.display())))
+    let (sha, _) = sha::hash_file(&out).map_err(|e| io("hash", &out, e))?;
+    std::fs::write(&sha_file, &sha).map_err(|e| io("write", &sha_file, e))?;
+    Ok((out, sha))
 }

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::{self, Kernels};
-use meltbench_engine::load::{self, monotonic_ns, Loaded};
+use meltbench_engine::load::{self, monotonic_ns};
 use meltbench_engine::model::llama::Session;
 use meltbench_engine::pool::default_threads;
 use meltbench_engine::sampler::{Sampler, SamplerConfig};
@@ -187,10 +187,6 @@ fn pick_kernels(name: Option<&str>) -> Result<&'static Kernels> {
     kernels::select(name).map_err(|e| BadInput(e).into())
 }
 
-fn load_model(path: &Path) -> Result<Loaded> {
-    Ok(load::load(path)?)
-}
-
 fn run(cli: Cli) -> Result<()> {
     let kernels = pick_kernels(cli.kernels.as_deref())?;
     match cli.command {
@@ -199,7 +195,7 @@ fn run(cli: Cli) -> Result<()> {
             tensors,
             metadata,
         } => {
-            let l = load_model(&model)?;
+            let l = load::load(&model)?;
             print!("{}", info::describe(&l));
             println!(
                 "kernels       {} (available: {})",
@@ -222,7 +218,7 @@ fn run(cli: Cli) -> Result<()> {
             special,
             ids,
         } => {
-            let l = load_model(&model)?;
+            let l = load::load(&model)?;
             let n_threads = threads.threads.unwrap_or_else(default_threads);
             let prompt_ids = l.tokenizer.encode(&prompt, true, special);
             if prompt_ids.is_empty() {
@@ -311,7 +307,7 @@ fn run(cli: Cli) -> Result<()> {
                 None => kernels,
             };
             let start_mono_ns = monotonic_ns();
-            let l = load_model(&model)?;
+            let l = load::load(&model)?;
             let n_threads = job.threads.unwrap_or_else(default_threads).max(1);
             let ctx = match &job.prompt {
                 Prompt::Tokens(n) => *n,
@@ -347,7 +343,7 @@ fn run(cli: Cli) -> Result<()> {
             text,
             special,
         } => {
-            let l = load_model(&model)?;
+            let l = load::load(&model)?;
             println!(
                 "{}",
                 serde_json::to_string(&l.tokenizer.encode(&text, true, special))?
@@ -384,7 +380,7 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             json,
         } => {
-            let l = load_model(&model)?;
+            let l = load::load(&model)?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read the text file {}", file.display()))?;
             // llama.cpp drops one trailing newline from a prompt file; do the same so both
