@@ -8,8 +8,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Debian packages the tests use. Later issues add openssh-server, adb and chromium here.
-APT_PACKAGES=(qemu-user-static)
+# Debian packages the tests use: qemu runs the aarch64 engine, chromium renders the HTML
+# report. Later issues add openssh-server and adb here.
+APT_PACKAGES=(qemu-user-static chromium)
 RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
 RUST_COMPONENTS=(rustfmt clippy)
 

@@ -181,7 +181,51 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Runs the measured passes in `cell.sessions` fresh engine processes, one after another.
     fn measured(&mut self, index: usize, cell: &Cell) -> bool {
+        let sessions = cell.sessions.max(1);
+        let (mut measured, mut peak, mut ru_max) = (0usize, None, None);
+        for session in 0..sessions {
+            match self.session(index, cell, session, measured) {
+                Ok(s) => {
+                    measured += s.measured;
+                    peak = peak.max(s.peak_rss_bytes);
+                    ru_max = ru_max.max(s.ru_maxrss_bytes);
+                }
+                Err((message, partial)) => {
+                    let of = if sessions > 1 {
+                        format!("session {} of {sessions}: ", session + 1)
+                    } else {
+                        String::new()
+                    };
+                    self.log.emit(&AgentEvent::CellError {
+                        cell: cell.id.clone(),
+                        message: format!("{of}{message}"),
+                        completed_passes: measured + partial,
+                    });
+                    return false;
+                }
+            }
+        }
+        self.log.emit(&AgentEvent::CellEnd {
+            cell: cell.id.clone(),
+            passes: measured,
+            peak_rss_bytes: peak,
+            ru_maxrss_bytes: ru_max,
+        });
+        true
+    }
+
+    /// One engine process running the cell's warm-ups and measured passes. `before` counts the
+    /// measured passes of earlier sessions, for the error message. A failure comes with the
+    /// measured passes this session completed before it.
+    fn session(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        session: usize,
+        before: usize,
+    ) -> Result<SessionEnd, (String, usize)> {
         let id = cell.id.clone();
         let mut measured = 0usize;
         let mut warmups = 0usize;
@@ -192,10 +236,11 @@ impl Runner<'_> {
             &self.workdir,
             cell,
             &cell.engine_job,
-            &format!("cell-{index:03}"),
+            &format!("cell-{index:03}-s{session}"),
             &mut |line, sampler| match line {
                 Ok(EngineRecord::Load(load)) => log.emit(&AgentEvent::Load {
                     cell: id.clone(),
+                    session,
                     load,
                 }),
                 Ok(EngineRecord::Pass(pass)) => {
@@ -206,58 +251,55 @@ impl Runner<'_> {
                     }
                     log.emit(&AgentEvent::Pass {
                         cell: id.clone(),
+                        session,
                         rss_hwm_bytes: sampler.sample(),
                         pass,
+                        telemetry: None,
                     });
                 }
                 Ok(EngineRecord::Done(d)) => done = Some(d),
                 Err(text) => log.emit(&stray_warning(&id, &text)),
             },
-        );
-        let fin = match fin {
-            Ok(f) => f,
-            Err(message) => {
-                self.log.emit(&AgentEvent::CellError {
-                    cell: id,
-                    message,
-                    completed_passes: 0,
-                });
-                return false;
-            }
-        };
+        )
+        .map_err(|message| (message, 0))?;
         let job = &cell.engine_job;
         let failure = fin.failure(cell.timeout_s).or_else(|| {
             done.is_none()
                 .then(|| "the engine exited with status 0 but never wrote its done record".into())
         });
         if let Some(failure) = failure {
-            self.log.emit(&AgentEvent::CellError {
-                cell: id,
-                message: format!(
-                    "{failure} after {measured} of {} measured passes ({warmups} of {} warm-ups){}",
-                    job.passes, job.warmup, fin.stderr_tail
+            return Err((
+                format!(
+                    "{failure} after {} of {} measured passes ({warmups} of {} warm-ups){}",
+                    before + measured,
+                    job.passes * cell.sessions.max(1),
+                    job.warmup,
+                    fin.stderr_tail
                 ),
-                completed_passes: measured,
-            });
-            return false;
+                measured,
+            ));
         }
         if measured != job.passes {
             self.log.emit(&AgentEvent::Warning {
                 message: format!(
-                    "cell {id}: the engine finished after {measured} measured passes, but the job \
-                     asked for {}",
+                    "cell {id} session {session}: the engine finished after {measured} measured \
+                     passes, but the job asked for {}",
                     job.passes
                 ),
             });
         }
-        self.log.emit(&AgentEvent::CellEnd {
-            cell: id,
-            passes: measured,
+        Ok(SessionEnd {
+            measured,
             peak_rss_bytes: fin.peak_rss_bytes,
             ru_maxrss_bytes: fin.ru_maxrss_bytes,
-        });
-        true
+        })
     }
+}
+
+struct SessionEnd {
+    measured: usize,
+    peak_rss_bytes: Option<u64>,
+    ru_maxrss_bytes: Option<u64>,
 }
 
 fn stray_warning(cell: &str, text: &str) -> AgentEvent {

@@ -266,3 +266,44 @@ fn a_job_from_another_major_version_is_refused() {
         "nothing is written for a refused job"
     );
 }
+
+#[test]
+fn sessions_run_in_fresh_engine_processes_one_after_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = synth_model(dir.path());
+    let mut c = cell("synth/s", &model, 4, 1, 0);
+    c.sessions = 3;
+    let ran = run_job(dir.path(), &job(dir.path(), engine(), vec![c]));
+    assert!(ran.out.status.success(), "{}", ran.stderr());
+    let evs: Vec<&AgentEvent> = ran.for_cell("synth/s").collect();
+    let loads: Vec<usize> = evs
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Load { session, .. } => Some(*session),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(loads, [0, 1, 2], "one engine load per session, in order");
+    let passes: Vec<(usize, bool)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Pass { session, pass, .. } => Some((*session, pass.warmup)),
+            _ => None,
+        })
+        .collect();
+    let expect: Vec<(usize, bool)> = (0..3)
+        .flat_map(|s| std::iter::once((s, true)).chain(std::iter::repeat_n((s, false), 4)))
+        .collect();
+    assert_eq!(passes, expect, "each session: its warm-up, then its passes");
+    match evs.last().unwrap() {
+        AgentEvent::CellEnd {
+            passes,
+            peak_rss_bytes,
+            ..
+        } => {
+            assert_eq!(*passes, 12, "measured passes of all sessions");
+            assert!(peak_rss_bytes.is_some());
+        }
+        e => panic!("the cell did not end: {e:?}"),
+    }
+}

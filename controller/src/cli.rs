@@ -36,6 +36,45 @@ pub enum Command {
     /// Check a suite (and the devices it names) without running anything
     Validate(ValidateArgs),
 
+    /// Compare a candidate run with a baseline and exit 1 on a regression over budget
+    #[command(
+        long_about = "Compare a candidate run with a baseline and exit 1 on a regression over budget.\n\n\
+        Cells are paired by device x model SHA-256 x precision x scenario x threads x state; \
+        cells without a partner are listed as not comparable, never as regressions. For each \
+        gated metric the ratio candidate/baseline gets a bootstrap confidence interval that \
+        resamples sessions (fresh engine processes) and then passes within them:\n  \
+        FAIL          the whole interval lies beyond the budget\n  \
+        INCONCLUSIVE  the interval straddles the budget (the output says how many sessions would decide)\n  \
+        PASS          within budget (with a note when worse beyond the noise floor)\n  \
+        IMPROVED      better beyond the noise floor\n  \
+        WARN          p99 with fewer than 1000 pooled passes per build: informational only\n\n\
+        Budgets default to 10% for p95 pass latency, p99 pass latency, p95 time to first token, \
+        p95 per-token decode latency, median decode and prefill tokens/s, peak RSS and energy per \
+        token; the candidate suite's `gate:` section and --budget change them.\n\n\
+        Several run directories on either side merge: repeated runs add sessions, farm shards \
+        add devices. A directory that holds run directories stands for all of them.\n\n\
+        Exit status: 0 pass or warn, 1 fail, 2 inconclusive, nothing comparable, or bad input.",
+        after_help = "Examples:\n  \
+        meltbench gate runs/20261122T101500Z-release --baseline baselines/main\n  \
+        meltbench gate runs/new --baseline runs/old --markdown gate.md --junit gate.xml\n  \
+        meltbench gate runs/new --baseline runs/old --history history/ --release v1.9.0\n  \
+        meltbench gate runs/t1 --baseline runs/t2 --ignore-key threads   # gate a thread-count change"
+    )]
+    Gate(GateArgs),
+
+    /// Write report.html and report.md for one or more run directories
+    #[command(
+        long_about = "Write report.html and report.md for one or more run directories.\n\n\
+        Several runs merge (farm shards, repeated sessions). With --baseline the report carries \
+        the gate's verdicts, deltas and confidence intervals, but the exit status stays 0; use \
+        `meltbench gate` in CI.",
+        after_help = "Examples:\n  \
+        meltbench report runs/20261122T101500Z-quickstart\n  \
+        meltbench report runs/shard-* -o farm-report.html\n  \
+        meltbench report runs/new --baseline runs/old --history history/"
+    )]
+    Report(ReportArgs),
+
     /// Fetch, verify and list the GGUF models that benchmarks run on
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -81,6 +120,78 @@ pub struct RunArgs {
     /// Where run directories are created
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub out: PathBuf,
+}
+
+/// What `gate` and `report` share: which runs, against what.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Candidate run directories (or directories holding run directories)
+    #[arg(value_name = "RUN_DIR", required = true)]
+    pub runs: Vec<PathBuf>,
+
+    /// Baseline run directories (or directories holding run directories); repeat or separate with commas
+    #[arg(long, value_name = "RUN_DIR", value_delimiter = ',')]
+    pub baseline: Vec<PathBuf>,
+
+    /// Release history: read for trends and charts; `gate` also adds the candidate to it
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
+
+    /// Budget of one metric, e.g. latency_p95=5% or energy_per_token=off (repeatable)
+    #[arg(long, value_name = "METRIC=PCT")]
+    pub budget: Vec<String>,
+
+    /// Pair cells even though this key field differs, e.g. threads (repeatable)
+    #[arg(long, value_name = "FIELD")]
+    pub ignore_key: Vec<String>,
+
+    /// Bootstrap resamples per metric and cell
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub resamples: usize,
+
+    /// Seed of the bootstrap, for reproducible intervals
+    #[arg(long, value_name = "N", default_value_t = 0x6d656c74)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    pub compare: CompareArgs,
+
+    /// Name of the candidate in the history (default: its run id)
+    #[arg(long, value_name = "NAME")]
+    pub release: Option<String>,
+
+    /// Write the verdicts as Markdown (for a PR comment or job summary)
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Write the verdicts as JUnit XML (each gated metric a test case)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write the verdicts as JSON (`-` for stdout, the table then goes to stderr)
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the HTML report
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Write a Bencher Metric Format (BMF) JSON export of the candidate
+    #[arg(long, value_name = "FILE")]
+    pub bencher: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub compare: CompareArgs,
+
+    /// Where to write the HTML report (report.md goes beside it); default: the first run directory
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 pub mod bins;
 pub mod cache;
 pub mod devices;
+pub mod gate;
 pub mod http;
 pub mod models;
 pub mod prepare;

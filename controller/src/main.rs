@@ -8,21 +8,26 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use cli::{Cli, Command, ModelsCommand, PullArgs, RunArgs, ValidateArgs};
+use cli::{
+    Cli, Command, CompareArgs, GateArgs, ModelsCommand, PullArgs, ReportArgs, RunArgs, ValidateArgs,
+};
+use meltbench::gate::{self as gating, CompareRequest};
 use meltbench::models::{self, PullOptions};
 use meltbench::run::{self, DeviceTarget, PlannedCell, RunPlan};
 use meltbench::{suite, table};
+use meltbench_reports::report::ReportInput;
+use meltbench_reports::{export, history};
 use std::path::PathBuf;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             // Library errors already carry their cause and a next step in their message.
             eprintln!("error: {err}");
             // Input the user can fix (a suite, a devices file) exits 2, like clap's usage errors.
-            if err.is::<meltbench::suite::SuiteErrors>() {
+            if err.is::<meltbench::suite::SuiteErrors>() || err.is::<gating::InvalidInput>() {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -31,13 +36,165 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The exit status: 0, or what `gate` decided.
+fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Run(args) => run_suite(args),
-        Command::Validate(args) => validate(args),
-        Command::Models(ModelsCommand::Pull(args)) => models_pull(args),
-        Command::Models(ModelsCommand::List) => models_list(),
+        Command::Run(args) => run_suite(args).map(|()| 0),
+        Command::Validate(args) => validate(args).map(|()| 0),
+        Command::Gate(args) => gate(args),
+        Command::Report(args) => report(args).map(|()| 0),
+        Command::Models(ModelsCommand::Pull(args)) => models_pull(args).map(|()| 0),
+        Command::Models(ModelsCommand::List) => models_list().map(|()| 0),
     }
+}
+
+fn request(a: &CompareArgs) -> CompareRequest {
+    CompareRequest {
+        runs: a.runs.clone(),
+        baseline: a.baseline.clone(),
+        history: a.history.clone(),
+        budgets: a.budget.clone(),
+        ignore_key: a.ignore_key.clone(),
+        resamples: a.resamples,
+        seed: a.seed,
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn gate(args: GateArgs) -> Result<u8> {
+    let req = request(&args.compare);
+    if req.baseline.is_empty() {
+        return Err(gating::InvalidInput(
+            "meltbench gate needs --baseline RUN_DIR: the run (or directory of runs) to compare \
+             against; to only look at a run, use `meltbench report`"
+                .into(),
+        )
+        .into());
+    }
+    let c = gating::compare(&req)?;
+    let outcome = c.outcome.as_ref().expect("a baseline was given");
+    let metrics: Vec<_> = c.config.budgets.keys().copied().collect();
+    let history = match &req.history {
+        Some(dir) => {
+            let release = args.release.clone().unwrap_or_else(|| {
+                c.candidate
+                    .runs
+                    .iter()
+                    .map(|r| r.manifest.run_id.clone())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            });
+            let entry = history::entry_from(&c.candidate, &release, &gating::now_utc(), &metrics);
+            let h = gating::history_with(dir, Some(&entry), &metrics)?;
+            let path = history::save(dir, &entry).map_err(|e| {
+                anyhow::anyhow!("cannot write to the history {}: {e}", dir.display())
+            })?;
+            eprintln!(
+                "history: recorded release '{release}' in {}",
+                path.display()
+            );
+            Some(h)
+        }
+        None => None,
+    };
+    let input = ReportInput {
+        title: gating::title(&c),
+        candidate: &c.candidate,
+        baseline: c.baseline.as_ref(),
+        gate: Some(outcome),
+        history: history.as_ref(),
+        generated_utc: gating::now_utc(),
+        command: command_line(),
+    };
+    let json_to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+    let mut human = String::new();
+    if !outcome.rows.is_empty() {
+        human.push_str(&table::render_gate(outcome));
+        human.push('\n');
+    }
+    for n in &outcome.not_comparable {
+        human.push_str(&format!(
+            "not comparable: {} {} (only in the {}): {}\n",
+            n.device, n.cell, n.side, n.reason
+        ));
+    }
+    for n in &outcome.not_measured {
+        human.push_str(&format!("not measured: {n}\n"));
+    }
+    if let Some(h) = &history {
+        for a in &h.alerts {
+            human.push_str(&format!(
+                "trend alert: {} {}: {}\n",
+                a.device, a.cell, a.message
+            ));
+        }
+    }
+    human.push_str(&format!(
+        "{}: {}\n",
+        match outcome.exit_code {
+            0 => "gate passed",
+            1 => "gate FAILED",
+            _ => "gate inconclusive",
+        },
+        outcome.headline
+    ));
+    if json_to_stdout {
+        eprint!("{human}");
+    } else {
+        print!("{human}");
+    }
+    if let Some(p) = &args.json {
+        let text = serde_json::to_string_pretty(&export::json::gate_json(outcome))? + "\n";
+        if json_to_stdout {
+            print!("{text}");
+        } else {
+            gating::write(p, &text)?;
+        }
+    }
+    if let Some(p) = &args.markdown {
+        gating::write(p, &export::markdown::render(&input))?;
+    }
+    if let Some(p) = &args.junit {
+        gating::write(p, &export::junit::render(outcome, &input.title))?;
+    }
+    if let Some(p) = &args.html {
+        gating::write(p, &export::html::render(&input))?;
+    }
+    if let Some(p) = &args.bencher {
+        let text = serde_json::to_string_pretty(&export::json::bencher_bmf(&input))? + "\n";
+        gating::write(p, &text)?;
+    }
+    Ok(outcome.exit_code as u8)
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let req = request(&args.compare);
+    let c = gating::compare(&req)?;
+    let metrics: Vec<_> = c.config.budgets.keys().copied().collect();
+    let history = match &req.history {
+        Some(dir) => Some(gating::history_with(dir, None, &metrics)?),
+        None => None,
+    };
+    let input = ReportInput {
+        title: gating::title(&c),
+        candidate: &c.candidate,
+        baseline: c.baseline.as_ref(),
+        gate: c.outcome.as_ref(),
+        history: history.as_ref(),
+        generated_utc: gating::now_utc(),
+        command: command_line(),
+    };
+    let html = args
+        .output
+        .clone()
+        .unwrap_or_else(|| req.runs[0].join("report.html"));
+    let md = gating::write_report_files(&input, &html)?;
+    println!("{}", html.display());
+    println!("{}", md.display());
+    Ok(())
 }
 
 fn models_pull(args: PullArgs) -> Result<()> {
@@ -175,6 +332,7 @@ fn run_suite(args: RunArgs) -> Result<()> {
             state: c.state.to_string(),
             passes: c.passes,
             warmup: c.warmup,
+            sessions: c.sessions,
             cold_start: c.cold_start,
             timeout_s: c.timeout_s,
         })
@@ -188,6 +346,10 @@ fn run_suite(args: RunArgs) -> Result<()> {
     };
     let outcome = run::run(&plan, &args.out)?;
     println!("{}", table::render(&outcome.summary.cells));
+    // The report is a view of the stored events; failing to draw it loses nothing.
+    if let Err(e) = gating::write_run_report(&outcome.dir, &plan.command) {
+        eprintln!("warning: no report.html for this run: {e:#}");
+    }
     println!("run directory: {}", outcome.dir.display());
     let failed: Vec<_> = outcome
         .summary

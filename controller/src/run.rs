@@ -33,6 +33,7 @@ pub struct PlannedCell {
     pub state: String,
     pub passes: usize,
     pub warmup: usize,
+    pub sessions: usize,
     pub cold_start: usize,
     pub timeout_s: u64,
 }
@@ -244,6 +245,7 @@ fn run_local(
                         kernels: None,
                     },
                     cold_start_runs: c.cold_start,
+                    sessions: c.sessions,
                     timeout_s: c.timeout_s,
                 }
             })
@@ -260,7 +262,7 @@ fn run_local(
 
     let total: u64 = cells
         .iter()
-        .map(|c| (c.warmup + c.passes + c.cold_start) as u64)
+        .map(|c| ((c.warmup + c.passes) * c.sessions + c.cold_start) as u64)
         .sum();
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(

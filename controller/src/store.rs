@@ -1,40 +1,12 @@
 //! The run directory: `runs/<utc-time>-<suite>/` with `run.json` (what ran, where, with what),
 //! `events/<device>.jsonl` (raw agent events, appended as received) and `summary.json`.
 
-use meltbench_protocol::agent::DeviceInfo;
-use meltbench_reports::summary::{CellKey, Summary};
-use serde::{Deserialize, Serialize};
+pub use meltbench_reports::runstore::{DeviceRecord, RunManifest};
+use meltbench_reports::summary::Summary;
+use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunManifest {
-    pub run_id: String,
-    pub suite_name: String,
-    pub suite_path: String,
-    /// The suite file exactly as it was when the run started.
-    pub suite_yaml: String,
-    pub meltbench_version: String,
-    /// The commit meltbench was built from (`-dirty` with uncommitted changes).
-    pub meltbench_commit: String,
-    /// `git rev-parse HEAD` of the suite's repository, when it is one.
-    pub suite_git_commit: Option<String>,
-    pub started_utc: String,
-    pub finished_utc: Option<String>,
-    pub command: String,
-    pub devices: Vec<DeviceRecord>,
-    pub cells: Vec<CellKey>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DeviceRecord {
-    pub name: String,
-    pub transport: String,
-    /// What the agent's probe reported (filled in when the agent says hello).
-    pub info: Option<DeviceInfo>,
-    pub error: Option<String>,
-}
 
 pub struct RunStore {
     pub dir: PathBuf,

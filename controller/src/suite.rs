@@ -20,8 +20,14 @@
 //! states: [{thermal: any}]      # thermal cool|warm|hot|any, battery wait|drain|simulate
 //! passes: 100                   # measured passes per cell, default 100
 //! warmup: 10                    # unmeasured passes first, default 10
+//! sessions: 5                   # fresh engine processes per cell, each running warmup + passes;
+//!                               # the gate resamples sessions; default 1 (use >= 3 for gating)
 //! cold_start: 5                 # fresh-process runs per cell, default 5; 0 disables
 //! timeout_s: 1800               # per cell, default 1800
+//! gate:                         # budgets of `meltbench gate` (default 10% each), or `off`
+//!   latency_p95: 10%            # latency_p95 latency_p99 ttft_p95 decode_p95 peak_rss
+//!   decode_tokens_per_s: 5%     # decode_tokens_per_s prefill_tokens_per_s energy_per_token
+//!   noise_floor: 2%             # changes below this are never "regressed" or "improved"
 //! ```
 //!
 //! Every problem is reported ripgrep style, `suites/x.yaml:7:14: unknown precision 'q5_9'
@@ -38,6 +44,8 @@ use serde_saphyr::Spanned;
 use crate::devices::{self, Device, Inventory};
 use crate::models::REGISTRY;
 use crate::yaml::{self, present, Field, Pos, Raw, Report};
+use meltbench_reports::compare::GateConfig;
+use meltbench_reports::metric::Metric;
 
 pub use crate::yaml::{Diagnostic, Diagnostics as SuiteErrors};
 
@@ -49,12 +57,14 @@ pub const SYNTH_MODEL: &str = "synth";
 /// Defaults of the optional keys.
 pub const DEFAULT_PASSES: usize = 100;
 pub const DEFAULT_WARMUP: usize = 10;
+pub const DEFAULT_SESSIONS: usize = 1;
 pub const DEFAULT_COLD_START: usize = 5;
 pub const DEFAULT_TIMEOUT_S: u64 = 1800;
 
 /// Upper bounds that catch typos (an extra zero or three) before a run is started.
 const MAX_PASSES: u64 = 1_000_000;
 const MAX_WARMUP: u64 = 100_000;
+const MAX_SESSIONS: u64 = 1000;
 const MAX_COLD_START: u64 = 10_000;
 const MAX_TOKENS: u64 = 1_000_000;
 const MAX_THREADS: u64 = 1024;
@@ -120,8 +130,33 @@ pub struct ValidatedSuite {
     pub states: Vec<State>,
     pub passes: usize,
     pub warmup: usize,
+    pub sessions: usize,
     pub cold_start: usize,
     pub timeout_s: u64,
+    pub gate: GateSpec,
+}
+
+/// The suite's `gate:` section: budgets that differ from the defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GateSpec {
+    /// `None`: the metric is not gated (`off`).
+    pub budgets: BTreeMap<Metric, Option<f64>>,
+    pub noise_floor: Option<f64>,
+}
+
+impl GateSpec {
+    /// The gate's configuration: defaults, then this section.
+    pub fn apply(&self, config: &mut GateConfig) {
+        for (m, b) in &self.budgets {
+            match b {
+                Some(b) => config.budgets.insert(*m, *b),
+                None => config.budgets.remove(m),
+            };
+        }
+        if let Some(n) = self.noise_floor {
+            config.noise_floor = n;
+        }
+    }
 }
 
 /// A model as a suite names it.
@@ -327,6 +362,7 @@ pub struct SuiteCell {
     pub state: State,
     pub passes: usize,
     pub warmup: usize,
+    pub sessions: usize,
     pub cold_start: usize,
     pub timeout_s: u64,
 }
@@ -355,6 +391,7 @@ impl ValidatedSuite {
                                 state,
                                 passes: self.passes,
                                 warmup: self.warmup,
+                                sessions: self.sessions,
                                 cold_start: self.cold_start,
                                 timeout_s: self.timeout_s,
                             });
@@ -396,9 +433,80 @@ struct SuiteFile {
     #[serde(default, deserialize_with = "present")]
     warmup: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
+    sessions: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
     cold_start: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
     timeout_s: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    gate: Field<BTreeMap<String, Spanned<Raw>>>,
+}
+
+/// Only the `gate:` section, for reading it back from a run's suite snapshot.
+#[derive(Debug, Deserialize)]
+struct GateOnly {
+    #[serde(default, deserialize_with = "present")]
+    gate: Field<BTreeMap<String, Spanned<Raw>>>,
+}
+
+/// The `gate:` section of a suite's text (as a run directory keeps it in `run.json`).
+pub fn gate_spec(file: &Path, text: &str) -> Result<GateSpec, SuiteErrors> {
+    let only: GateOnly = yaml::parse(file, text)?;
+    let mut r = Report::new(file, text);
+    let spec = check_gate(&mut r, only.gate.as_ref());
+    if r.has_errors() {
+        return Err(r.finish());
+    }
+    Ok(spec)
+}
+
+fn check_gate(r: &mut Report, gate: Option<&Spanned<BTreeMap<String, Spanned<Raw>>>>) -> GateSpec {
+    let mut spec = GateSpec::default();
+    let Some(gate) = gate else { return spec };
+    for (key, value) in &gate.value {
+        let metric = Metric::from_name(key);
+        if metric.is_none() && key != "noise_floor" {
+            let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            r.on(
+                value,
+                format!(
+                    "unknown gate key '{key}' (allowed: {}, noise_floor)",
+                    names.join(", ")
+                ),
+            );
+            continue;
+        }
+        let pct = match &value.value {
+            Raw::Str(s) if s.trim() == "off" && metric.is_some() => {
+                spec.budgets.insert(metric.unwrap(), None);
+                continue;
+            }
+            Raw::Str(s) => s
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .filter(|p| p.is_finite() && *p >= 0.0 && *p < 1000.0),
+            _ => None,
+        };
+        let Some(pct) = pct else {
+            let off = if metric.is_some() { " or `off`" } else { "" };
+            r.on(
+                value,
+                format!(
+                    "gate {key} must be a percentage such as 10%{off}, got '{}'",
+                    value.value
+                ),
+            );
+            continue;
+        };
+        match metric {
+            Some(m) => {
+                spec.budgets.insert(m, Some(pct / 100.0));
+            }
+            None => spec.noise_floor = Some(pct / 100.0),
+        }
+    }
+    spec
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,6 +581,13 @@ fn check_suite(
     };
     let passes = number("passes", &file.passes, 1, MAX_PASSES, DEFAULT_PASSES as u64) as usize;
     let warmup = number("warmup", &file.warmup, 0, MAX_WARMUP, DEFAULT_WARMUP as u64) as usize;
+    let sessions = number(
+        "sessions",
+        &file.sessions,
+        1,
+        MAX_SESSIONS,
+        DEFAULT_SESSIONS as u64,
+    ) as usize;
     let cold_start = number(
         "cold_start",
         &file.cold_start,
@@ -487,6 +602,7 @@ fn check_suite(
         MAX_TIMEOUT_S,
         DEFAULT_TIMEOUT_S,
     );
+    let gate = check_gate(&mut r, file.gate.as_ref());
 
     if r.has_errors() {
         return Err(r.finish());
@@ -503,8 +619,10 @@ fn check_suite(
         states,
         passes,
         warmup,
+        sessions,
         cold_start,
         timeout_s,
+        gate,
     })
 }
 

@@ -52,3 +52,58 @@ pub fn render(cells: &[CellSummary]) -> String {
     t.with(Style::rounded());
     t.to_string()
 }
+
+/// The gate's verdicts, worst first, as the terminal shows them.
+pub fn render_gate(outcome: &meltbench_reports::compare::GateOutcome) -> String {
+    let mut b = Builder::default();
+    b.push_record([
+        "verdict",
+        "device",
+        "cell",
+        "metric",
+        "baseline",
+        "candidate",
+        "change [CI]",
+        "budget",
+        "sessions",
+        "note",
+    ]);
+    let pct = |r: f64| format!("{:+.1}%", (r - 1.0) * 100.0);
+    for r in &outcome.rows {
+        let mut note = r.note.clone().unwrap_or_default();
+        if let Some(k) = r.sessions_needed {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&format!("about {k} sessions per build would decide"));
+        }
+        let cell = if r.cell == r.baseline_cell {
+            r.cell.clone()
+        } else {
+            format!("{} (baseline {})", r.cell, r.baseline_cell)
+        };
+        b.push_record([
+            r.verdict.name().to_string(),
+            r.device.clone(),
+            cell,
+            r.metric.label().to_string(),
+            format!("{:.4} {}", r.baseline, r.metric.unit()),
+            format!("{:.4} {}", r.candidate, r.metric.unit()),
+            format!("{} [{}, {}]", pct(r.ratio), pct(r.ci_low), pct(r.ci_high)),
+            format!(
+                "{}{:.0}%",
+                if r.metric.higher_is_better() {
+                    "-"
+                } else {
+                    "+"
+                },
+                r.budget * 100.0
+            ),
+            format!("{} vs {}", r.baseline_sessions, r.candidate_sessions),
+            note,
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::rounded());
+    t.to_string()
+}

@@ -36,10 +36,12 @@ const fn case(file: &'static str, line: u32, column: u32, phrase: &'static str) 
 }
 
 const CASES: &[Case] = &[
-    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, cold_start, timeout_s)"),
+    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, sessions, cold_start, timeout_s, gate)"),
     case("unknown-scenario-key.yaml", 5, 5, "unknown key 'promt' (allowed: name, prompt, prompt_file, prompt_tokens, new_tokens)"),
     case("wrong-type.yaml", 1, 9, "expected a list, found 'synth'"),
     case("negative-passes.yaml", 7, 9, "passes must be a whole number from 1 to 1000000, got '-5'"),
+    case("unknown-gate-metric.yaml", 9, 16, "unknown gate key 'latency_p96' (allowed: latency_p95, latency_p99, ttft_p95, decode_p95, decode_tokens_per_s, prefill_tokens_per_s, peak_rss, energy_per_token, noise_floor)"),
+    case("gate-budget-not-percent.yaml", 8, 15, "gate decode_p95 must be a percentage such as 10% or `off`, got '0.1'"),
     case("zero-passes.yaml", 7, 9, "passes must be a whole number from 1 to 1000000, got '0'"),
     case("fractional-passes.yaml", 7, 9, "passes must be a whole number from 1 to 1000000, got '2.5'"),
     case("empty-value.yaml", 7, 7, "passes has no value"),

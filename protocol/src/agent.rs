@@ -37,6 +37,11 @@ pub struct Cell {
     pub engine_job: EngineJob,
     /// Fresh-process runs measuring process start -> model ready -> first token.
     pub cold_start_runs: usize,
+    /// How many times the measured passes run, each time in a fresh engine process (a session).
+    /// The gate resamples sessions, because a fresh process can land in a different state
+    /// (placement, frequency, memory layout) and passes within one process do not show that.
+    #[serde(default = "one")]
+    pub sessions: usize,
     /// The cell fails if the engine has not finished after this many seconds.
     pub timeout_s: u64,
 }
@@ -79,6 +84,23 @@ pub struct DeviceInfo {
     pub telemetry: Vec<SourceStatus>,
 }
 
+/// Conditions and cost of one pass, from the agent's telemetry sampler. Every field is absent
+/// when no readable source provides it: never a silent zero.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PassTelemetry {
+    pub temp_c_start: Option<f64>,
+    pub temp_c_max: Option<f64>,
+    pub temp_c_end: Option<f64>,
+    pub power_w_avg: Option<f64>,
+    pub power_w_peak: Option<f64>,
+    /// Energy over the pass window (joules).
+    pub energy_j: Option<f64>,
+}
+
+fn one() -> usize {
+    1
+}
+
 /// One line from the agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -94,17 +116,25 @@ pub enum AgentEvent {
         index: usize,
         of: usize,
     },
-    /// The engine's load phases for this cell.
+    /// The engine's load phases for this cell (one per session).
     Load {
         cell: String,
+        #[serde(default)]
+        session: usize,
         load: LoadRecord,
     },
     /// One engine pass (warm-ups included, flagged in `pass.warmup`).
     Pass {
         cell: String,
+        /// Which engine process (0-based) of the cell ran this pass.
+        #[serde(default)]
+        session: usize,
         pass: PassRecord,
         /// The engine's VmHWM when the pass ended.
         rss_hwm_bytes: Option<u64>,
+        /// What the device's sensors saw during the pass, when it has readable sensors.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        telemetry: Option<PassTelemetry>,
     },
     /// One fresh-process run: start -> model ready -> first token.
     ColdStart {

@@ -1,9 +1,14 @@
 //! `meltbench-reports`: statistics over raw per-pass samples, comparisons keyed by
-//! device x model x precision x scenario x state, the regression gate, history and trends, and
-//! the renderers (terminal, Markdown, self-contained HTML, JSON, JUnit).
-//!
-//! Today it holds the percentile statistics and `summary.json`; comparisons, the gate and the
-//! renderers come with the issue "Reports and the regression gate". It reads only run-store files.
+//! device x model x precision x scenario x threads x state, the regression gate, history and
+//! trends, and the renderers (terminal, Markdown, self-contained HTML, JSON, JUnit).
+//! It reads only run-store files.
 
+pub mod compare;
+pub mod dataset;
+pub mod export;
+pub mod history;
+pub mod metric;
+pub mod report;
+pub mod runstore;
 pub mod stats;
 pub mod summary;

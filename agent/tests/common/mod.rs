@@ -88,6 +88,7 @@ pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -
             kernels: None,
         },
         cold_start_runs: cold,
+        sessions: 1,
         timeout_s: 120,
     }
 }

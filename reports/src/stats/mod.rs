@@ -1,3 +1,6 @@
 //! Statistics over raw samples.
 
+pub mod bootstrap;
+pub mod histogram;
 pub mod percentile;
+pub mod quantile_ci;

@@ -1,0 +1,366 @@
+//! `meltbench gate` and `meltbench report` on real run directories: one ci-smoke run of the
+//! synthetic model, and copies of it edited the way real differences look (a slower build, a
+//! different model file, a hostile device name), so every verdict is known in advance.
+
+mod common;
+
+use common::{meltbench, run_suite, text};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const CI_SMOKE: &str = include_str!("../../suites/ci-smoke.yaml");
+
+/// Copies run directory `src` to `dst`, letting `manifest` edit `run.json` and `event` edit
+/// every event line; `rename` maps device names (the event log's file name follows).
+fn derive_run(
+    src: &Path,
+    dst: &Path,
+    manifest: impl Fn(&mut Value),
+    event: impl Fn(&mut Value),
+    rename: impl Fn(&str) -> String,
+) {
+    std::fs::create_dir_all(dst.join("events")).unwrap();
+    let mut m: Value =
+        serde_json::from_slice(&std::fs::read(src.join("run.json")).unwrap()).unwrap();
+    m["run_id"] = Value::String(dst.file_name().unwrap().to_string_lossy().into());
+    for d in m["devices"].as_array_mut().unwrap() {
+        d["name"] = Value::String(rename(d["name"].as_str().unwrap()));
+    }
+    for c in m["cells"].as_array_mut().unwrap() {
+        c["device"] = Value::String(rename(c["device"].as_str().unwrap()));
+    }
+    manifest(&mut m);
+    std::fs::write(dst.join("run.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    for e in std::fs::read_dir(src.join("events")).unwrap() {
+        let p = e.unwrap().path();
+        let device = p.file_stem().unwrap().to_string_lossy().to_string();
+        let mut out = String::new();
+        for line in std::fs::read_to_string(&p).unwrap().lines() {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            event(&mut v);
+            out.push_str(&serde_json::to_string(&v).unwrap());
+            out.push('\n');
+        }
+        std::fs::write(
+            dst.join("events")
+                .join(format!("{}.jsonl", rename(&device))),
+            out,
+        )
+        .unwrap();
+    }
+}
+
+/// Multiplies every duration of every pass by `f`: the same work, `f` times slower.
+fn slower(f: f64) -> impl Fn(&mut Value) {
+    move |v: &mut Value| {
+        if v["event"] != "pass" {
+            return;
+        }
+        let p = &mut v["pass"];
+        for k in ["tokenize_ns", "prefill_ns", "detokenize_ns", "ttft_ns"] {
+            p[k] = Value::from((p[k].as_f64().unwrap() * f).round() as u64);
+        }
+        for d in p["decode_ns"].as_array_mut().unwrap() {
+            *d = Value::from((d.as_f64().unwrap() * f).round() as u64);
+        }
+    }
+}
+
+fn same(_: &mut Value) {}
+
+fn keep(s: &str) -> String {
+    s.to_string()
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    cache: PathBuf,
+    base: PathBuf,
+}
+
+/// One real ci-smoke run with three sessions of 100 passes per cell. The synthetic model's
+/// passes take about half a millisecond, so scheduling noise is large against them; the
+/// injected differences (4x) are far beyond it, which makes every verdict below certain.
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let cache = root.join("cache");
+    let suite = format!(
+        "{}\nsessions: 3\n",
+        CI_SMOKE.replace("passes: 10", "passes: 100")
+    );
+    let base = run_suite(&cache, &root, "smoke", &suite);
+    Fixture {
+        _tmp: tmp,
+        root,
+        cache,
+        base,
+    }
+}
+
+fn gate(f: &Fixture, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    meltbench(&f.cache).arg("gate").args(args).output().unwrap()
+}
+
+#[test]
+fn a_faster_copy_passes_and_a_slower_copy_fails_in_every_output() {
+    let f = fixture();
+    // The same data on both sides never FAILs; it may be INCONCLUSIVE where 30 passes cannot
+    // pin a p95 to within the budget.
+    let twin = f.root.join("twin");
+    derive_run(&f.base, &twin, same, same, keep);
+    let o = gate(
+        &f,
+        &[twin.as_os_str(), "--baseline".as_ref(), f.base.as_os_str()],
+    );
+    assert_ne!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("FAIL"),
+        "{}",
+        text(&o)
+    );
+
+    let fast = f.root.join("fast");
+    derive_run(&f.base, &fast, same, slower(0.25), keep);
+    let o = gate(
+        &f,
+        &[fast.as_os_str(), "--baseline".as_ref(), f.base.as_os_str()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("gate passed") && out.contains("IMPROVED"),
+        "{out}"
+    );
+
+    let slow = f.root.join("slow");
+    derive_run(&f.base, &slow, same, slower(4.0), keep);
+    let md = f.root.join("gate.md");
+    let junit = f.root.join("gate.xml");
+    let json = f.root.join("gate.json");
+    let html = f.root.join("gate.html");
+    let o = gate(
+        &f,
+        &[
+            slow.as_os_str(),
+            "--baseline".as_ref(),
+            f.base.as_os_str(),
+            "--markdown".as_ref(),
+            md.as_os_str(),
+            "--junit".as_ref(),
+            junit.as_os_str(),
+            "--json".as_ref(),
+            json.as_os_str(),
+            "--html".as_ref(),
+            html.as_os_str(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("gate FAILED"), "{out}");
+    assert!(
+        out.contains("+300.0%"),
+        "the ratio is the injected slowdown: {out}"
+    );
+    // Throughput falls to a quarter: a FAIL in the other direction.
+    assert!(out.contains("median decode tokens/s"), "{out}");
+
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("FAIL"), "{md}");
+    let junit = std::fs::read_to_string(junit).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+    assert!(junit.contains("latency_p95"), "{junit}");
+    let json: Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert_eq!(json["exit_code"], 1, "{json}");
+    let rows = json["rows"].as_array().unwrap();
+    let p95 = rows
+        .iter()
+        .find(|r| r["metric"] == "latency_p95")
+        .expect("a latency_p95 row");
+    assert_eq!(p95["verdict"], "fail", "{p95}");
+    assert!((p95["ratio"].as_f64().unwrap() - 4.0).abs() < 1e-3, "{p95}");
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.contains("id=\"verdict\""), "html has a verdict banner");
+}
+
+#[test]
+fn cells_whose_model_differs_are_not_comparable_and_exit_2() {
+    let f = fixture();
+    let other = f.root.join("other-model");
+    let sha = "ab".repeat(32);
+    derive_run(
+        &f.base,
+        &other,
+        |m| {
+            for c in m["cells"].as_array_mut().unwrap() {
+                c["model_sha256"] = Value::String(sha.clone());
+            }
+        },
+        slower(4.0),
+        keep,
+    );
+    let junit = f.root.join("nc.xml");
+    let o = gate(
+        &f,
+        &[
+            other.as_os_str(),
+            "--baseline".as_ref(),
+            f.base.as_os_str(),
+            "--junit".as_ref(),
+            junit.as_os_str(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("not comparable"), "{out}");
+    assert!(
+        out.contains("SHA-256"),
+        "the reason names what differs: {out}"
+    );
+    assert!(!out.contains("FAIL"), "never a regression: {out}");
+    let junit = std::fs::read_to_string(junit).unwrap();
+    assert!(junit.contains("<skipped"), "{junit}");
+}
+
+#[test]
+fn a_thread_count_change_is_gated_only_when_asked() {
+    let f = fixture();
+    let t1 = f.root.join("t1");
+    derive_run(
+        &f.base,
+        &t1,
+        |m| {
+            for c in m["cells"].as_array_mut().unwrap() {
+                c["threads"] = Value::from(1);
+            }
+        },
+        slower(4.0),
+        keep,
+    );
+    let o = gate(
+        &f,
+        &[t1.as_os_str(), "--baseline".as_ref(), f.base.as_os_str()],
+    );
+    assert_eq!(o.status.code(), Some(2), "threads differ: {}", text(&o));
+    let o = gate(
+        &f,
+        &[
+            t1.as_os_str(),
+            "--baseline".as_ref(),
+            f.base.as_os_str(),
+            "--ignore-key".as_ref(),
+            "threads".as_ref(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+#[test]
+fn a_hostile_device_name_is_text_in_every_output() {
+    let f = fixture();
+    let evil = |_: &str| "<script>alert(1)".to_string();
+    let base = f.root.join("evil-base");
+    let cand = f.root.join("evil-cand");
+    derive_run(&f.base, &base, same, same, evil);
+    derive_run(&f.base, &cand, same, slower(4.0), evil);
+    let (md, junit, html) = (
+        f.root.join("e.md"),
+        f.root.join("e.xml"),
+        f.root.join("e.html"),
+    );
+    let o = gate(
+        &f,
+        &[
+            cand.as_os_str(),
+            "--baseline".as_ref(),
+            base.as_os_str(),
+            "--markdown".as_ref(),
+            md.as_os_str(),
+            "--junit".as_ref(),
+            junit.as_os_str(),
+            "--html".as_ref(),
+            html.as_os_str(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    for p in [md, junit, html] {
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            !t.contains("<script>alert(1)"),
+            "{} has the raw name",
+            p.display()
+        );
+        assert!(t.contains("alert(1)"), "{} shows the name", p.display());
+    }
+}
+
+#[test]
+fn bad_input_exits_2_and_says_what_to_do() {
+    let f = fixture();
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
+        (
+            vec![
+                f.root.as_os_str(),
+                "--baseline".as_ref(),
+                f.base.as_os_str(),
+            ],
+            "neither a run directory",
+        ),
+        (vec![f.base.as_os_str()], "needs --baseline"),
+        (
+            vec![
+                f.base.as_os_str(),
+                "--baseline".as_ref(),
+                f.base.as_os_str(),
+                "--budget".as_ref(),
+                "latency_p95=ten".as_ref(),
+            ],
+            "percentage",
+        ),
+        (
+            vec![
+                f.base.as_os_str(),
+                "--baseline".as_ref(),
+                f.base.as_os_str(),
+                "--budget".as_ref(),
+                "latency_p96=5%".as_ref(),
+            ],
+            "unknown metric 'latency_p96'",
+        ),
+    ];
+    for (args, expect) in cases {
+        let o = gate(&f, &args);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expect), "expected '{expect}': {err}");
+    }
+}
+
+#[test]
+fn run_and_report_write_html_and_markdown() {
+    let f = fixture();
+    assert!(
+        f.base.join("report.html").is_file(),
+        "meltbench run writes report.html"
+    );
+    assert!(
+        f.base.join("report.md").is_file(),
+        "meltbench run writes report.md"
+    );
+    let out = f.root.join("merged/report.html");
+    let twin = f.root.join("twin");
+    derive_run(&f.base, &twin, same, same, keep);
+    let o = meltbench(&f.cache)
+        .args(["report".as_ref(), twin.as_os_str(), "--baseline".as_ref()])
+        .arg(&f.base)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("id=\"summary\""));
+    let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    assert!(!md.is_empty());
+}

@@ -1,0 +1,246 @@
+//! The measurements of one or more runs, regrouped for statistics: per cell (keyed like
+//! `run.json`'s cells), its sessions (fresh engine processes) and, per session, its passes.
+//!
+//! Several run directories merge into one [`Dataset`]: farm shards add devices, repeated runs of
+//! the same suite add sessions to the same cells.
+
+use crate::runstore::LoadedRun;
+use crate::summary::CellKey;
+use meltbench_protocol::agent::AgentEvent;
+use std::collections::BTreeMap;
+
+/// One measured (or warm-up) pass, in report units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassData {
+    /// Seconds since the first pass of the cell on the device's monotonic clock (so sessions of
+    /// one run lie one after another on a timeline).
+    pub start_s: f64,
+    pub warmup: bool,
+    /// Tokenize + prefill + every decode step + detokenize, milliseconds.
+    pub latency_ms: f64,
+    pub ttft_ms: f64,
+    /// Every decode step after the first token, milliseconds.
+    pub decode_step_ms: Vec<f64>,
+    pub prefill_tokens_per_s: Option<f64>,
+    pub decode_tokens_per_s: Option<f64>,
+    pub rss_hwm_bytes: Option<u64>,
+    pub temp_c: Option<f64>,
+    pub power_w: Option<f64>,
+    /// Energy of the pass divided by the tokens it generated.
+    pub energy_j_per_token: Option<f64>,
+}
+
+/// One fresh engine process of a cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionData {
+    pub run_id: String,
+    /// The session's index within its run's cell.
+    pub index: usize,
+    /// Measured passes only, in order.
+    pub passes: Vec<PassData>,
+    pub warmups: Vec<PassData>,
+    /// Largest VmHWM seen in this session.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellData {
+    /// From the first run that has this cell; `key.id` is the suite's cell id.
+    pub key: CellKey,
+    pub sessions: Vec<SessionData>,
+    pub cold_start_ms: Vec<f64>,
+    /// Whether every cold start ran with the page cache dropped.
+    pub cold_start_page_cache_dropped: Option<bool>,
+    /// Why the cell (in some run) did not finish.
+    pub errors: Vec<String>,
+    pub prompt_tokens: Option<usize>,
+    pub gen_tokens: Option<usize>,
+    pub model_file_bytes: Option<u64>,
+    pub weight_bytes_per_token: Option<u64>,
+    pub kernels: Option<String>,
+}
+
+impl CellData {
+    pub fn measured_passes(&self) -> usize {
+        self.sessions.iter().map(|s| s.passes.len()).sum()
+    }
+
+    /// All measured passes, session after session.
+    pub fn passes(&self) -> impl Iterator<Item = &PassData> {
+        self.sessions.iter().flat_map(|s| s.passes.iter())
+    }
+}
+
+/// Cells of one or more runs, in the order the runs list them.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    pub runs: Vec<LoadedRunInfo>,
+    pub cells: Vec<CellData>,
+}
+
+/// What a report needs of a run besides its cells.
+#[derive(Clone, Debug)]
+pub struct LoadedRunInfo {
+    pub dir: std::path::PathBuf,
+    pub manifest: crate::runstore::RunManifest,
+    pub skipped_lines: Vec<String>,
+}
+
+const MS: f64 = 1e6;
+
+impl Dataset {
+    /// Merges runs: cells with the same device and id gather the sessions of every run.
+    pub fn from_runs(runs: Vec<LoadedRun>) -> Dataset {
+        let mut cells: Vec<CellData> = Vec::new();
+        let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let mut infos = Vec::new();
+        for run in runs {
+            for key in &run.manifest.cells {
+                let k = (key.device.clone(), key.id.clone());
+                index.entry(k).or_insert_with(|| {
+                    cells.push(empty_cell(key.clone()));
+                    cells.len() - 1
+                });
+            }
+            for (device, events) in &run.events {
+                add_device_events(&mut cells, &index, device, &run.manifest.run_id, events);
+            }
+            infos.push(LoadedRunInfo {
+                dir: run.dir,
+                manifest: run.manifest,
+                skipped_lines: run.skipped_lines,
+            });
+        }
+        Dataset { runs: infos, cells }
+    }
+
+    pub fn cell(&self, device: &str, id: &str) -> Option<&CellData> {
+        self.cells
+            .iter()
+            .find(|c| c.key.device == device && c.key.id == id)
+    }
+
+    pub fn total_passes(&self) -> usize {
+        self.cells.iter().map(CellData::measured_passes).sum()
+    }
+}
+
+fn empty_cell(key: CellKey) -> CellData {
+    CellData {
+        key,
+        sessions: Vec::new(),
+        cold_start_ms: Vec::new(),
+        cold_start_page_cache_dropped: None,
+        errors: Vec::new(),
+        prompt_tokens: None,
+        gen_tokens: None,
+        model_file_bytes: None,
+        weight_bytes_per_token: None,
+        kernels: None,
+    }
+}
+
+fn add_device_events(
+    cells: &mut [CellData],
+    index: &BTreeMap<(String, String), usize>,
+    device: &str,
+    run_id: &str,
+    events: &[AgentEvent],
+) {
+    // Sessions of this run, per cell: (cell index, session index) -> position in `sessions`.
+    let mut first_start: BTreeMap<usize, u64> = BTreeMap::new();
+    let mut session_slot: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for e in events {
+        let Some(cell_id) = e.cell() else { continue };
+        let Some(&ci) = index.get(&(device.to_string(), cell_id.to_string())) else {
+            continue;
+        };
+        let cell = &mut cells[ci];
+        match e {
+            AgentEvent::Load { session, load, .. } => {
+                slot(cell, &mut session_slot, ci, *session, run_id);
+                cell.model_file_bytes = Some(load.file_bytes);
+                cell.weight_bytes_per_token = Some(load.weight_bytes_per_token);
+                cell.kernels = Some(load.kernels.clone());
+            }
+            AgentEvent::Pass {
+                session,
+                pass,
+                rss_hwm_bytes,
+                telemetry,
+                ..
+            } => {
+                let t0 = *first_start.entry(ci).or_insert(pass.start_mono_ns);
+                let decode_total: u64 = pass.decode_ns.iter().sum();
+                let latency_ns = pass.ttft_ns + decode_total + pass.detokenize_ns;
+                let energy_per_token = telemetry
+                    .as_ref()
+                    .and_then(|t| t.energy_j)
+                    .filter(|_| pass.gen_tokens > 0)
+                    .map(|e| e / pass.gen_tokens as f64);
+                let p = PassData {
+                    start_s: pass.start_mono_ns.saturating_sub(t0) as f64 / 1e9,
+                    warmup: pass.warmup,
+                    latency_ms: latency_ns as f64 / MS,
+                    ttft_ms: pass.ttft_ns as f64 / MS,
+                    decode_step_ms: pass.decode_ns.iter().map(|&d| d as f64 / MS).collect(),
+                    prefill_tokens_per_s: (pass.prefill_ns > 0)
+                        .then(|| pass.prompt_tokens as f64 / (pass.prefill_ns as f64 / 1e9)),
+                    decode_tokens_per_s: (decode_total > 0)
+                        .then(|| pass.decode_ns.len() as f64 / (decode_total as f64 / 1e9)),
+                    rss_hwm_bytes: *rss_hwm_bytes,
+                    temp_c: telemetry
+                        .as_ref()
+                        .and_then(|t| t.temp_c_max.or(t.temp_c_end)),
+                    power_w: telemetry.as_ref().and_then(|t| t.power_w_avg),
+                    energy_j_per_token: energy_per_token,
+                };
+                let s = slot(cell, &mut session_slot, ci, *session, run_id);
+                let sess = &mut cell.sessions[s];
+                sess.peak_rss_bytes = sess.peak_rss_bytes.max(*rss_hwm_bytes);
+                if p.warmup {
+                    sess.warmups.push(p);
+                } else {
+                    cell.prompt_tokens = Some(pass.prompt_tokens);
+                    cell.gen_tokens = Some(pass.gen_tokens);
+                    sess.passes.push(p);
+                }
+            }
+            AgentEvent::ColdStart {
+                first_token_ns,
+                page_cache_dropped,
+                ..
+            } => {
+                cell.cold_start_ms.push(*first_token_ns as f64 / MS);
+                cell.cold_start_page_cache_dropped =
+                    Some(cell.cold_start_page_cache_dropped.unwrap_or(true) && *page_cache_dropped);
+            }
+            AgentEvent::CellError { message, .. } => cell.errors.push(message.clone()),
+            _ => {}
+        }
+    }
+    // A session that never produced a measured pass (it failed while loading) carries no data.
+    for c in cells.iter_mut() {
+        c.sessions
+            .retain(|s| !(s.run_id == run_id && s.passes.is_empty() && s.warmups.is_empty()));
+    }
+}
+
+fn slot(
+    cell: &mut CellData,
+    slots: &mut BTreeMap<(usize, usize), usize>,
+    ci: usize,
+    session: usize,
+    run_id: &str,
+) -> usize {
+    *slots.entry((ci, session)).or_insert_with(|| {
+        cell.sessions.push(SessionData {
+            run_id: run_id.to_string(),
+            index: session,
+            passes: Vec::new(),
+            warmups: Vec::new(),
+            peak_rss_bytes: None,
+        });
+        cell.sessions.len() - 1
+    })
+}

@@ -1,0 +1,461 @@
+//! JSON exports: the gate's verdict document (`meltbench gate --json`) and Bencher Metric
+//! Format (BMF) for `bencher run --adapter json`.
+//!
+//! Both are built as [`serde_json::Value`]s so that callers decide how to print them; a value
+//! that is not a finite number (a ratio over a zero baseline) becomes `null` in the verdict
+//! document and leaves its measure out of BMF.
+
+use crate::compare::{GateOutcome, GateRow, Verdict};
+use crate::dataset::CellData;
+use crate::report::ReportInput;
+use crate::stats::percentile::percentile_sorted;
+use serde_json::{json, Map, Value};
+
+/// Version of the verdict document; bumped when a field changes meaning or disappears.
+pub const GATE_SCHEMA_VERSION: &str = "1";
+
+/// Confidence of the order-statistic intervals given as BMF `lower_value` / `upper_value`.
+pub const BMF_CONFIDENCE: f64 = 0.95;
+
+/// The verdict document: what the gate decided and why, one object per gated metric of each
+/// cell pair, in the outcome's order (most severe first).
+///
+/// `verdict` is `pass`, `fail` or `inconclusive` and follows `exit_code` (0, 1, 2); each row's
+/// `verdict` is the snake_case code of [`Verdict`] (`fail`, `warn`, `inconclusive`,
+/// `pass_with_note`, `pass`, `improved`) and `verdict_name` the words the other reports show.
+/// `delta_pct` and `ci_pct` are the change of the metric itself in percent (for tokens/s a
+/// negative change is the bad direction; `higher_is_better` says which applies).
+pub fn gate_json(outcome: &GateOutcome) -> Value {
+    let verdict = match outcome.exit_code {
+        0 => "pass",
+        1 => "fail",
+        _ => "inconclusive",
+    };
+    let mut counts = Map::new();
+    for v in [
+        Verdict::Fail,
+        Verdict::Warn,
+        Verdict::Inconclusive,
+        Verdict::PassWithNote,
+        Verdict::Pass,
+        Verdict::Improved,
+    ] {
+        let n = outcome.rows.iter().filter(|r| r.verdict == v).count();
+        counts.insert(verdict_code(v).to_string(), json!(n));
+    }
+    counts.insert(
+        "not_comparable".to_string(),
+        json!(outcome.not_comparable.len()),
+    );
+    counts.insert(
+        "not_measured".to_string(),
+        json!(outcome.not_measured.len()),
+    );
+    let config = serde_json::to_value(&outcome.config).unwrap_or(Value::Null);
+    json!({
+        "schema_version": GATE_SCHEMA_VERSION,
+        "exit_code": outcome.exit_code,
+        "verdict": verdict,
+        "headline": outcome.headline,
+        "counts": counts,
+        "rows": outcome.rows.iter().map(row_json).collect::<Vec<_>>(),
+        "not_comparable": outcome
+            .not_comparable
+            .iter()
+            .map(|n| json!({
+                "device": n.device,
+                "cell": n.cell,
+                "side": n.side,
+                "reason": n.reason,
+            }))
+            .collect::<Vec<_>>(),
+        "not_measured": outcome.not_measured,
+        "config": config,
+    })
+}
+
+fn verdict_code(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Fail => "fail",
+        Verdict::Warn => "warn",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::PassWithNote => "pass_with_note",
+        Verdict::Pass => "pass",
+        Verdict::Improved => "improved",
+    }
+}
+
+/// A finite number, or `null`.
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+fn pct(ratio: f64) -> Value {
+    num((ratio - 1.0) * 100.0)
+}
+
+fn row_json(r: &GateRow) -> Value {
+    json!({
+        "device": r.device,
+        "cell": r.cell,
+        "baseline_cell": r.baseline_cell,
+        "metric": r.metric.name(),
+        "metric_label": r.metric.label(),
+        "unit": r.metric.unit(),
+        "higher_is_better": r.metric.higher_is_better(),
+        "baseline": num(r.baseline),
+        "candidate": num(r.candidate),
+        "ratio": num(r.ratio),
+        "ci_low": num(r.ci_low),
+        "ci_high": num(r.ci_high),
+        "delta_pct": pct(r.ratio),
+        "ci_pct": [pct(r.ci_low), pct(r.ci_high)],
+        "budget": num(r.budget),
+        "verdict": verdict_code(r.verdict),
+        "verdict_name": r.verdict.name(),
+        "baseline_sessions": r.baseline_sessions,
+        "candidate_sessions": r.candidate_sessions,
+        "baseline_n": r.baseline_n,
+        "candidate_n": r.candidate_n,
+        "sessions_needed": r.sessions_needed,
+        "note": r.note,
+    })
+}
+
+/// Bencher Metric Format for the candidate runs:
+/// `{ "<device>/<cell id>": { "<measure>": {"value": x, "lower_value": l, "upper_value": u} } }`.
+///
+/// Measures, each from the pooled measured passes of the cell (type-7 percentiles):
+/// `latency-p95-ms`, `latency-p99-ms`, `ttft-p95-ms`, `decode-step-p95-ms` (every decode step),
+/// `decode-tokens-per-s` and `prefill-tokens-per-s` (medians of the per-pass rates),
+/// `peak-rss-bytes` (the largest VmHWM of any session), `cold-start-ms` (median) and
+/// `energy-j-per-token` (median). A measure without data is left out, and so is a cell
+/// without any measure.
+///
+/// `lower_value` / `upper_value` are a distribution-free 95% interval of the quantile from
+/// order statistics (binomial ranks), given only when the sample is large enough for both
+/// ends to exist (p95 needs n >= 72, p99 n >= 368, the median n >= 6). The interval treats
+/// pooled passes as independent, so it is narrower than the gate's session-level bootstrap;
+/// it is meant for Bencher's plots, not for verdicts. `peak-rss-bytes` has no interval.
+pub fn bencher_bmf(input: &ReportInput) -> Value {
+    let mut out = Map::new();
+    for cell in &input.candidate.cells {
+        let measures = cell_measures(cell);
+        if !measures.is_empty() {
+            out.insert(
+                format!("{}/{}", cell.key.device, cell.key.id),
+                Value::Object(measures),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+fn cell_measures(cell: &CellData) -> Map<String, Value> {
+    let mut m = Map::new();
+    let passes: Vec<_> = cell.passes().collect();
+    let latency: Vec<f64> = passes.iter().map(|p| p.latency_ms).collect();
+    let ttft: Vec<f64> = passes.iter().map(|p| p.ttft_ms).collect();
+    let steps: Vec<f64> = passes
+        .iter()
+        .flat_map(|p| p.decode_step_ms.iter().copied())
+        .collect();
+    let decode: Vec<f64> = passes
+        .iter()
+        .filter_map(|p| p.decode_tokens_per_s)
+        .collect();
+    let prefill: Vec<f64> = passes
+        .iter()
+        .filter_map(|p| p.prefill_tokens_per_s)
+        .collect();
+    let energy: Vec<f64> = passes.iter().filter_map(|p| p.energy_j_per_token).collect();
+
+    let mut quantile = |slug: &str, values: &[f64], p: f64| {
+        if let Some(v) = quantile_measure(values, p) {
+            m.insert(slug.to_string(), v);
+        }
+    };
+    quantile("latency-p95-ms", &latency, 95.0);
+    quantile("latency-p99-ms", &latency, 99.0);
+    quantile("ttft-p95-ms", &ttft, 95.0);
+    quantile("decode-step-p95-ms", &steps, 95.0);
+    quantile("decode-tokens-per-s", &decode, 50.0);
+    quantile("prefill-tokens-per-s", &prefill, 50.0);
+    quantile("cold-start-ms", &cell.cold_start_ms, 50.0);
+    quantile("energy-j-per-token", &energy, 50.0);
+
+    let peak = cell
+        .sessions
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(s.peak_rss_bytes).chain(s.passes.iter().map(|p| p.rss_hwm_bytes))
+        })
+        .flatten()
+        .max();
+    if let Some(b) = peak {
+        m.insert("peak-rss-bytes".to_string(), json!({ "value": b }));
+    }
+    m
+}
+
+/// `{"value": ...}` with the interval when it exists; `None` without finite data.
+fn quantile_measure(values: &[f64], p: f64) -> Option<Value> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let mut o = Map::new();
+    o.insert("value".into(), json!(percentile_sorted(&sorted, p)));
+    if let Some((lo, hi)) = order_statistic_ci(sorted.len(), p / 100.0, BMF_CONFIDENCE) {
+        o.insert("lower_value".into(), json!(sorted[lo]));
+        o.insert("upper_value".into(), json!(sorted[hi]));
+    }
+    Some(Value::Object(o))
+}
+
+/// 0-based ranks `(lo, hi)` into `n` sorted samples such that `[x(lo), x(hi)]` covers the
+/// `q`-quantile with probability at least `confidence`, by the binomial argument: with
+/// `K ~ Bin(n, q)` samples below the quantile, `P(x(r) <= Q <= x(s)) >= P(r <= K < s)` (1-based
+/// ranks). Each tail gets `(1 - confidence) / 2`. `None` when either end would fall outside
+/// the sample.
+pub fn order_statistic_ci(n: usize, q: f64, confidence: f64) -> Option<(usize, usize)> {
+    if n == 0 || !(0.0..=1.0).contains(&q) || q == 0.0 || q == 1.0 {
+        return None;
+    }
+    let tail = (1.0 - confidence) / 2.0;
+    // cdf[k] = P(K <= k), by pmf in log space so large n neither overflows nor underflows.
+    let (lq, l1q) = (q.ln(), (1.0 - q).ln());
+    let mut log_choose = 0.0f64;
+    let mut cdf = Vec::with_capacity(n + 1);
+    let mut acc = 0.0f64;
+    for k in 0..=n {
+        if k > 0 {
+            log_choose += ((n - k + 1) as f64).ln() - (k as f64).ln();
+        }
+        acc += (log_choose + k as f64 * lq + (n - k) as f64 * l1q).exp();
+        cdf.push(acc.min(1.0));
+    }
+    // Largest 1-based r >= 1 with P(K < r) = cdf[r-1] <= tail.
+    let r = (1..=n).rev().find(|&r| cdf[r - 1] <= tail)?;
+    // Smallest 1-based s <= n with P(K >= s) = 1 - cdf[s-1] <= tail.
+    let s = (1..=n).find(|&s| 1.0 - cdf[s - 1] <= tail)?;
+    if r > s {
+        return None;
+    }
+    Some((r - 1, s - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{GateConfig, NotComparable};
+    use crate::dataset::{Dataset, PassData, SessionData};
+    use crate::metric::Metric;
+    use crate::summary::CellKey;
+
+    fn pass(latency: f64) -> PassData {
+        PassData {
+            start_s: 0.0,
+            warmup: false,
+            latency_ms: latency,
+            ttft_ms: latency / 10.0,
+            decode_step_ms: vec![1.0, 2.0],
+            prefill_tokens_per_s: Some(1000.0 / latency),
+            decode_tokens_per_s: Some(latency),
+            rss_hwm_bytes: Some(1000),
+            temp_c: None,
+            power_w: None,
+            energy_j_per_token: None,
+        }
+    }
+
+    fn cell(device: &str, id: &str, sessions: Vec<SessionData>, cold: Vec<f64>) -> CellData {
+        CellData {
+            key: CellKey {
+                id: id.into(),
+                device: device.into(),
+                model: "m".into(),
+                model_sha256: "abc".into(),
+                precision: "q4_0".into(),
+                scenario: "chat".into(),
+                threads: 4,
+                state: "cool".into(),
+            },
+            sessions,
+            cold_start_ms: cold,
+            cold_start_page_cache_dropped: None,
+            errors: vec![],
+            prompt_tokens: None,
+            gen_tokens: None,
+            model_file_bytes: None,
+            weight_bytes_per_token: None,
+            kernels: None,
+        }
+    }
+
+    fn session(lat: &[f64], peak: Option<u64>) -> SessionData {
+        SessionData {
+            run_id: "r".into(),
+            index: 0,
+            passes: lat.iter().map(|&l| pass(l)).collect(),
+            warmups: vec![],
+            peak_rss_bytes: peak,
+        }
+    }
+
+    fn input(d: &Dataset) -> ReportInput<'_> {
+        ReportInput {
+            title: "t".into(),
+            candidate: d,
+            baseline: None,
+            gate: None,
+            history: None,
+            generated_utc: "2026-01-01T00:00:00Z".into(),
+            command: "meltbench report".into(),
+        }
+    }
+
+    fn close(v: &Value, x: f64) -> bool {
+        (v.as_f64().unwrap() - x).abs() < 1e-9
+    }
+
+    #[test]
+    fn bmf_keys_and_type_7_values() {
+        // Latencies 1, 2, 3, 4 and 10 over two sessions: numpy gives p95 8.8, p99 9.76,
+        // median 3.
+        let d = Dataset {
+            runs: vec![],
+            cells: vec![
+                cell(
+                    "pixel8",
+                    "chat-q4",
+                    vec![
+                        session(&[10.0, 1.0], Some(5000)),
+                        session(&[3.0, 2.0, 4.0], None),
+                    ],
+                    vec![900.0, 700.0, 800.0],
+                ),
+                // A cell that produced nothing is not exported.
+                cell("pixel8", "failed", vec![], vec![]),
+            ],
+        };
+        let v = bencher_bmf(&input(&d));
+        let o = v.as_object().unwrap();
+        assert_eq!(o.keys().collect::<Vec<_>>(), ["pixel8/chat-q4"]);
+        let c = &o["pixel8/chat-q4"];
+        assert!(close(&c["latency-p95-ms"]["value"], 8.8));
+        assert!(close(&c["latency-p99-ms"]["value"], 9.76));
+        assert!(close(&c["ttft-p95-ms"]["value"], 0.88));
+        assert!(close(&c["decode-tokens-per-s"]["value"], 3.0));
+        // 1000 / latency: 100, 1000, 333.3, 500, 250 -> median 333.3.
+        assert!(close(&c["prefill-tokens-per-s"]["value"], 1000.0 / 3.0));
+        // Steps 1, 2 per pass (5 each): p95 of [1 x5, 2 x5] is 2.
+        assert!(close(&c["decode-step-p95-ms"]["value"], 2.0));
+        assert_eq!(c["peak-rss-bytes"]["value"], json!(5000u64));
+        assert!(close(&c["cold-start-ms"]["value"], 800.0));
+        assert!(c.get("energy-j-per-token").is_none());
+        // Five samples are too few for a 95% interval of any of these.
+        assert!(c["latency-p95-ms"].get("lower_value").is_none());
+        assert!(c["cold-start-ms"].get("upper_value").is_none());
+    }
+
+    #[test]
+    fn bmf_interval_brackets_the_value() {
+        let lat: Vec<f64> = (1..=200).map(f64::from).collect();
+        let mut s = session(&lat, Some(1));
+        s.passes[0].energy_j_per_token = Some(0.5);
+        let d = Dataset {
+            runs: vec![],
+            cells: vec![cell("rpi5", "c", vec![s], vec![])],
+        };
+        let v = bencher_bmf(&input(&d));
+        let m = &v["rpi5/c"]["latency-p95-ms"];
+        let (lo, val, hi) = (
+            m["lower_value"].as_f64().unwrap(),
+            m["value"].as_f64().unwrap(),
+            m["upper_value"].as_f64().unwrap(),
+        );
+        assert!(close(&m["value"], 190.05));
+        assert!(lo < val && val < hi && hi <= 200.0, "{lo} {val} {hi}");
+        assert!(close(&v["rpi5/c"]["energy-j-per-token"]["value"], 0.5));
+        assert!(v["rpi5/c"].get("cold-start-ms").is_none());
+    }
+
+    #[test]
+    fn order_statistic_ranks() {
+        // Median of 6: P(K=0) = P(K=6) = 1/64 < 0.025, so ranks 1 and 6 (0-based 0 and 5).
+        assert_eq!(order_statistic_ci(6, 0.5, 0.95), Some((0, 5)));
+        assert_eq!(order_statistic_ci(5, 0.5, 0.95), None);
+        // p95 has an upper end only from n = 72 (0.95^71 > 0.025 > 0.95^72), p99 from 368.
+        assert_eq!(order_statistic_ci(71, 0.95, 0.95), None);
+        assert!(order_statistic_ci(72, 0.95, 0.95).is_some());
+        assert_eq!(order_statistic_ci(367, 0.99, 0.95), None);
+        assert!(order_statistic_ci(368, 0.99, 0.95).is_some());
+        // Textbook: median of 100 at 95% is ranks 40 and 61 (1-based).
+        assert_eq!(order_statistic_ci(100, 0.5, 0.95), Some((39, 60)));
+        // Large n neither overflows nor loses the tails.
+        let (lo, hi) = order_statistic_ci(100_000, 0.99, 0.95).unwrap();
+        assert!(lo < 99_000 && hi > 99_000 && hi < 99_200, "{lo} {hi}");
+    }
+
+    #[test]
+    fn gate_document() {
+        let outcome = GateOutcome {
+            config: GateConfig::default(),
+            rows: vec![GateRow {
+                device: "pixel8".into(),
+                cell: "chat".into(),
+                baseline_cell: "chat".into(),
+                metric: Metric::LatencyP95,
+                baseline: 100.0,
+                candidate: 114.0,
+                ratio: 1.14,
+                ci_low: 1.11,
+                ci_high: f64::INFINITY,
+                budget: 0.10,
+                verdict: Verdict::Fail,
+                baseline_sessions: 5,
+                candidate_sessions: 5,
+                baseline_n: 500,
+                candidate_n: 500,
+                sessions_needed: None,
+                note: Some("few sessions".into()),
+            }],
+            not_comparable: vec![NotComparable {
+                device: "rpi5".into(),
+                cell: "x".into(),
+                side: "candidate".into(),
+                reason: "model SHA-256 differs".into(),
+            }],
+            not_measured: vec!["pixel8/chat: energy_per_token".into()],
+            exit_code: 1,
+            headline: "1 regression over budget".into(),
+        };
+        let v = gate_json(&outcome);
+        assert_eq!(v["schema_version"], "1");
+        assert_eq!(v["exit_code"], 1);
+        assert_eq!(v["verdict"], "fail");
+        assert_eq!(v["counts"]["fail"], 1);
+        assert_eq!(v["counts"]["pass"], 0);
+        assert_eq!(v["counts"]["not_comparable"], 1);
+        let r = &v["rows"][0];
+        assert_eq!(r["metric"], "latency_p95");
+        assert_eq!(r["verdict"], "fail");
+        assert_eq!(r["verdict_name"], "FAIL");
+        assert!(close(&r["delta_pct"], 14.0));
+        assert!(r["ci_high"].is_null() && r["ci_pct"][1].is_null());
+        assert_eq!(r["sessions_needed"], Value::Null);
+        assert_eq!(v["not_comparable"][0]["reason"], "model SHA-256 differs");
+        assert_eq!(v["not_measured"][0], "pixel8/chat: energy_per_token");
+        assert_eq!(v["config"]["budgets"]["latency_p95"], 0.1);
+        assert_eq!(v["config"]["noise_floor"], 0.02);
+        // The document survives a round trip through text.
+        let text = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
+    }
+}

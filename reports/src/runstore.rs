@@ -1,0 +1,262 @@
+//! Reading a run directory (`runs/<utc-time>-<suite>/`): `run.json` says what ran where, and
+//! `events/<device>.jsonl` holds the raw agent events. The controller writes these files; this
+//! module owns their types so that reports can be made from any recorded run.
+
+use crate::summary::CellKey;
+use meltbench_protocol::agent::{AgentEvent, DeviceInfo};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub run_id: String,
+    pub suite_name: String,
+    pub suite_path: String,
+    /// The suite file exactly as it was when the run started.
+    pub suite_yaml: String,
+    pub meltbench_version: String,
+    /// The commit meltbench was built from (`-dirty` with uncommitted changes).
+    pub meltbench_commit: String,
+    /// `git rev-parse HEAD` of the suite's repository, when it is one.
+    pub suite_git_commit: Option<String>,
+    pub started_utc: String,
+    pub finished_utc: Option<String>,
+    pub command: String,
+    pub devices: Vec<DeviceRecord>,
+    pub cells: Vec<CellKey>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub name: String,
+    pub transport: String,
+    /// What the agent's probe reported (filled in when the agent says hello).
+    pub info: Option<DeviceInfo>,
+    pub error: Option<String>,
+}
+
+/// One run directory, read whole.
+#[derive(Clone, Debug)]
+pub struct LoadedRun {
+    pub dir: PathBuf,
+    pub manifest: RunManifest,
+    /// Per device in the manifest's order: its events in file order (a device whose log is
+    /// missing has none).
+    pub events: Vec<(String, Vec<AgentEvent>)>,
+    /// Lines that could not be read, as `file:line: reason` (a torn last line after a crash).
+    pub skipped_lines: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum LoadError {
+    NotARun { dir: PathBuf, reason: String },
+    Manifest { path: PathBuf, reason: String },
+    Events { path: PathBuf, reason: String },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::NotARun { dir, reason } => write!(
+                f,
+                "{}: not a run directory ({reason}); pass a directory that `meltbench run` \
+                 created, such as runs/20260101T000000Z-quickstart",
+                dir.display()
+            ),
+            LoadError::Manifest { path, reason } => write!(
+                f,
+                "{}: {reason}; the run directory is damaged or from an incompatible meltbench",
+                path.display()
+            ),
+            LoadError::Events { path, reason } => write!(f, "{}: {reason}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Whether `dir` looks like a run directory (it has a `run.json`).
+pub fn is_run_dir(dir: &Path) -> bool {
+    dir.join("run.json").is_file()
+}
+
+/// Reads `run.json` and every device's event log.
+pub fn load_run(dir: &Path) -> Result<LoadedRun, LoadError> {
+    let path = dir.join("run.json");
+    if !path.is_file() {
+        let reason = if dir.is_dir() {
+            "it has no run.json".to_string()
+        } else {
+            "no such directory".to_string()
+        };
+        return Err(LoadError::NotARun {
+            dir: dir.to_path_buf(),
+            reason,
+        });
+    }
+    let text = std::fs::read(&path).map_err(|e| LoadError::Manifest {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let manifest: RunManifest = serde_json::from_slice(&text).map_err(|e| LoadError::Manifest {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut events = Vec::new();
+    let mut skipped_lines = Vec::new();
+    for d in &manifest.devices {
+        let p = dir.join("events").join(format!("{}.jsonl", d.name));
+        let list = match std::fs::File::open(&p) {
+            Ok(f) => read_events(&p, f, &mut skipped_lines)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(LoadError::Events {
+                    path: p,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        events.push((d.name.clone(), list));
+    }
+    Ok(LoadedRun {
+        dir: dir.to_path_buf(),
+        manifest,
+        events,
+        skipped_lines,
+    })
+}
+
+/// Reads one device's log. Logs of long runs are hundreds of megabytes, so the file is read
+/// whole, cut at line ends into one piece per core, and the pieces are parsed in parallel.
+fn read_events(
+    path: &Path,
+    mut f: std::fs::File,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<AgentEvent>, LoadError> {
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(|e| LoadError::Events {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pieces = split_at_lines(&bytes, if bytes.len() < (1 << 20) { 1 } else { threads });
+    let parsed: Vec<Parsed> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pieces
+            .iter()
+            .map(|&(first_line, piece)| scope.spawn(move || parse_lines(first_line, piece)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("event parser panicked"))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for (events, bad) in parsed {
+        out.extend(events);
+        skipped.extend(
+            bad.into_iter()
+                .map(|(n, e)| format!("{}:{n}: {e}", path.display())),
+        );
+    }
+    Ok(out)
+}
+
+/// Up to `n` pieces of whole lines, each with the 1-based number of its first line.
+fn split_at_lines(bytes: &[u8], n: usize) -> Vec<(usize, &[u8])> {
+    let mut pieces = Vec::new();
+    let (mut start, mut line) = (0usize, 1usize);
+    let target = bytes.len() / n.max(1) + 1;
+    while start < bytes.len() {
+        let mut end = (start + target).min(bytes.len());
+        while end < bytes.len() && bytes[end - 1] != b'\n' {
+            end += 1;
+        }
+        let piece = &bytes[start..end];
+        pieces.push((line, piece));
+        line += piece.iter().filter(|&&b| b == b'\n').count();
+        start = end;
+    }
+    pieces
+}
+
+/// A pass event read straight into its fields: most lines of a log are passes, and reading the
+/// tagged enum first buffers every line (about twice the time).
+#[derive(Deserialize)]
+struct PassLine {
+    cell: String,
+    #[serde(default)]
+    session: usize,
+    pass: meltbench_protocol::engine::PassRecord,
+    rss_hwm_bytes: Option<u64>,
+    #[serde(default)]
+    telemetry: Option<meltbench_protocol::agent::PassTelemetry>,
+}
+
+const PASS_PREFIX: &[u8] = br#"{"event":"pass","#;
+
+/// A piece's events, and its unreadable lines as (line number, reason).
+type Parsed = (Vec<AgentEvent>, Vec<(usize, String)>);
+
+fn parse_lines(first_line: usize, piece: &[u8]) -> Parsed {
+    let mut events = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in piece.split(|&b| b == b'\n').enumerate() {
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let parsed = if text.starts_with(PASS_PREFIX) {
+            serde_json::from_slice::<PassLine>(text).map(|p| AgentEvent::Pass {
+                cell: p.cell,
+                session: p.session,
+                pass: p.pass,
+                rss_hwm_bytes: p.rss_hwm_bytes,
+                telemetry: p.telemetry,
+            })
+        } else {
+            serde_json::from_slice::<AgentEvent>(text)
+        };
+        match parsed {
+            Ok(e) => events.push(e),
+            Err(e) => bad.push((first_line + i, e.to_string())),
+        }
+    }
+    (events, bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_every_line_once_with_their_numbers() {
+        let text = b"a\nbb\n\nccc\ndddd\ne";
+        for n in 1..8 {
+            let pieces = split_at_lines(text, n);
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.1.iter().copied()).collect();
+            assert_eq!(joined, text, "{n} pieces");
+            for (first, piece) in &pieces {
+                let before = text[..piece.as_ptr() as usize - text.as_ptr() as usize]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+                assert_eq!(*first, before + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_pass_path_reads_what_the_enum_writes() {
+        let line = r#"{"event":"pass","cell":"c","session":2,"pass":{"index":0,"warmup":false,"prompt_tokens":4,"gen_tokens":2,"tokenize_ns":1,"prefill_ns":2,"decode_ns":[3],"detokenize_ns":4,"ttft_ns":3,"stop":"length","start_mono_ns":5,"end_mono_ns":9},"rss_hwm_bytes":7}"#;
+        let fast = parse_lines(1, line.as_bytes()).0;
+        let slow: AgentEvent = serde_json::from_str(line).unwrap();
+        assert_eq!(fast, vec![slow.clone()]);
+        assert_eq!(serde_json::to_string(&slow).unwrap(), line);
+        let (ok, bad) = parse_lines(10, b"{\"event\":\"pass\",\"cell\":1}\n{\"event\":\"done\",\"cells_ok\":1,\"cells_failed\":0}");
+        assert_eq!(ok.len(), 1);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, 10, "torn lines are reported with their number");
+    }
+}
