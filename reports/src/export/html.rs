@@ -187,6 +187,21 @@ impl Stats {
     }
 }
 
+/// The distribution-free (order-statistic) 95% interval of the `q`-quantile of `sorted`, with
+/// "unbounded" for an end the sample is too small to give (p99 needs 368 passes for its top).
+fn order_ci(sorted: &[f64], q: f64) -> String {
+    if sorted.is_empty() {
+        return "-".into();
+    }
+    let b = crate::stats::quantile_ci::quantile_bounds(sorted, q, 0.95);
+    let end = |v: Option<f64>, none: &str| v.map_or(none.to_string(), |x| format!("{x:.3}"));
+    format!(
+        "[{}, {}]",
+        end(b.low, "unbounded"),
+        end(b.high, "unbounded")
+    )
+}
+
 /// The type-7 `p`-th percentile (0..=100) of unsorted `v` in linear time; equal to
 /// [`percentile_sorted`] of the sorted values.
 fn quantile_select(v: &mut [f64], p: f64) -> Option<f64> {
@@ -788,7 +803,10 @@ fn cdf(out: &mut String, ctx: &Ctx) {
         out,
         "<p>Empirical CDF of every measured pass's latency (warm-ups excluded) on a log-x axis; \
          the tail is the upper right. Markers: &#9679; p50, &#9650; p95, &#10005; p99. Curves \
-         are drawn through at most {ECDF_POINTS} points with the tail above p99 kept.</p>\n"
+         are drawn through at most {ECDF_POINTS} points with the tail above p99 kept. \
+         Percentile intervals are distribution-free: order statistics chosen by the exact \
+         binomial, so they need no assumption about the latency distribution, and an end the \
+         sample cannot bound says so.</p>\n"
     );
     for (i, c) in ctx.cells().iter().enumerate() {
         let s = &ctx.cand[i];
@@ -861,27 +879,33 @@ fn cdf(out: &mut String, ctx: &Ctx) {
         );
         out.push_str(
             "<table class=\"pct\"><thead><tr><th>Percentile (ms)</th><th class=\"num\">\
-             Candidate</th>",
+             Candidate</th><th class=\"num\">95% CI</th>",
         );
         if base.is_some() {
-            out.push_str("<th class=\"num\">Baseline</th><th class=\"num\">&Delta;</th>");
+            out.push_str(
+                "<th class=\"num\">Baseline</th><th class=\"num\">95% CI</th>\
+                 <th class=\"num\">&Delta;</th>",
+            );
         }
         out.push_str("</tr></thead><tbody>\n");
-        for (label, cv, bv) in [
-            ("p50", s.p50, base.and_then(|(_, b)| b.p50)),
-            ("p95", s.p95, base.and_then(|(_, b)| b.p95)),
-            ("p99", s.p99, base.and_then(|(_, b)| b.p99)),
-        ] {
+        for (label, q) in [("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0)] {
+            let at = |st: &Stats| {
+                (!st.sorted_latency.is_empty()).then(|| percentile_sorted(&st.sorted_latency, q))
+            };
+            let cv = at(s);
+            let bv = base.and_then(|(_, b)| at(b));
             w!(
                 out,
-                "<tr><td>{label}</td><td class=\"num\">{}</td>",
-                opt(cv)
+                "<tr><td>{label}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                opt(cv),
+                order_ci(&s.sorted_latency, q / 100.0)
             );
-            if base.is_some() {
+            if let Some((_, b)) = base {
                 w!(
                     out,
-                    "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                    "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
                     opt(bv),
+                    order_ci(&b.sorted_latency, q / 100.0),
                     delta(cv, bv)
                 );
             }
