@@ -2,33 +2,11 @@
 //! synthetic model: the run directory's contents, and summary.json recomputed independently
 //! from the raw events.
 
+mod common;
+
+use common::meltbench;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// The workspace's binaries (`cargo test` builds them all in the same target directory); built
-/// here once if missing, so `cargo test -p meltbench` alone also works.
-fn bin_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_meltbench"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    if !dir.join("meltbench-agent").is_file() || !dir.join("meltbench-engine").is_file() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "meltbench-agent", "-p", "meltbench-engine"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building the agent and engine");
-    }
-    dir
-}
-
-fn meltbench(cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_meltbench"));
-    c.env("MELTBENCH_BIN_DIR", bin_dir())
-        .env("XDG_CACHE_HOME", cache);
-    c
-}
+use std::path::Path;
 
 const SUITE: &str = "
 name: smoke-test
