@@ -65,6 +65,12 @@ impl CellData {
         self.sessions.iter().map(|s| s.passes.len()).sum()
     }
 
+    /// Largest VmHWM of the engine over every session (each session's peak already covers its
+    /// passes and warm-ups).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.sessions.iter().filter_map(|s| s.peak_rss_bytes).max()
+    }
+
     /// All measured passes, session after session.
     pub fn passes(&self) -> impl Iterator<Item = &PassData> {
         self.sessions.iter().flat_map(|s| s.passes.iter())

@@ -165,7 +165,7 @@ impl Stats {
             let mut v: Vec<f64> = c.passes().filter_map(f).collect();
             quantile_select(&mut v, p)
         };
-        let peak = c.sessions.iter().filter_map(|s| s.peak_rss_bytes).max();
+        let peak = c.peak_rss_bytes();
         Stats {
             sessions: c.sessions.len(),
             warmups: c.sessions.iter().map(|s| s.warmups.len()).sum(),

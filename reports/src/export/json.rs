@@ -188,14 +188,7 @@ fn cell_measures(cell: &CellData) -> Map<String, Value> {
     quantile("cold-start-ms", &cell.cold_start_ms, 50.0);
     quantile("energy-j-per-token", &energy, 50.0);
 
-    let peak = cell
-        .sessions
-        .iter()
-        .flat_map(|s| {
-            std::iter::once(s.peak_rss_bytes).chain(s.passes.iter().map(|p| p.rss_hwm_bytes))
-        })
-        .flatten()
-        .max();
+    let peak = cell.peak_rss_bytes();
     if let Some(b) = peak {
         m.insert("peak-rss-bytes".to_string(), json!({ "value": b }));
     }

@@ -241,14 +241,7 @@ fn measurement_row(out: &mut String, c: &CellData) {
     let q = |d: &Option<Distribution>, f: fn(&Distribution) -> f64| {
         d.as_ref().map(|d| fmt_num(f(d))).unwrap_or_else(dash)
     };
-    let peak = c
-        .sessions
-        .iter()
-        .flat_map(|s| {
-            std::iter::once(s.peak_rss_bytes).chain(s.passes.iter().map(|p| p.rss_hwm_bytes))
-        })
-        .flatten()
-        .max();
+    let peak = c.peak_rss_bytes();
     let note = if c.errors.is_empty() {
         String::new()
     } else {
