@@ -8,9 +8,10 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Debian packages the tests use: qemu runs the aarch64 engine, chromium renders the HTML
-# report. Later issues add openssh-server and adb here.
-APT_PACKAGES=(qemu-user-static chromium)
+# Debian packages the tests use: qemu runs the aarch64 engine and bundle, chromium renders the
+# HTML report, openssh-server is the real sshd the ssh transport is tested against, adb is the
+# real adb server the adb transport goes through.
+APT_PACKAGES=(qemu-user-static chromium openssh-server adb)
 RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
 RUST_COMPONENTS=(rustfmt clippy)
 
@@ -83,6 +84,11 @@ if ! run cargo run -p meltbench --quiet -- models pull smollm2-135m; then
     fi
     echo "WARNING: could not pull smollm2-135m; tests that need it will SKIP." >&2
 fi
+
+step "Device bundles"
+# The farm tests push these to sshd and the ADB device simulator, and run the aarch64 one
+# under qemu: exactly what `meltbench bundle` gives a user.
+run cargo run -p meltbench --quiet -- bundle --target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl
 
 step "Doc tests"
 run cargo test --workspace --doc

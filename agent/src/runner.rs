@@ -152,6 +152,7 @@ impl Runner<'_> {
         let log = &mut self.log;
         let fin = engine(
             &self.job.engine,
+            &self.job.engine_wrapper,
             &self.workdir,
             cell,
             &coldstart::cold_job(&cell.engine_job),
@@ -233,6 +234,7 @@ impl Runner<'_> {
         let log = &mut self.log;
         let fin = engine(
             &self.job.engine,
+            &self.job.engine_wrapper,
             &self.workdir,
             cell,
             &cell.engine_job,
@@ -378,6 +380,7 @@ pub fn signal_name(sig: i32) -> String {
 /// `on_line` as it arrives, with the process's VmHWM sampler. `Err` only when it cannot start.
 fn engine(
     program: &str,
+    wrapper: &[String],
     workdir: &Path,
     cell: &Cell,
     job: &EngineJob,
@@ -396,7 +399,14 @@ fn engine(
         .write(true)
         .open(&stderr_path)
         .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
-    let mut cmd = Command::new(program);
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
     cmd.arg("bench")
         .arg(&cell.model_path)
         .arg("--job")

@@ -13,7 +13,7 @@ pub enum BinError {
     CurrentExe(std::io::Error),
 }
 
-fn bin_dir() -> Result<PathBuf, BinError> {
+pub fn bin_dir() -> Result<PathBuf, BinError> {
     if let Some(d) = std::env::var_os("MELTBENCH_BIN_DIR") {
         return Ok(PathBuf::from(d));
     }

@@ -78,6 +78,55 @@ pub enum Command {
     /// Fetch, verify and list the GGUF models that benchmarks run on
     #[command(subcommand)]
     Models(ModelsCommand),
+
+    /// List the device inventory (and adb devices attached but not listed); `probe` asks each
+    #[command(
+        long_about = "List the device inventory, and the adb devices attached to its adb servers         that it does not list.
+
+        `meltbench devices probe` reaches every device at once, pushes the agent when the device         is remote (through the same content-addressed cache as a run), runs its probe and prints         what each device is: OS, architecture and ABI, CPU, cores, memory, root, and which         telemetry sources are readable. A device that cannot be reached shows why.",
+        after_help = "Examples:\n  \
+        meltbench devices\n  \
+        meltbench devices probe --devices farm.yaml"
+    )]
+    Devices(DevicesArgs),
+
+    /// Cross-build the agent and engine for device targets (static musl by default)
+    #[command(
+        long_about = "Cross-build the agent and engine for device targets, into         target/bundles/<target>/ with a manifest of SHA-256s. A run picks the bundle that         matches each device's ABI (`uname -m`, or `getprop ro.product.cpu.abi` on Android) and         says which command builds a missing one.\n\n\
+        musl targets are linked statically with rust-lld, so no cross C toolchain is needed and         one file runs on any Android phone or Linux board of the architecture.         aarch64-unknown-linux-gnu needs Debian's gcc-aarch64-linux-gnu.\n\n\
+        Run it from the meltbench checkout; `rustup target add TARGET` first.",
+        after_help = "Examples:\n  \
+        meltbench bundle                                      # aarch64 and x86_64 musl\n  \
+        meltbench bundle --target aarch64-unknown-linux-musl"
+    )]
+    Bundle(BundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    #[command(subcommand)]
+    pub command: Option<DevicesCommand>,
+
+    /// Device inventory (default: ./devices.yaml when it exists, otherwise just `local`)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub devices: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Run the agent's probe on every device and print an identity/capability table
+    Probe,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Target triple to build (repeatable; default: aarch64- and x86_64-unknown-linux-musl)
+    #[arg(long = "target", value_name = "TRIPLE")]
+    pub targets: Vec<String>,
+
+    /// Where bundles go (default: target/bundles, where runs look for them)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@
 //!     identity: ~/.ssh/id_ed25519 # private key; ssh-agent when omitted
 //!     known_hosts: strict         # strict (default) | accept-new
 //!     host_key_fingerprint: SHA256:...  # pin the host key instead of trusting known_hosts
+//!     known_hosts_file: ~/.ssh/known_hosts # where host keys are checked and recorded
 //!   - name: pixel8
 //!     transport: adb
 //!     serial: 37211FDJH000AB      # required for adb: what `adb devices` prints
@@ -107,6 +108,9 @@ pub struct SshTarget {
     pub known_hosts: KnownHosts,
     /// `SHA256:<base64>` as `ssh-keygen -lf` prints it; when set, the host key must match it.
     pub host_key_fingerprint: Option<String>,
+    /// The known_hosts file to check and (with `accept-new`) record in; `None`:
+    /// `~/.ssh/known_hosts`. A leading `~` is expanded by the transport.
+    pub known_hosts_file: Option<String>,
 }
 
 /// What to do with a host key that is not in `~/.ssh/known_hosts`.
@@ -204,6 +208,8 @@ struct DeviceFile {
     known_hosts: Field<String>,
     #[serde(default, deserialize_with = "present")]
     host_key_fingerprint: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    known_hosts_file: Field<String>,
     // adb
     #[serde(default, deserialize_with = "present")]
     serial: Field<String>,
@@ -329,7 +335,7 @@ fn check_transport(
         return None;
     }
     // Keys that only make sense for one transport.
-    let owned: [(&str, &str, Option<yaml::Pos>); 10] = [
+    let owned: [(&str, &str, Option<yaml::Pos>); 11] = [
         ("host", "ssh", d.host.as_ref().map(yaml::Pos::of)),
         ("port", "ssh", d.port.as_ref().map(yaml::Pos::of)),
         ("user", "ssh", d.user.as_ref().map(yaml::Pos::of)),
@@ -343,6 +349,11 @@ fn check_transport(
             "host_key_fingerprint",
             "ssh",
             d.host_key_fingerprint.as_ref().map(yaml::Pos::of),
+        ),
+        (
+            "known_hosts_file",
+            "ssh",
+            d.known_hosts_file.as_ref().map(yaml::Pos::of),
         ),
         ("serial", "adb", d.serial.as_ref().map(yaml::Pos::of)),
         (
@@ -485,6 +496,18 @@ fn check_ssh(r: &mut Report, entry: &Spanned<DeviceFile>, d: &DeviceFile) -> Opt
             None
         }
     });
+    let known_hosts_file = d.known_hosts_file.as_ref().and_then(|f| {
+        if f.value.trim().is_empty() {
+            r.on(
+                f,
+                "known_hosts_file is empty (omit it to use ~/.ssh/known_hosts)",
+            );
+            ok = false;
+            None
+        } else {
+            Some(f.value.clone())
+        }
+    });
     ok.then_some(SshTarget {
         host,
         port,
@@ -492,6 +515,7 @@ fn check_ssh(r: &mut Report, entry: &Spanned<DeviceFile>, d: &DeviceFile) -> Opt
         identity,
         known_hosts,
         host_key_fingerprint,
+        known_hosts_file,
     })
 }
 

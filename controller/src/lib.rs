@@ -4,15 +4,20 @@
 //! scheduling and the run store arrive with the issues that need them (see DESIGN.md).
 
 pub mod bins;
+pub mod bundle;
 pub mod cache;
+pub mod device_run;
 pub mod devices;
+pub mod farm;
 pub mod gate;
 pub mod http;
 pub mod models;
 pub mod prepare;
 pub mod progress;
+pub mod push;
 pub mod pypi;
 pub mod run;
+pub mod scheduler;
 pub mod sha;
 pub mod store;
 pub mod suite;

@@ -9,12 +9,13 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{
-    Cli, Command, CompareArgs, GateArgs, ModelsCommand, PullArgs, ReportArgs, RunArgs, ValidateArgs,
+    BundleArgs, Cli, Command, CompareArgs, DevicesArgs, DevicesCommand, GateArgs, ModelsCommand,
+    PullArgs, ReportArgs, RunArgs, ValidateArgs,
 };
 use meltbench::gate::{self as gating, CompareRequest};
 use meltbench::models::{self, PullOptions};
-use meltbench::run::{self, DeviceTarget, PlannedCell, RunPlan};
-use meltbench::{suite, table};
+use meltbench::run::{self, PlannedCell, RunPlan};
+use meltbench::{devices, farm, suite, table};
 use meltbench_reports::report::ReportInput;
 use meltbench_reports::{export, history};
 use std::path::PathBuf;
@@ -27,7 +28,10 @@ fn main() -> ExitCode {
             // Library errors already carry their cause and a next step in their message.
             eprintln!("error: {err}");
             // Input the user can fix (a suite, a devices file) exits 2, like clap's usage errors.
-            if err.is::<meltbench::suite::SuiteErrors>() || err.is::<gating::InvalidInput>() {
+            if err.is::<meltbench::suite::SuiteErrors>()
+                || err.is::<gating::InvalidInput>()
+                || err.is::<InvalidDevices>()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -45,6 +49,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Report(args) => report(args).map(|()| 0),
         Command::Models(ModelsCommand::Pull(args)) => models_pull(args).map(|()| 0),
         Command::Models(ModelsCommand::List) => models_list().map(|()| 0),
+        Command::Devices(args) => devices(args),
+        Command::Bundle(args) => bundle(args).map(|()| 0),
     }
 }
 
@@ -267,6 +273,87 @@ fn devices_file(explicit: Option<PathBuf>) -> Option<PathBuf> {
     explicit.or_else(|| Some(PathBuf::from("devices.yaml")).filter(|p| p.is_file()))
 }
 
+fn inventory(explicit: Option<PathBuf>) -> Result<devices::Inventory> {
+    match devices_file(explicit) {
+        Some(p) => devices::load_inventory(&p).map_err(|d| anyhow::anyhow!(InvalidDevices(d))),
+        None => Ok(devices::Inventory::default_local()),
+    }
+}
+
+/// A devices file that does not validate: exit 2, like a bad suite.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InvalidDevices(meltbench::yaml::Diagnostics);
+
+fn devices(args: DevicesArgs) -> Result<u8> {
+    let inv = inventory(args.devices)?;
+    let timeout = run::CONNECT_TIMEOUT;
+    match args.command {
+        None => {
+            println!("{}", farm::inventory_table(&inv));
+            for (server, attached) in farm::unlisted_adb(&inv, std::time::Duration::from_secs(5)) {
+                match attached {
+                    Ok(serials) if serials.is_empty() => {}
+                    Ok(serials) => println!(
+                        "attached to the adb server {server} but not in the inventory: {}",
+                        serials.join(", ")
+                    ),
+                    Err(e) => eprintln!("warning: adb server {server}: {e}"),
+                }
+            }
+            Ok(0)
+        }
+        Some(DevicesCommand::Probe) => {
+            let results = farm::probe_all(&inv.devices, timeout);
+            println!("{}", farm::probe_table(&inv.devices, &results));
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            if failed > 0 {
+                eprintln!(
+                    "{failed} of {} device(s) could not be probed",
+                    results.len()
+                );
+                return Ok(1);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn bundle(args: BundleArgs) -> Result<()> {
+    let out = args.out.unwrap_or_else(meltbench::bundle::bundles_dir);
+    let targets: Vec<String> = if args.targets.is_empty() {
+        meltbench::bundle::DEFAULT_TARGETS
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.targets
+    };
+    for t in &targets {
+        let m = meltbench::bundle::build(t, &out)?;
+        for f in &m.files {
+            println!("{t}  {}  {} bytes  sha256 {}", f.name, f.bytes, f.sha256);
+        }
+        println!("{}", out.join(t).display());
+    }
+    Ok(())
+}
+
+/// What the controller itself cost (not the devices): for sizing the machine that drives a farm.
+fn controller_usage(wall: std::time::Duration) -> String {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    format!(
+        "controller: wall {:.1} s, CPU {:.2} s (user {:.2} s, system {:.2} s), peak RSS {:.1} MiB",
+        wall.as_secs_f64(),
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+        secs(ru.ru_utime),
+        secs(ru.ru_stime),
+        ru.ru_maxrss as f64 / 1024.0
+    )
+}
+
 fn validate(args: ValidateArgs) -> Result<()> {
     let devices = devices_file(args.devices);
     let suite = suite::validate_suite_file(&args.suite, devices.as_deref())?;
@@ -289,14 +376,7 @@ fn validate(args: ValidateArgs) -> Result<()> {
 fn run_suite(args: RunArgs) -> Result<()> {
     let devices = devices_file(args.devices);
     let suite = suite::validate_suite_file(&args.suite, devices.as_deref())?;
-    let mut targets: Vec<DeviceTarget> = suite
-        .devices
-        .iter()
-        .map(|d| DeviceTarget {
-            name: d.name.clone(),
-            transport: d.transport.kind().to_string(),
-        })
-        .collect();
+    let mut targets = suite.devices.clone();
     if !args.only.is_empty() {
         if let Some(bad) = args
             .only
@@ -344,7 +424,9 @@ fn run_suite(args: RunArgs) -> Result<()> {
         cells,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
+    let started = std::time::Instant::now();
     let outcome = run::run(&plan, &args.out)?;
+    eprintln!("{}", controller_usage(started.elapsed()));
     println!("{}", table::render(&outcome.summary.cells));
     // The report is a view of the stored events; failing to draw it loses nothing.
     if let Err(e) = gating::write_run_report(&outcome.dir, &plan.command) {

@@ -2,18 +2,20 @@
 //! arrives, then summarise from the stored events.
 
 use crate::bins;
+use crate::device_run::{self, DeviceRun};
+use crate::devices::Device;
 use crate::models;
 use crate::prepare::{self, PreparedModel};
+use crate::scheduler;
 use crate::store::{DeviceRecord, RunManifest, RunStore};
-use crate::transport::local;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell};
-use meltbench_protocol::engine::{EngineJob, Prompt};
-use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use meltbench_protocol::agent::AgentEvent;
+use meltbench_protocol::engine::Prompt;
 use meltbench_reports::summary::{summarize_device, CellKey, Summary};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// One cell of the suite matrix, before it is placed on a device.
 #[derive(Clone, Debug)]
@@ -38,16 +40,10 @@ pub struct PlannedCell {
     pub timeout_s: u64,
 }
 
-#[derive(Clone, Debug)]
-pub struct DeviceTarget {
-    pub name: String,
-    pub transport: String,
-}
-
 pub struct RunPlan {
     pub suite_name: String,
     pub suite_path: PathBuf,
-    pub devices: Vec<DeviceTarget>,
+    pub devices: Vec<Device>,
     pub cells: Vec<PlannedCell>,
     pub command: String,
 }
@@ -71,9 +67,11 @@ pub enum RunError {
     Store { dir: String, source: std::io::Error },
 }
 
+/// How long connecting to a device, and each setup command on it, may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
     let engine = bins::engine()?;
-    let agent = bins::agent()?;
     let started = jiff::Timestamp::now();
 
     // Every (model, precision) once, before any device starts.
@@ -93,8 +91,9 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
             source,
         }
     })?;
+    let store_dir = store.dir.display().to_string();
     let store_err = |source| RunError::Store {
-        dir: store.dir.display().to_string(),
+        dir: store_dir.clone(),
         source,
     };
     let mut manifest = RunManifest {
@@ -118,9 +117,10 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
             .iter()
             .map(|d| DeviceRecord {
                 name: d.name.clone(),
-                transport: d.transport.clone(),
+                transport: d.transport.kind().to_string(),
                 info: None,
                 error: None,
+                transfer: None,
             })
             .collect(),
         cells: Vec::new(),
@@ -137,35 +137,49 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
     store.write_manifest(&manifest).map_err(store_err)?;
     eprintln!("run directory: {}", store.dir.display());
 
+    let store = Arc::new(store);
+    let cells = Arc::new(plan.cells.clone());
+    let prepared = Arc::new(prepared);
+    let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let width = plan.devices.iter().map(|d| d.name.len()).max().unwrap_or(8);
+    let style = ProgressStyle::with_template(&format!(
+        "{{prefix:>{width}}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} passes  {{msg}}"
+    ))
+    .expect("valid template");
+    let runs: Vec<DeviceRun> = plan
+        .devices
+        .iter()
+        .map(|d| DeviceRun {
+            store: store.clone(),
+            run_id: manifest.run_id.clone(),
+            device: d.clone(),
+            cells: cells.clone(),
+            prepared: prepared.clone(),
+            bar: bars
+                .add(ProgressBar::new(device_run::total_steps(&cells)))
+                .with_style(style.clone())
+                .with_prefix(d.name.clone()),
+            connect_timeout: CONNECT_TIMEOUT,
+        })
+        .collect();
+    let outcomes = scheduler::run_devices(runs);
+
     let mut device_errors = Vec::new();
     let mut summary = Summary {
         run_id: manifest.run_id.clone(),
         cells: Vec::new(),
     };
-    for (di, d) in plan.devices.iter().enumerate() {
-        let result = if d.transport == "local" {
-            run_local(
-                &store,
-                &manifest.run_id,
-                &engine,
-                &agent,
-                d,
-                &plan.cells,
-                &prepared,
-            )
-        } else {
-            Err(format!(
-                "the {} transport is not available in this build yet (it arrives with the issue \"Device farm\"); run with --only local",
-                d.transport
-            ))
-        };
-        match result {
-            Ok(info) => manifest.devices[di].info = info,
-            Err(e) => {
-                eprintln!("error: device {}: {e}", d.name);
-                manifest.devices[di].error = Some(e.clone());
-                device_errors.push((d.name.clone(), e));
-            }
+    for ((d, outcome), record) in plan
+        .devices
+        .iter()
+        .zip(outcomes)
+        .zip(manifest.devices.iter_mut())
+    {
+        record.info = outcome.info;
+        record.transfer = outcome.transfer;
+        if let Some(e) = outcome.error {
+            record.error = Some(e.clone());
+            device_errors.push((d.name.clone(), e));
         }
         // Summaries come from the stored raw events, never from what was seen in flight.
         let events = read_events(&store.dir.join("events").join(format!("{}.jsonl", d.name)));
@@ -181,7 +195,7 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
     store.write_manifest(&manifest).map_err(store_err)?;
     store.write_summary(&summary).map_err(store_err)?;
     Ok(RunOutcome {
-        dir: store.dir,
+        dir: store.dir.clone(),
         summary,
         device_errors,
     })
@@ -198,121 +212,6 @@ fn cell_key(device: &str, c: &PlannedCell, m: &PreparedModel) -> CellKey {
         threads: c.threads.unwrap_or(0),
         state: c.state.clone(),
     }
-}
-
-/// Runs every cell on the local machine; returns the device's probe, or why the device failed.
-fn run_local(
-    store: &RunStore,
-    run_id: &str,
-    engine: &Path,
-    agent: &Path,
-    device: &DeviceTarget,
-    cells: &[PlannedCell],
-    prepared: &BTreeMap<(String, String), PreparedModel>,
-) -> Result<Option<meltbench_protocol::agent::DeviceInfo>, String> {
-    let workdir = models::cache_dir()
-        .map_err(|e| e.to_string())?
-        .parent()
-        .map(|p| p.join("work").join(run_id).join(&device.name))
-        .ok_or("no cache directory")?;
-    let job = AgentJob {
-        protocol: PROTOCOL_VERSION.to_string(),
-        run_id: run_id.to_string(),
-        engine: engine.display().to_string(),
-        workdir: workdir.display().to_string(),
-        cells: cells
-            .iter()
-            .map(|c| {
-                let m = &prepared[&(c.model.clone(), c.precision.clone())];
-                Cell {
-                    id: c.id.clone(),
-                    model: c.model.clone(),
-                    model_path: m.path.display().to_string(),
-                    model_sha256: m.sha256.clone(),
-                    precision: m.precision.clone(),
-                    scenario: c.scenario.clone(),
-                    threads: c.threads.unwrap_or(0),
-                    state: c.state.clone(),
-                    engine_job: EngineJob {
-                        prompt: c.prompt.clone(),
-                        n_gen: c.new_tokens,
-                        passes: c.passes,
-                        warmup: c.warmup,
-                        threads: c.threads,
-                        ignore_eos: true,
-                        temperature: 0.0,
-                        seed: 0,
-                        kernels: None,
-                    },
-                    cold_start_runs: c.cold_start,
-                    sessions: c.sessions,
-                    timeout_s: c.timeout_s,
-                }
-            })
-            .collect(),
-    };
-    let jobs_dir = store.dir.join("jobs");
-    std::fs::create_dir_all(&jobs_dir).map_err(|e| e.to_string())?;
-    let job_path = jobs_dir.join(format!("{}.json", device.name));
-    std::fs::write(
-        &job_path,
-        serde_json::to_vec_pretty(&job).expect("serialisable"),
-    )
-    .map_err(|e| e.to_string())?;
-
-    let total: u64 = cells
-        .iter()
-        .map(|c| ((c.warmup + c.passes) * c.sessions + c.cold_start) as u64)
-        .sum();
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>8} [{elapsed_precise}] {bar:30} {pos}/{len} passes  {msg}",
-        )
-        .expect("valid template"),
-    );
-    bar.set_prefix(device.name.clone());
-    let mut log = store.event_log(&device.name).map_err(|e| e.to_string())?;
-    let mut info = None;
-    let mut protocol_error = None;
-    let mut done = false;
-    let (status, stderr) = local::run_agent(agent, &job_path, |line| {
-        // Raw line first: whatever happens next, what the agent said is kept.
-        let _ = writeln!(log, "{line}");
-        let _ = log.flush();
-        match serde_json::from_str::<AgentEvent>(line) {
-            Ok(AgentEvent::Hello { protocol, device: d, .. }) => {
-                if protocol_major(&protocol) != protocol_major(PROTOCOL_VERSION) {
-                    protocol_error = Some(format!(
-                        "the agent speaks protocol {protocol} but this controller speaks {PROTOCOL_VERSION}; rebuild both from the same checkout (`cargo build --release`)"
-                    ));
-                }
-                info = Some(d);
-            }
-            Ok(AgentEvent::CellStart { cell, index, of }) => bar.set_message(format!("cell {}/{of}: {cell}", index + 1)),
-            Ok(AgentEvent::Pass { .. } | AgentEvent::ColdStart { .. }) => bar.inc(1),
-            Ok(AgentEvent::CellError { cell, message, completed_passes }) => {
-                bar.println(format!("error: {cell}: {message} ({completed_passes} passes kept)"))
-            }
-            Ok(AgentEvent::Done { .. }) => done = true,
-            Ok(AgentEvent::Warning { message }) => bar.println(format!("warning: {}: {message}", device.name)),
-            Ok(_) => {}
-            Err(e) => bar.println(format!("warning: {}: unreadable agent line ({e}): {line}", device.name)),
-        }
-    })
-    .map_err(|e| format!("cannot run the agent {}: {e}", agent.display()))?;
-    bar.finish_and_clear();
-    if let Some(e) = protocol_error {
-        return Err(e);
-    }
-    // After `done`, a non-zero exit only repeats that some cells failed, which their own
-    // events already say; without it, the device itself is in trouble.
-    if !done {
-        return Err(format!(
-            "the agent stopped before finishing ({status}): {stderr}"
-        ));
-    }
-    Ok(info)
 }
 
 /// Every parseable event of a stored log (a torn last line from a crash is skipped).

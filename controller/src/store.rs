@@ -1,7 +1,7 @@
 //! The run directory: `runs/<utc-time>-<suite>/` with `run.json` (what ran, where, with what),
 //! `events/<device>.jsonl` (raw agent events, appended as received) and `summary.json`.
 
-pub use meltbench_reports::runstore::{DeviceRecord, RunManifest};
+pub use meltbench_reports::runstore::{DeviceRecord, RunManifest, Transfer};
 use meltbench_reports::summary::Summary;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};

@@ -13,6 +13,10 @@ pub struct AgentJob {
     pub run_id: String,
     /// Path of the engine binary on the device.
     pub engine: String,
+    /// A command the engine runs under (e.g. `["qemu-aarch64-static"]` for a cross-built bundle
+    /// on a laptop without binfmt); empty: the engine runs directly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub engine_wrapper: Vec<String>,
     /// Where the agent keeps `events.jsonl` and scratch files for this run.
     pub workdir: String,
     pub cells: Vec<Cell>,

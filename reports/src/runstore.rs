@@ -35,6 +35,32 @@ pub struct DeviceRecord {
     /// What the agent's probe reported (filled in when the agent says hello).
     pub info: Option<DeviceInfo>,
     pub error: Option<String>,
+    /// What reaching the device cost before the first cell: the push cache's transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
+}
+
+/// Files the controller had to send a device (binaries and models, content-addressed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Files the device did not have.
+    pub sent: usize,
+    /// Files whose copy on the device failed its SHA-256 check and were sent again.
+    pub repaired: usize,
+    /// Files already on the device and intact.
+    pub reused: usize,
+}
+
+impl std::fmt::Display for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pushed {} bytes ({} new, {} repaired, {} already there)",
+            self.bytes, self.sent, self.repaired, self.reused
+        )
+    }
 }
 
 /// One run directory, read whole.

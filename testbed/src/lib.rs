@@ -1,6 +1,6 @@
-//! `meltbench-testbed` (dev only): real peers for integration tests, such as OpenSSH `sshd` on
-//! loopback with throwaway keys, an ADB device simulator that the real `adb` server connects
-//! to, and sysfs trees captured from real devices.
-//!
-//! Placeholder: this crate is filled in by the issue "Device farm". It deliberately exports
-//! nothing yet.
+//! Real peers for meltbench's tests: an OpenSSH `sshd` on loopback with throwaway keys, and an
+//! ADB device simulator (the one stand-in: a phone's `adbd` cannot run here) that the real adb
+//! server attaches with `adb connect`. Both are started by tests and stopped when dropped.
+
+pub mod adb_device;
+pub mod sshd;

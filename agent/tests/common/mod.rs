@@ -95,6 +95,7 @@ pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -
 
 pub fn job(dir: &Path, engine: &Path, cells: Vec<Cell>) -> AgentJob {
     AgentJob {
+        engine_wrapper: Vec::new(),
         protocol: PROTOCOL_VERSION.to_string(),
         run_id: "test-run".into(),
         engine: engine.display().to_string(),

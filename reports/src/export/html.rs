@@ -1747,6 +1747,7 @@ mod tests {
                         telemetry: Vec::new(),
                     }),
                     error: None,
+                    transfer: None,
                 }],
                 cells: cells.iter().map(|c| c.key.clone()).collect(),
             },

@@ -1,0 +1,492 @@
+//! The device farm end to end: `meltbench run suites/ci-smoke.yaml` over ssh to a real OpenSSH
+//! sshd on loopback, over adb through the real adb server to the ADB device simulator, on a local
+//! device wrapped in qemu with the aarch64 bundle, and on 16 devices at once; the push cache's
+//! second run and its repair of a damaged file; hostile paths.
+//!
+//! These need the bundles (`meltbench bundle`, which ci/test.sh runs), sshd, adb and qemu. When
+//! one is missing they fail under CI=true and skip loudly otherwise.
+
+mod common;
+
+use common::{meltbench, text};
+use meltbench_testbed::adb_device::{AdbDevice, AdbDeviceOptions, AdbServer};
+use meltbench_testbed::sshd::Sshd;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const CI_SMOKE: &str = include_str!("../../suites/ci-smoke.yaml");
+
+/// A missing prerequisite: a failure in CI, a loud skip elsewhere.
+fn skip(why: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    true
+}
+
+fn bundles_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bundles")
+}
+
+/// The bundle for `target`, or a skip that names the command that builds it.
+fn have_bundle(target: &str) -> bool {
+    if bundles_dir().join(target).join("manifest.json").is_file() {
+        return true;
+    }
+    !skip(&format!(
+        "no {target} bundle in {}; run `cargo run -p meltbench -- bundle --target {target}` (ci/test.sh does)",
+        bundles_dir().display()
+    ))
+}
+
+fn host_bundle() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64-unknown-linux-musl"
+    } else {
+        "x86_64-unknown-linux-musl"
+    }
+}
+
+struct Farm {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    cache: PathBuf,
+}
+
+impl Farm {
+    fn new() -> Farm {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        Farm {
+            cache: root.join("cache"),
+            root,
+            _tmp: tmp,
+        }
+    }
+
+    /// `meltbench run` of `suite` on the devices of `devices_yaml`; returns the run directory
+    /// and the process output.
+    fn run(&self, name: &str, suite: &str, devices_yaml: &str) -> (PathBuf, std::process::Output) {
+        let suite_path = self.root.join(format!("{name}.yaml"));
+        // Every device of the inventory.
+        let names: Vec<&str> = devices_yaml
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- name: "))
+            .collect();
+        std::fs::write(
+            &suite_path,
+            format!("{suite}\ndevices: [{}]\n", names.join(", ")),
+        )
+        .unwrap();
+        let devices = self.root.join(format!("{name}-devices.yaml"));
+        std::fs::write(&devices, devices_yaml).unwrap();
+        let out = self.root.join(format!("runs-{name}"));
+        let o = meltbench(&self.cache)
+            .env("MELTBENCH_BUNDLE_DIR", bundles_dir())
+            .arg("run")
+            .arg(&suite_path)
+            .arg("--devices")
+            .arg(&devices)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let dir = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.unwrap().path())
+            .unwrap_or_default();
+        (dir, o)
+    }
+}
+
+fn ssh_entry(name: &str, s: &Sshd, workdir: &Path) -> String {
+    format!(
+        "  - name: {name}\n    transport: ssh\n    host: 127.0.0.1\n    port: {}\n    user: {}\n    identity: {}\n    known_hosts_file: {}\n    workdir: {}\n",
+        s.port,
+        s.user,
+        yaml_str(&s.identity.display().to_string()),
+        yaml_str(&s.known_hosts.display().to_string()),
+        yaml_str(&workdir.display().to_string()),
+    )
+}
+
+fn adb_entry(name: &str, server: &AdbServer, dev: &AdbDevice, workdir: &Path) -> String {
+    format!(
+        "  - name: {name}\n    transport: adb\n    serial: {}\n    adb_server: 127.0.0.1:{}\n    workdir: {}\n",
+        yaml_str(&dev.serial),
+        server.port,
+        yaml_str(&workdir.display().to_string()),
+    )
+}
+
+/// A YAML double-quoted string (paths with `;`, spaces or quotes stay one value).
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+/// What a run directory holds, with device names and paths taken out: its files, and per cell
+/// the event kinds and measured pass counts.
+fn shape(dir: &Path, device: &str) -> (Vec<String>, BTreeMap<String, BTreeMap<String, usize>>) {
+    let mut files: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(dir)
+                .unwrap()
+                .display()
+                .to_string()
+                .replace(device, "DEVICE")
+        })
+        .collect();
+    files.sort();
+    let mut cells: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let log = std::fs::read_to_string(dir.join("events").join(format!("{device}.jsonl"))).unwrap();
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let kind = v["event"].as_str().unwrap().to_string();
+        let cell = v["cell"].as_str().unwrap_or("-").to_string();
+        let kind = if kind == "pass" && v["pass"]["warmup"] == true {
+            "warmup".to_string()
+        } else {
+            kind
+        };
+        *cells.entry(cell).or_default().entry(kind).or_default() += 1;
+    }
+    (files, cells)
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn transfer(run: &Path, device: &str) -> Value {
+    let m = json(&run.join("run.json"));
+    m["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == device)
+        .unwrap()["transfer"]
+        .clone()
+}
+
+/// ci-smoke on the local device: the reference every transport must match.
+fn local_reference(f: &Farm) -> (Vec<String>, BTreeMap<String, BTreeMap<String, usize>>) {
+    let (dir, o) = f.run(
+        "local",
+        CI_SMOKE,
+        "devices:\n  - name: here\n    transport: local\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    shape(&dir, "here")
+}
+
+#[test]
+fn ci_smoke_over_ssh_matches_local_and_the_push_cache_holds() {
+    if let Err(why) = Sshd::available() {
+        skip(&why);
+        return;
+    }
+    if !have_bundle(host_bundle()) {
+        return;
+    }
+    let f = Farm::new();
+    let reference = local_reference(&f);
+    let sshd = Sshd::start().unwrap();
+    // A hostile workdir: every remote command line must keep it one argument.
+    let pwned = f.root.join("pwned");
+    let workdir = f.root.join(format!("dev ice; touch {}", pwned.display()));
+    let devices = format!("devices:\n{}", ssh_entry("board", &sshd, &workdir));
+
+    let (first, o) = f.run("ssh1", CI_SMOKE, &devices);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        shape(&first, "board"),
+        reference,
+        "ssh run differs from local"
+    );
+    let t = transfer(&first, "board");
+    assert_eq!(t["sent"], 3, "agent, engine and model pushed: {t}");
+    assert!(t["bytes"].as_u64().unwrap() > 1_000_000, "{t}");
+    assert!(!pwned.exists(), "a workdir with `;` ran a command");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("pushed "),
+        "the transfer is printed: {stderr}"
+    );
+
+    let (second, o) = f.run("ssh2", CI_SMOKE, &devices);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = transfer(&second, "board");
+    assert_eq!(
+        (t["bytes"].as_u64(), t["reused"].as_u64()),
+        (Some(0), Some(3)),
+        "{t}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("pushed 0 bytes"),
+        "{}",
+        text(&o)
+    );
+
+    // Damage the engine on the device: the checksum catches it and it is sent again.
+    let blobs = workdir.join("blobs");
+    let engine_sha = json(&bundles_dir().join(host_bundle()).join("manifest.json"))["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "meltbench-engine")
+        .unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = blobs.join(&engine_sha);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&blob, bytes).unwrap();
+    let (third, o) = f.run("ssh3", CI_SMOKE, &devices);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = transfer(&third, "board");
+    assert_eq!(
+        (t["repaired"].as_u64(), t["reused"].as_u64()),
+        (Some(1), Some(2)),
+        "{t}"
+    );
+    assert_eq!(shape(&third, "board"), reference);
+    assert!(!pwned.exists());
+}
+
+#[test]
+fn ci_smoke_over_adb_matches_local() {
+    if let Err(why) = AdbServer::available() {
+        skip(&why);
+        return;
+    }
+    if !have_bundle(host_bundle()) {
+        return;
+    }
+    let f = Farm::new();
+    let reference = local_reference(&f);
+    let server = AdbServer::start().unwrap();
+    let dev = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
+    server.connect(&dev).unwrap();
+    let pwned = dev.sandbox.join("pwned");
+    let workdir = dev.sandbox.join("data/local/tmp/mb; touch pwned");
+    let devices = format!("devices:\n{}", adb_entry("phone", &server, &dev, &workdir));
+    let (first, o) = f.run("adb1", CI_SMOKE, &devices);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        shape(&first, "phone"),
+        reference,
+        "adb run differs from local"
+    );
+    assert_eq!(transfer(&first, "phone")["sent"], 3);
+    let (second, o) = f.run("adb2", CI_SMOKE, &devices);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(transfer(&second, "phone")["bytes"], 0);
+    assert!(!pwned.exists(), "a workdir with `;` ran a command");
+}
+
+#[test]
+fn the_aarch64_bundle_runs_ci_smoke_under_qemu() {
+    if std::process::Command::new("qemu-aarch64-static")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("qemu-aarch64-static is missing; install the Debian package qemu-user-static");
+        return;
+    }
+    if !have_bundle("aarch64-unknown-linux-musl") {
+        return;
+    }
+    let f = Farm::new();
+    let reference = local_reference(&f);
+    let devices = "devices:\n  - name: arm\n    transport: local\n    emulator: qemu-aarch64-static\n    target: aarch64-unknown-linux-musl\n";
+    let (dir, o) = f.run("qemu", CI_SMOKE, devices);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(shape(&dir, "arm"), reference);
+    let m = json(&dir.join("run.json"));
+    assert_eq!(
+        m["devices"][0]["info"]["arch"], "aarch64",
+        "the agent ran as aarch64"
+    );
+}
+
+#[test]
+fn sixteen_devices_at_once() {
+    if let Err(why) = Sshd::available() {
+        skip(&why);
+        return;
+    }
+    if !have_bundle(host_bundle()) {
+        return;
+    }
+    let f = Farm::new();
+    let servers: Vec<Sshd> = (0..15).map(|_| Sshd::start().unwrap()).collect();
+    let mut all = String::from("devices:\n  - name: here\n    transport: local\n");
+    for (i, s) in servers.iter().enumerate() {
+        all.push_str(&ssh_entry(
+            &format!("b{i:02}"),
+            s,
+            &f.root.join(format!("w{i:02}")),
+        ));
+    }
+    let one = format!(
+        "devices:\n{}",
+        ssh_entry("b00", &servers[0], &f.root.join("w-one"))
+    );
+    // Warm the model cache and the single device's push so both timings below are runs.
+    let (_, o) = f.run("warm", CI_SMOKE, &one);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = Instant::now();
+    let (_, o) = f.run("one", CI_SMOKE, &one);
+    let single = t.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    // First with every device's push, then again with the cache full: the second is the
+    // scheduling itself.
+    let t = Instant::now();
+    let (_, o) = f.run("sixteen-push", CI_SMOKE, &all);
+    let with_push = t.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = Instant::now();
+    let (dir, o) = f.run("sixteen", CI_SMOKE, &all);
+    let sixteen = t.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    let m = json(&dir.join("run.json"));
+    let devices = m["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 16);
+    for d in devices {
+        assert!(d["error"].is_null(), "{d}");
+        let name = d["name"].as_str().unwrap();
+        let (_, cells) = shape(&dir, name);
+        let done = cells.get("-").and_then(|c| c.get("done")).copied();
+        assert_eq!(done, Some(1), "{name} finished");
+    }
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let usage = stderr
+        .lines()
+        .find(|l| l.starts_with("controller:"))
+        .unwrap_or("controller: (not reported)");
+    println!(
+        "16 devices (15 sshd + local), ci-smoke: wall {:.1} s ({:.1} s with the first push); one ssh device: {:.1} s; {usage}",
+        sixteen.as_secs_f64(),
+        with_push.as_secs_f64(),
+        single.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_dead_device_fails_alone_and_the_summary_says_why() {
+    let f = Farm::new();
+    // A loopback port nothing listens on: the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let devices = format!(
+        "devices:\n  - name: here\n    transport: local\n  - name: gone\n    transport: ssh\n    host: 127.0.0.1\n    port: {port}\n    identity: {}\n",
+        yaml_str(&f.root.join("no-such-key").display().to_string())
+    );
+    let t = Instant::now();
+    let (dir, o) = f.run("dead", CI_SMOKE, &devices);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(t.elapsed().as_secs() < 60, "bounded: {:?}", t.elapsed());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("failed: device gone") && stderr.contains("no-such-key"),
+        "the failure names the device and the reason: {stderr}"
+    );
+    let (_, cells) = shape(&dir, "here");
+    assert_eq!(
+        cells["-"].get("done"),
+        Some(&1),
+        "the local device finished"
+    );
+    let m = json(&dir.join("run.json"));
+    assert!(m["devices"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-key"));
+}
+
+#[test]
+fn devices_lists_unlisted_adb_devices_and_probe_reaches_every_transport() {
+    if let Err(why) = AdbServer::available().and(Sshd::available()) {
+        skip(&why);
+        return;
+    }
+    if !have_bundle(host_bundle()) {
+        return;
+    }
+    let f = Farm::new();
+    let server = AdbServer::start().unwrap();
+    let listed = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
+    let stray = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
+    server.connect(&listed).unwrap();
+    server.connect(&stray).unwrap();
+    let sshd = Sshd::start().unwrap();
+    let inventory = f.root.join("devices.yaml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "devices:\n  - name: here\n    transport: local\n{}{}",
+            adb_entry(
+                "phone",
+                &server,
+                &listed,
+                &listed.sandbox.join("data/local/tmp/mb")
+            ),
+            ssh_entry("board", &sshd, &f.root.join("board")),
+        ),
+    )
+    .unwrap();
+    let devices = |args: &[&str]| {
+        meltbench(&f.cache)
+            .env("MELTBENCH_BUNDLE_DIR", bundles_dir())
+            .arg("devices")
+            .args(args)
+            .arg("--devices")
+            .arg(&inventory)
+            .output()
+            .unwrap()
+    };
+    let o = devices(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["here", "phone", "board"] {
+        assert!(out.contains(name), "{out}");
+    }
+    assert!(
+        out.contains("not in the inventory") && out.contains(&stray.serial),
+        "the stray device is listed: {out}"
+    );
+
+    let o = devices(&["probe"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" ok ")).collect();
+    assert_eq!(rows.len(), 3, "every device answered: {out}");
+    assert!(out.contains(std::env::consts::ARCH), "{out}");
+}
