@@ -11,6 +11,7 @@ mod fsroot;
 mod probe;
 mod rss;
 mod runner;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,7 +10,8 @@ use crate::events::EventLog;
 use crate::fsroot::FsRoot;
 use crate::probe;
 use crate::rss::PeakSampler;
-use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell};
+use crate::telemetry::{self, cmd::Commands, sampler::Sampler};
+use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, PassTelemetry};
 use meltbench_protocol::engine::{DoneRecord, EngineJob, EngineRecord, LoadRecord, PassRecord};
 use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
 use std::fmt;
@@ -80,12 +81,19 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
     let log = EventLog::open(&events_path, io::stdout())
         .map_err(|e| RunError::Failed(format!("cannot open {}: {e}", events_path.display())))?;
     let device = probe::probe(root);
+    // One sampling thread for the whole run, started only when the device has something to
+    // sample; its samples are cut to each pass's CLOCK_MONOTONIC window.
+    let mut discovery = telemetry::discover(root, &Commands::from_env(root));
+    let sampler = (!discovery.groups.is_empty())
+        .then(|| Sampler::start(&mut discovery, telemetry::sampler::Config::default()));
     let mut runner = Runner {
         job,
         root,
         workdir,
         can_drop_caches: device.can_drop_caches,
         log,
+        sampler,
+        idle_w: None,
     };
     runner.log.emit(&AgentEvent::Hello {
         protocol: PROTOCOL_VERSION.to_string(),
@@ -104,6 +112,20 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
             summary.cells_failed += 1;
         }
     }
+    if let Some(s) = runner.sampler.take() {
+        let cost = s.stop();
+        if cost.core_pct() > 1.0 {
+            runner.log.emit(&AgentEvent::Warning {
+                message: format!(
+                    "the telemetry sampler used {:.2}% of one core ({} reads, {} deadlines missed); \
+                     its readings may have disturbed the passes",
+                    cost.core_pct(),
+                    cost.reads,
+                    cost.missed
+                ),
+            });
+        }
+    }
     runner.log.emit(&AgentEvent::Done {
         cells_ok: summary.cells_ok,
         cells_failed: summary.cells_failed,
@@ -117,7 +139,16 @@ struct Runner<'a> {
     workdir: PathBuf,
     can_drop_caches: bool,
     log: EventLog<io::Stdout>,
+    sampler: Option<Sampler>,
+    /// Device power at rest measured before the current cell's passes.
+    idle_w: Option<f64>,
 }
+
+/// Seconds of rest before each cell over which idle power is measured (when the device has a
+/// power source); `MELTBENCH_IDLE_S`, 0 turns it off. The reference recommends 30-60 s for a
+/// stable baseline; the default keeps cells short.
+const IDLE_ENV: &str = "MELTBENCH_IDLE_S";
+const IDLE_DEFAULT_S: f64 = 10.0;
 
 impl Runner<'_> {
     /// Runs one cell; whether it ended with `CellEnd`.
@@ -127,6 +158,8 @@ impl Runner<'_> {
             index,
             of: self.job.cells.len(),
         });
+        // At rest, before this cell's cold starts and passes load the device.
+        self.idle_w = self.idle_power();
         for run in 0..cell.cold_start_runs {
             if let Err(message) = self.cold_start(index, cell, run) {
                 self.log.emit(&AgentEvent::CellError {
@@ -142,6 +175,27 @@ impl Runner<'_> {
             }
         }
         self.measured(index, cell)
+    }
+
+    /// Average device power over a rest period, when the device has a power source.
+    fn idle_power(&self) -> Option<f64> {
+        let sampler = self.sampler.as_ref()?;
+        sampler.power.as_ref()?;
+        let secs = std::env::var(IDLE_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite())
+            .unwrap_or(IDLE_DEFAULT_S);
+        if secs <= 0.0 {
+            return None;
+        }
+        let start = monotonic_ns();
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        let end = monotonic_ns();
+        sampler.wait_past(end);
+        let idle = sampler.pass(start, end).power.ok().map(|st| st.avg_w);
+        sampler.trim_before(end);
+        idle
     }
 
     fn cold_start(&mut self, index: usize, cell: &Cell, run: usize) -> Result<(), String> {
@@ -232,6 +286,8 @@ impl Runner<'_> {
         let mut warmups = 0usize;
         let mut done: Option<DoneRecord> = None;
         let log = &mut self.log;
+        let tel = self.sampler.as_ref();
+        let idle_w = self.idle_w;
         let fin = engine(
             &self.job.engine,
             &self.job.engine_wrapper,
@@ -251,12 +307,14 @@ impl Runner<'_> {
                     } else {
                         measured += 1;
                     }
+                    let rss_hwm_bytes = sampler.sample();
+                    let telemetry = tel.and_then(|t| pass_telemetry(t, &pass, idle_w));
                     log.emit(&AgentEvent::Pass {
                         cell: id.clone(),
                         session,
-                        rss_hwm_bytes: sampler.sample(),
+                        rss_hwm_bytes,
                         pass,
-                        telemetry: None,
+                        telemetry,
                     });
                 }
                 Ok(EngineRecord::Done(d)) => done = Some(d),
@@ -302,6 +360,26 @@ struct SessionEnd {
     measured: usize,
     peak_rss_bytes: Option<u64>,
     ru_maxrss_bytes: Option<u64>,
+}
+
+/// What the sampler saw during the pass. Waits (at most one power period) for a sample past the
+/// pass's end so the window is bracketed, then drops the samples before it.
+fn pass_telemetry(
+    sampler: &Sampler,
+    pass: &PassRecord,
+    idle_w: Option<f64>,
+) -> Option<PassTelemetry> {
+    sampler.wait_past(pass.end_mono_ns);
+    let figures = sampler.pass(pass.start_mono_ns, pass.end_mono_ns);
+    sampler.trim_before(pass.end_mono_ns);
+    let secs = pass.end_mono_ns.saturating_sub(pass.start_mono_ns) as f64 / 1e9;
+    telemetry::pass::to_protocol(
+        &figures,
+        sampler.power.as_ref(),
+        pass.gen_tokens,
+        idle_w,
+        secs,
+    )
 }
 
 fn stray_warning(cell: &str, text: &str) -> AgentEvent {

@@ -99,6 +99,48 @@ pub struct PassTelemetry {
     pub power_w_peak: Option<f64>,
     /// Energy over the pass window (joules).
     pub energy_j: Option<f64>,
+    /// `energy_j` divided by the pass's generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_j_per_token: Option<f64>,
+    /// Why there is no energy although the device has a power source (e.g. the battery was
+    /// charging, so battery-side power is not the device's power).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_invalid: Option<String>,
+    /// Which sensors the power figures come from and how they are summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_source: Option<String>,
+    /// The power figures leave known consumers out (Raspberry Pi 5 PMIC rails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_lower_bound: Option<bool>,
+    /// Power samples inside the pass window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_samples: Option<usize>,
+    /// Largest gap between the power samples used (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_max_gap_ms: Option<f64>,
+    /// Few samples, a large gap, or a window not covered by samples at both ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_confidence: Option<bool>,
+    /// Highest Android thermal status (0 none .. 6 shutdown) during the pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thermal_status_max: Option<u8>,
+    /// Raspberry Pi `get_throttled` bits seen during the pass (OR of the samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_bits: Option<u32>,
+    /// Most frequency-limiting cooling devices (Linux `cooling_device*` of CPU/GPU frequency
+    /// type) active at once during the pass; 0 = none throttling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttling_devices_max: Option<u32>,
+    /// Device power at rest (W), measured just before the cell's passes: reported beside the
+    /// pass's own power, never subtracted from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_power_w: Option<f64>,
+    /// `energy_j` minus `idle_power_w` times the pass duration: the pass's energy above rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_j_above_idle: Option<f64>,
+    /// Mean frequency during the pass of the CPU cluster that ran fastest (MHz).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mhz_mean: Option<f64>,
 }
 
 fn one() -> usize {
@@ -187,5 +229,23 @@ impl AgentEvent {
             | AgentEvent::CellError { cell, .. } => Some(cell),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_telemetry_stays_backward_compatible() {
+        let old = r#"{"temp_c_start":40.0,"temp_c_max":45.0,"temp_c_end":44.0,"power_w_avg":3.0,"power_w_peak":4.0,"energy_j":12.0}"#;
+        let t: PassTelemetry = serde_json::from_str(old).unwrap();
+        assert_eq!(t.energy_j, Some(12.0));
+        assert_eq!(t.low_confidence, None);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            old,
+            "unset additions are not written"
+        );
     }
 }
