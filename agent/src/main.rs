@@ -11,6 +11,7 @@ mod fsroot;
 mod probe;
 mod rss;
 mod runner;
+mod states;
 mod telemetry;
 
 use std::path::PathBuf;

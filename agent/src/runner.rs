@@ -10,6 +10,7 @@ use crate::events::EventLog;
 use crate::fsroot::FsRoot;
 use crate::probe;
 use crate::rss::PeakSampler;
+use crate::states::{self, Requested};
 use crate::telemetry::{self, cmd::Commands, sampler::Sampler};
 use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, PassTelemetry};
 use meltbench_protocol::engine::{DoneRecord, EngineJob, EngineRecord, LoadRecord, PassRecord};
@@ -94,6 +95,7 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
         log,
         sampler,
         idle_w: None,
+        thermal: states::Tracker::default(),
     };
     runner.log.emit(&AgentEvent::Hello {
         protocol: PROTOCOL_VERSION.to_string(),
@@ -142,6 +144,8 @@ struct Runner<'a> {
     sampler: Option<Sampler>,
     /// Device power at rest measured before the current cell's passes.
     idle_w: Option<f64>,
+    /// The idle temperature reference of the thermal states.
+    thermal: states::Tracker,
 }
 
 /// Seconds of rest before each cell over which idle power is measured (when the device has a
@@ -158,8 +162,21 @@ impl Runner<'_> {
             index,
             of: self.job.cells.len(),
         });
+        let want = match states::parse(&cell.state) {
+            Ok(w) => w,
+            Err(message) => return self.cell_error(cell, message),
+        };
+        self.thermal.observe(self.sampler.as_ref());
+        // Cooling down is rest too, so idle power is measured after it; pre-heating comes last,
+        // so the passes start from the state reached.
+        if want == Requested::Cool && !self.establish(index, cell, want) {
+            return false;
+        }
         // At rest, before this cell's cold starts and passes load the device.
         self.idle_w = self.idle_power();
+        if matches!(want, Requested::Warm | Requested::Hot) && !self.establish(index, cell, want) {
+            return false;
+        }
         for run in 0..cell.cold_start_runs {
             if let Err(message) = self.cold_start(index, cell, run) {
                 self.log.emit(&AgentEvent::CellError {
@@ -175,6 +192,47 @@ impl Runner<'_> {
             }
         }
         self.measured(index, cell)
+    }
+
+    fn cell_error(&mut self, cell: &Cell, message: String) -> bool {
+        self.log.emit(&AgentEvent::CellError {
+            cell: cell.id.clone(),
+            message,
+            completed_passes: 0,
+        });
+        false
+    }
+
+    /// Establishes the cell's thermal state: `StateReached`, or `CellError` and false.
+    fn establish(&mut self, index: usize, cell: &Cell, want: Requested) -> bool {
+        let spec = states::EngineSpec {
+            program: &self.job.engine,
+            wrapper: &self.job.engine_wrapper,
+            workdir: &self.workdir,
+            stem: format!("cell-{index:03}-preheat"),
+        };
+        match states::establish(
+            want,
+            cell,
+            self.sampler.as_ref(),
+            self.root,
+            &mut self.thermal,
+            &spec,
+        ) {
+            Ok(r) => {
+                self.log.emit(&AgentEvent::StateReached {
+                    cell: cell.id.clone(),
+                    state: want.name().to_string(),
+                    waited_s: r.waited_s,
+                    temp_c: r.temp_c,
+                    reference_temp_c: r.reference_temp_c,
+                    thermal_status: r.thermal_status,
+                    indicator: r.indicator,
+                });
+                true
+            }
+            Err(message) => self.cell_error(cell, message),
+        }
     }
 
     /// Average device power over a rest period, when the device has a power source.
@@ -465,40 +523,11 @@ fn engine(
     stem: &str,
     on_line: &mut dyn FnMut(Result<EngineRecord, String>, &PeakSampler),
 ) -> Result<Finished, String> {
-    let job_path = workdir.join(format!("{stem}.job.json"));
-    let stderr_path = workdir.join(format!("{stem}.stderr.txt"));
-    let json = serde_json::to_vec_pretty(job).expect("engine jobs always serialize");
-    std::fs::write(&job_path, json)
-        .map_err(|e| format!("cannot write {}: {e}", job_path.display()))?;
-    let stderr = File::options()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&stderr_path)
-        .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
-    let mut cmd = match wrapper.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(program);
-            c
-        }
-        None => Command::new(program),
-    };
-    cmd.arg("bench")
-        .arg(&cell.model_path)
-        .arg("--job")
-        .arg(&job_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr.try_clone().map_err(|e| e.to_string())?)
-        // Its own process group, so a timeout kill also reaches anything it started (a wrapper
-        // script's children). If the agent dies, the engine gets EPIPE on its next line and exits.
-        .process_group(0);
-    let spawn_mono_ns = monotonic_ns();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the engine {program}: {e}"))?;
+    let Spawned {
+        mut child,
+        stderr,
+        spawn_mono_ns,
+    } = spawn_engine(program, wrapper, workdir, &cell.model_path, job, stem)?;
     let pid = child.id();
     let watchdog = Watchdog::start(pid as i32, cell.timeout_s);
     let sampler = PeakSampler::start(pid);
@@ -536,6 +565,67 @@ fn engine(
         peak_rss_bytes,
         ru_maxrss_bytes,
         stderr_tail: stderr_tail(stderr),
+    })
+}
+
+/// An engine process just started, in its own process group (its pid is the group id).
+pub(crate) struct Spawned {
+    pub child: std::process::Child,
+    /// Its stderr file (`<stem>.stderr.txt`), for [`stderr_tail`].
+    pub stderr: File,
+    /// CLOCK_MONOTONIC just before the spawn.
+    pub spawn_mono_ns: u64,
+}
+
+/// Writes the engine job to `<stem>.job.json` and starts `<engine> bench <model> --job ...` with
+/// stdout piped and stderr to `<stem>.stderr.txt`. Used for measured sessions, cold starts and
+/// the thermal pre-heat.
+pub(crate) fn spawn_engine(
+    program: &str,
+    wrapper: &[String],
+    workdir: &Path,
+    model_path: &str,
+    job: &EngineJob,
+    stem: &str,
+) -> Result<Spawned, String> {
+    let job_path = workdir.join(format!("{stem}.job.json"));
+    let stderr_path = workdir.join(format!("{stem}.stderr.txt"));
+    let json = serde_json::to_vec_pretty(job).expect("engine jobs always serialize");
+    std::fs::write(&job_path, json)
+        .map_err(|e| format!("cannot write {}: {e}", job_path.display()))?;
+    let stderr = File::options()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&stderr_path)
+        .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    cmd.arg("bench")
+        .arg(model_path)
+        .arg("--job")
+        .arg(&job_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr.try_clone().map_err(|e| e.to_string())?)
+        // Its own process group, so a timeout kill also reaches anything it started (a wrapper
+        // script's children). If the agent dies, the engine gets EPIPE on its next line and exits.
+        .process_group(0);
+    let spawn_mono_ns = monotonic_ns();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the engine {program}: {e}"))?;
+    Ok(Spawned {
+        child,
+        stderr,
+        spawn_mono_ns,
     })
 }
 
@@ -586,7 +676,7 @@ fn reap(pid: u32) -> (i32, Option<u64>) {
 }
 
 /// `"; stderr: <last lines>"`, bounded so one event stays small.
-fn stderr_tail(mut f: File) -> String {
+pub(crate) fn stderr_tail(mut f: File) -> String {
     const MAX: u64 = 4096;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let mut buf = String::new();

@@ -358,6 +358,7 @@ fn job(
                     cold_start_runs: c.cold_start,
                     sessions: c.sessions,
                     timeout_s: c.timeout_s,
+                    state_timeout_s: c.state_timeout_s,
                 }
             })
             .collect(),
@@ -411,6 +412,21 @@ fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, St
                 }) => say(
                     bar,
                     format!("error: {name}: {cell}: {message} ({completed_passes} passes kept)"),
+                ),
+                Ok(AgentEvent::StateReached {
+                    cell,
+                    state,
+                    waited_s,
+                    temp_c,
+                    indicator,
+                    ..
+                }) => say(
+                    bar,
+                    format!(
+                        "{name}: {cell}: {state} after {waited_s:.0} s{}{}",
+                        temp_c.map(|t| format!(", {t:.1} °C")).unwrap_or_default(),
+                        indicator.map(|i| format!(", {i}")).unwrap_or_default()
+                    ),
                 ),
                 Ok(AgentEvent::Done { .. }) => done = true,
                 Ok(AgentEvent::Warning { message }) => {

@@ -38,6 +38,7 @@ pub struct PlannedCell {
     pub sessions: usize,
     pub cold_start: usize,
     pub timeout_s: u64,
+    pub state_timeout_s: u64,
 }
 
 pub struct RunPlan {

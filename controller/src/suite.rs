@@ -24,6 +24,7 @@
 //!                               # the gate resamples sessions; default 1 (use >= 3 for gating)
 //! cold_start: 5                 # fresh-process runs per cell, default 5; 0 disables
 //! timeout_s: 1800               # per cell, default 1800
+//! state_timeout_s: 900          # how long a cell may wait for its thermal state, default 900
 //! gate:                         # budgets of `meltbench gate` (default 10% each), or `off`
 //!   latency_p95: 10%            # latency_p95 latency_p99 ttft_p95 decode_p95 peak_rss
 //!   decode_tokens_per_s: 5%     # decode_tokens_per_s prefill_tokens_per_s energy_per_token
@@ -60,6 +61,8 @@ pub const DEFAULT_WARMUP: usize = 10;
 pub const DEFAULT_SESSIONS: usize = 1;
 pub const DEFAULT_COLD_START: usize = 5;
 pub const DEFAULT_TIMEOUT_S: u64 = 1800;
+/// How long a cell may wait for its thermal state (cool down, or heat until throttling).
+pub const DEFAULT_STATE_TIMEOUT_S: u64 = 900;
 
 /// Upper bounds that catch typos (an extra zero or three) before a run is started.
 const MAX_PASSES: u64 = 1_000_000;
@@ -133,6 +136,7 @@ pub struct ValidatedSuite {
     pub sessions: usize,
     pub cold_start: usize,
     pub timeout_s: u64,
+    pub state_timeout_s: u64,
     pub gate: GateSpec,
 }
 
@@ -365,6 +369,8 @@ pub struct SuiteCell {
     pub sessions: usize,
     pub cold_start: usize,
     pub timeout_s: u64,
+    /// How long the agent may take to bring the device into `state`.
+    pub state_timeout_s: u64,
 }
 
 impl ValidatedSuite {
@@ -394,6 +400,7 @@ impl ValidatedSuite {
                                 sessions: self.sessions,
                                 cold_start: self.cold_start,
                                 timeout_s: self.timeout_s,
+                                state_timeout_s: self.state_timeout_s,
                             });
                         }
                     }
@@ -438,6 +445,8 @@ struct SuiteFile {
     cold_start: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
     timeout_s: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    state_timeout_s: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
     gate: Field<BTreeMap<String, Spanned<Raw>>>,
 }
@@ -602,6 +611,13 @@ fn check_suite(
         MAX_TIMEOUT_S,
         DEFAULT_TIMEOUT_S,
     );
+    let state_timeout_s = number(
+        "state_timeout_s",
+        &file.state_timeout_s,
+        1,
+        MAX_TIMEOUT_S,
+        DEFAULT_STATE_TIMEOUT_S,
+    );
     let gate = check_gate(&mut r, file.gate.as_ref());
 
     if r.has_errors() {
@@ -622,6 +638,7 @@ fn check_suite(
         sessions,
         cold_start,
         timeout_s,
+        state_timeout_s,
         gate,
     })
 }

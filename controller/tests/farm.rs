@@ -42,6 +42,14 @@ fn have_bundle(target: &str) -> bool {
     ))
 }
 
+/// Whether a test can run: its peer is available and the bundle it pushes is built.
+fn ready(peer: Result<(), String>, bundle: &str) -> bool {
+    match peer {
+        Err(why) => !skip(&why),
+        Ok(()) => have_bundle(bundle),
+    }
+}
+
 fn host_bundle() -> &'static str {
     if cfg!(target_arch = "aarch64") {
         "aarch64-unknown-linux-musl"
@@ -202,11 +210,7 @@ fn local_reference(f: &Farm) -> (Vec<String>, BTreeMap<String, BTreeMap<String, 
 
 #[test]
 fn ci_smoke_over_ssh_matches_local_and_the_push_cache_holds() {
-    if let Err(why) = Sshd::available() {
-        skip(&why);
-        return;
-    }
-    if !have_bundle(host_bundle()) {
+    if !ready(Sshd::available(), host_bundle()) {
         return;
     }
     let f = Farm::new();
@@ -278,11 +282,7 @@ fn ci_smoke_over_ssh_matches_local_and_the_push_cache_holds() {
 
 #[test]
 fn ci_smoke_over_adb_matches_local() {
-    if let Err(why) = AdbServer::available() {
-        skip(&why);
-        return;
-    }
-    if !have_bundle(host_bundle()) {
+    if !ready(AdbServer::available(), host_bundle()) {
         return;
     }
     let f = Farm::new();
@@ -335,11 +335,7 @@ fn the_aarch64_bundle_runs_ci_smoke_under_qemu() {
 
 #[test]
 fn sixteen_devices_at_once() {
-    if let Err(why) = Sshd::available() {
-        skip(&why);
-        return;
-    }
-    if !have_bundle(host_bundle()) {
+    if !ready(Sshd::available(), host_bundle()) {
         return;
     }
     let f = Farm::new();
@@ -433,11 +429,7 @@ fn a_dead_device_fails_alone_and_the_summary_says_why() {
 
 #[test]
 fn devices_lists_unlisted_adb_devices_and_probe_reaches_every_transport() {
-    if let Err(why) = AdbServer::available().and(Sshd::available()) {
-        skip(&why);
-        return;
-    }
-    if !have_bundle(host_bundle()) {
+    if !ready(AdbServer::available().and(Sshd::available()), host_bundle()) {
         return;
     }
     let f = Farm::new();

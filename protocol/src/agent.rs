@@ -35,8 +35,13 @@ pub struct Cell {
     pub precision: String,
     pub scenario: String,
     pub threads: usize,
-    /// Requested device state (`any` until states are implemented).
+    /// Requested thermal state: `any`, `cool`, `warm` or `hot`. Battery states (`cool+drain`
+    /// and the like) are refused by agents that do not support them, with a `CellError`.
     pub state: String,
+    /// Longest wait (s) for the agent to establish `state` before the cell fails; 0 = the
+    /// agent's default (900 s).
+    #[serde(default)]
+    pub state_timeout_s: u64,
     /// The bench job handed to the engine (passes, warm-up, prompt, tokens to generate).
     pub engine_job: EngineJob,
     /// Fresh-process runs measuring process start -> model ready -> first token.
@@ -202,6 +207,23 @@ pub enum AgentEvent {
         /// `ru_maxrss` of the engine at exit.
         ru_maxrss_bytes: Option<u64>,
     },
+    /// The cell's requested thermal state was established; its passes follow. Sent only for
+    /// states other than `any`.
+    StateReached {
+        cell: String,
+        /// `cool`, `warm` or `hot`.
+        state: String,
+        /// Seconds spent establishing it (cooling down or pre-heating).
+        waited_s: f64,
+        /// Primary temperature sensor (°C) when the state was reached.
+        temp_c: Option<f64>,
+        /// The idle reference (°C) `cool` and `warm` are measured against.
+        reference_temp_c: Option<f64>,
+        /// Android thermal status (0 none .. 6 shutdown) when the state was reached.
+        thermal_status: Option<u8>,
+        /// What tripped, for `hot` (e.g. `cooling device active (thermal:throttling_devices = 1)`).
+        indicator: Option<String>,
+    },
     /// The cell could not finish; completed passes stay valid.
     CellError {
         cell: String,
@@ -225,6 +247,7 @@ impl AgentEvent {
             | AgentEvent::Load { cell, .. }
             | AgentEvent::Pass { cell, .. }
             | AgentEvent::ColdStart { cell, .. }
+            | AgentEvent::StateReached { cell, .. }
             | AgentEvent::CellEnd { cell, .. }
             | AgentEvent::CellError { cell, .. } => Some(cell),
             _ => None,
@@ -235,6 +258,27 @@ impl AgentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_without_a_state_timeout_still_parse() {
+        let old = r#"{"id":"c","model":"m","model_path":"/m","model_sha256":"0","precision":"f32",
+            "scenario":"short","threads":1,"state":"any","engine_job":{"prompt":{"tokens":4},
+            "n_gen":2,"passes":1},"cold_start_runs":0,"timeout_s":60}"#;
+        let c: Cell = serde_json::from_str(old).unwrap();
+        assert_eq!(c.state_timeout_s, 0, "0 = the agent's default");
+        let e = AgentEvent::StateReached {
+            cell: "c".into(),
+            state: "hot".into(),
+            waited_s: 1.5,
+            temp_c: Some(61.0),
+            reference_temp_c: Some(35.0),
+            thermal_status: None,
+            indicator: Some("cooling device active".into()),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "state_reached");
+        assert_eq!(e.cell(), Some("c"));
+    }
 
     #[test]
     fn pass_telemetry_stays_backward_compatible() {

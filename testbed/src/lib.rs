@@ -4,3 +4,4 @@
 
 pub mod adb_device;
 pub mod sshd;
+pub mod thermal_model;

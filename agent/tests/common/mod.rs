@@ -76,6 +76,7 @@ pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -
         scenario: "short".into(),
         threads: 1,
         state: "any".into(),
+        state_timeout_s: 0,
         engine_job: EngineJob {
             prompt: Prompt::Tokens(16),
             n_gen: 8,
