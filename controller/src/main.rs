@@ -391,12 +391,6 @@ fn run_suite(args: RunArgs) -> Result<()> {
         }
         targets.retain(|t| args.only.contains(&t.name));
     }
-    if let Some(state) = suite.states.iter().find(|s| s.battery.is_some()) {
-        anyhow::bail!(
-            "{}: the suite asks for device state '{state}', but battery states (wait, drain, simulate) are not implemented yet; thermal states (cool, warm, hot, any) are",
-            args.suite.display(),
-        );
-    }
     let cells: Vec<PlannedCell> = suite
         .cells()
         .into_iter()

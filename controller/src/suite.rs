@@ -17,7 +17,8 @@
 //!     prompt: "Explain what a thermal zone is."   # exactly one of prompt | prompt_file | prompt_tokens
 //!     new_tokens: 32
 //! threads: [2]                  # default: the device's performance cores
-//! states: [{thermal: any}]      # thermal cool|warm|hot|any, battery wait|drain|simulate
+//! states: [{thermal: any}]      # thermal: cool|warm|hot|any; battery: [100, 50, 20] levels with
+//!                               # battery_mode: wait (default) | drain | simulate (Android only)
 //! passes: 100                   # measured passes per cell, default 100
 //! warmup: 10                    # unmeasured passes first, default 10
 //! sessions: 5                   # fresh engine processes per cell, each running warmup + passes;
@@ -296,16 +297,21 @@ pub enum Battery {
     Simulate,
 }
 
-/// The device state a cell is measured in.
-///
-/// Every value DESIGN.md defines is accepted here so suites need not change when the agent
-/// learns a state; until then the runner refuses cells whose state it cannot establish
-/// (today: anything but `thermal: any` without `battery`), naming the cell.
+/// A battery level a cell runs at, and how the agent gets there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatteryState {
+    /// Percent, 1..=100.
+    pub level: u8,
+    pub mode: Battery,
+}
+
+/// The device state a cell is measured in; the agent establishes it (or fails the cell saying
+/// why) before the cell's first pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     pub thermal: Thermal,
     /// `None`: no battery requirement.
-    pub battery: Option<Battery>,
+    pub battery: Option<BatteryState>,
 }
 
 impl State {
@@ -340,11 +346,12 @@ impl Battery {
 }
 
 impl fmt::Display for State {
-    /// The state as it appears in cell ids: `any`, `hot`, `cool+drain`.
+    /// The state as it appears in cell ids and in the agent job: `any`, `hot`,
+    /// `cool+battery50-drain`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.thermal.as_str())?;
         if let Some(b) = self.battery {
-            write!(f, "+{}", b.as_str())?;
+            write!(f, "+battery{}-{}", b.level, b.mode.as_str())?;
         }
         Ok(())
     }
@@ -545,8 +552,11 @@ struct ScenarioFile {
 struct StateFile {
     #[serde(default, deserialize_with = "present")]
     thermal: Field<String>,
+    /// Levels in percent; each makes its own state.
     #[serde(default, deserialize_with = "present")]
-    battery: Field<String>,
+    battery: Field<Vec<Spanned<Raw>>>,
+    #[serde(default, deserialize_with = "present")]
+    battery_mode: Field<String>,
 }
 
 fn check_suite(
@@ -1071,23 +1081,53 @@ fn check_states(r: &mut Report, list: Option<&Spanned<Vec<Spanned<StateFile>>>>)
                 found
             }
         };
-        let battery = match &s.battery {
-            None => Some(None),
-            Some(b) => {
+        let mode = match &s.battery_mode {
+            None => Some(Battery::Wait),
+            Some(m) => {
                 let found = Battery::ALL
                     .into_iter()
-                    .find(|x| x.as_str() == b.value.trim());
+                    .find(|x| x.as_str() == m.value.trim());
                 if found.is_none() {
                     let allowed = Battery::ALL.map(Battery::as_str).join(", ");
                     r.on(
-                        b,
-                        format!("unknown battery state '{}' (allowed: {allowed})", b.value),
+                        m,
+                        format!("unknown battery_mode '{}' (allowed: {allowed})", m.value),
                     );
                 }
-                found.map(Some)
+                if s.battery.is_none() {
+                    r.on(
+                        m,
+                        "battery_mode needs battery levels beside it (e.g. battery: [100, 50, 20])",
+                    );
+                }
+                found
             }
         };
-        if let (Some(thermal), Some(battery)) = (thermal, battery) {
+        // Levels are checked whatever the mode, so one pass over the file reports everything.
+        let levels: Option<Vec<u8>> = s.battery.as_ref().map(|levels| {
+            if levels.value.is_empty() {
+                r.on(
+                    levels,
+                    "battery is empty: list levels in percent (e.g. [100, 50, 20]) or omit it",
+                );
+            }
+            levels
+                .value
+                .iter()
+                .filter_map(|l| r.whole("battery", l, 1, 100))
+                .map(|l| l as u8)
+                .collect()
+        });
+        let batteries: Vec<Option<BatteryState>> = match (levels, mode) {
+            (None, _) => vec![None],
+            (Some(levels), Some(mode)) => levels
+                .into_iter()
+                .map(|level| Some(BatteryState { level, mode }))
+                .collect(),
+            (Some(_), None) => Vec::new(),
+        };
+        let Some(thermal) = thermal else { continue };
+        for battery in batteries {
             let state = State { thermal, battery };
             if out.contains(&state) {
                 r.on(entry, format!("state '{state}' is listed twice"));
@@ -1141,17 +1181,46 @@ mod tests {
                     precisions: [q4_0, f16]\n\
                     scenarios: [{name: a, prompt: hi, new_tokens: 2}, {name: b, prompt_tokens: 3, new_tokens: 1}]\n\
                     threads: [1, 4]\n\
-                    states: [{thermal: any}, {thermal: hot, battery: drain}]\n");
+                    states: [{thermal: any}, {thermal: hot, battery: [50], battery_mode: drain}]\n");
         let ids: Vec<String> = s.cells().into_iter().map(|c| c.id).collect();
         assert_eq!(ids.len(), 2 * 2 * 2 * 2 * 2);
         assert_eq!(ids[0], "synth/q4_0/a/t1/any");
-        assert_eq!(ids[1], "synth/q4_0/a/t1/hot+drain");
+        assert_eq!(ids[1], "synth/q4_0/a/t1/hot+battery50-drain");
         assert_eq!(ids[2], "synth/q4_0/a/t4/any");
-        assert_eq!(ids[31], "smollm2-135m/f16/b/t4/hot+drain");
+        assert_eq!(ids[31], "smollm2-135m/f16/b/t4/hot+battery50-drain");
         let mut unique = ids.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn battery_levels_expand_into_states_and_bad_ones_are_located() {
+        let s = ok("models: [{name: synth}]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}]\n\
+                    states: [{thermal: cool, battery: [100, 50, 20], battery_mode: simulate}]\n");
+        let states: Vec<String> = s.states.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            states,
+            [
+                "cool+battery100-simulate",
+                "cool+battery50-simulate",
+                "cool+battery20-simulate"
+            ]
+        );
+        let s = ok("models: [{name: synth}]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}]\n\
+                    states: [{battery: [30]}]\n");
+        assert_eq!(s.states[0].to_string(), "any+battery30-wait");
+        let e = err("models: [{name: synth}]\n\
+                     scenarios: [{name: a, prompt: hi, new_tokens: 2}]\n\
+                     states: [{battery: [0, 50], battery_mode: drian}, {battery_mode: drain}]\n");
+        assert!(
+            e.contains("s.yaml:3:21: battery must be a whole number from 1 to 100, got '0'"),
+            "{e}"
+        );
+        assert!(e.contains("unknown battery_mode 'drian'"), "{e}");
+        assert!(e.contains("battery_mode needs battery levels"), "{e}");
     }
 
     #[test]

@@ -74,6 +74,7 @@ fn dataset(run_id: &str, passes: usize, factor: f64, seed: u64) -> Dataset {
             cold_start_ms: vec![6.0, 6.2, 5.9],
             cold_start_page_cache_dropped: Some(false),
             errors: Vec::new(),
+            states_reached: Vec::new(),
             prompt_tokens: Some(16),
             gen_tokens: Some(8),
             model_file_bytes: Some(550_112),

@@ -719,6 +719,7 @@ mod tests {
             cold_start_ms: Vec::new(),
             cold_start_page_cache_dropped: None,
             errors: Vec::new(),
+            states_reached: Vec::new(),
             prompt_tokens: None,
             gen_tokens: None,
             model_file_bytes: None,

@@ -53,6 +53,9 @@ pub struct CellData {
     pub cold_start_page_cache_dropped: Option<bool>,
     /// Why the cell (in some run) did not finish.
     pub errors: Vec<String>,
+    /// The device state each run established before measuring, as the agent reported it
+    /// (`hot after 42 s: 71.2 °C, cooling device active`).
+    pub states_reached: Vec<String>,
     pub prompt_tokens: Option<usize>,
     pub gen_tokens: Option<usize>,
     pub model_file_bytes: Option<u64>,
@@ -138,6 +141,7 @@ fn empty_cell(key: CellKey) -> CellData {
         cold_start_ms: Vec::new(),
         cold_start_page_cache_dropped: None,
         errors: Vec::new(),
+        states_reached: Vec::new(),
         prompt_tokens: None,
         gen_tokens: None,
         model_file_bytes: None,
@@ -222,6 +226,20 @@ fn add_device_events(
                     Some(cell.cold_start_page_cache_dropped.unwrap_or(true) && *page_cache_dropped);
             }
             AgentEvent::CellError { message, .. } => cell.errors.push(message.clone()),
+            AgentEvent::StateReached {
+                state,
+                waited_s,
+                temp_c,
+                indicator,
+                ..
+            } => cell.states_reached.push(format!(
+                "{state} after {waited_s:.0} s{}{}",
+                temp_c.map(|t| format!(": {t:.1} °C")).unwrap_or_default(),
+                indicator
+                    .as_ref()
+                    .map(|i| format!(", {i}"))
+                    .unwrap_or_default()
+            )),
             _ => {}
         }
     }

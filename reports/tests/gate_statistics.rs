@@ -111,6 +111,7 @@ fn cell(id: &str, t: &Truth, rng: &mut ChaCha8Rng) -> CellData {
         cold_start_ms: Vec::new(),
         cold_start_page_cache_dropped: None,
         errors: Vec::new(),
+        states_reached: Vec::new(),
         prompt_tokens: Some(64),
         gen_tokens: Some(t.steps + 1),
         model_file_bytes: None,

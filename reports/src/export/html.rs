@@ -825,6 +825,9 @@ fn cdf(out: &mut String, ctx: &Ctx) {
                 esc(e)
             );
         }
+        for st in &c.states_reached {
+            w!(out, "<p>device state reached: {}</p>\n", esc(st));
+        }
         let base = ctx.baseline_of(i);
         let cand_pts = ecdf_points(&s.sorted_latency, ECDF_POINTS);
         let cand_marks = markers(s);
@@ -1702,6 +1705,7 @@ mod tests {
             cold_start_ms: vec![base_ms * 8.0, base_ms * 8.5, base_ms * 7.9],
             cold_start_page_cache_dropped: Some(true),
             errors: Vec::new(),
+            states_reached: Vec::new(),
             prompt_tokens: Some(64),
             gen_tokens: Some(32),
             model_file_bytes: Some(match precision {

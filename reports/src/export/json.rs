@@ -283,6 +283,7 @@ mod tests {
             cold_start_ms: cold,
             cold_start_page_cache_dropped: None,
             errors: vec![],
+            states_reached: vec![],
             prompt_tokens: None,
             gen_tokens: None,
             model_file_bytes: None,

@@ -672,6 +672,7 @@ mod tests {
             cold_start_ms: vec![],
             cold_start_page_cache_dropped: None,
             errors,
+            states_reached: Vec::new(),
             prompt_tokens: None,
             gen_tokens: None,
             model_file_bytes: None,
