@@ -118,8 +118,22 @@ fn pixel_identity_battery_and_kernel_abi_sign() {
     assert!(total.battery_side);
     // current_now -412000 µA (discharging, kernel ABI sign) x voltage_now 3987000 µV
     close(total_w(&mut d), 0.412 * 3.987);
+    // `dumpsys thermalservice` is a real Tensor Pixel capture (SOURCE.md): 42 HAL entries, of
+    // which 15 are battery-current-limiter readings (types 6-8: `ocp_cpu2` 11900.0 mA,
+    // `vdroop1` 1050.0 mV, `soc` 0.0 %), not temperatures: 27 °C series remain.
     assert_eq!(value(&mut d, "android:thermal_status"), Reading::Ok(0.0));
-    assert_eq!(value(&mut d, "android_hal:VIRTUAL-SKIN"), Reading::Ok(33.4));
+    assert!(detail(&d, "android_thermalservice").contains("27 HAL temperatures"));
+    assert_eq!(
+        value(&mut d, "android_hal:VIRTUAL-SKIN"),
+        Reading::Ok(24.83324)
+    );
+    assert_eq!(value(&mut d, "android_hal:BIG"), Reading::Ok(26.000002));
+    assert_eq!(
+        value(&mut d, "android_hal:USB2-MINUS-USB"),
+        Reading::Ok(-0.117000006)
+    );
+    assert!(!d.has_series("android_hal:ocp_cpu2"));
+    assert!(!d.has_series("android_hal:vdroop1"));
     assert_eq!(value(&mut d, "battery:battery:temp"), Reading::Ok(29.1));
     assert_eq!(value(&mut d, "battery:battery:capacity"), Reading::Ok(78.0));
     assert_eq!(d.primary_temp.as_deref(), Some("thermal:skin-therm"));
@@ -143,8 +157,14 @@ fn galaxy_milliamps_positive_while_discharging() {
     close(total_w(&mut d), 0.389 * 3.912);
     assert!(detail(&d, "thermal_zones").contains("sdr0-pa0 (disabled)"));
     assert!(!d.has_series("thermal:sdr0-pa0"));
-    assert_eq!(value(&mut d, "android:thermal_status"), Reading::Ok(1.0));
-    assert!(detail(&d, "android_dumpsys_battery").contains("level 61"));
+    // `dumpsys thermalservice` is a real Samsung capture (SOURCE.md): `Thermal Status: 0`, six
+    // HAL sensors; the `Temperature static thresholds` lines after it are not temperatures.
+    assert_eq!(value(&mut d, "android:thermal_status"), Reading::Ok(0.0));
+    assert!(detail(&d, "android_thermalservice").contains("6 HAL temperatures"));
+    assert_eq!(value(&mut d, "android_hal:SKIN"), Reading::Ok(28.2));
+    assert_eq!(value(&mut d, "android_hal:SUBBAT"), Reading::Ok(0.0));
+    // `dumpsys battery` is a real Samsung capture: level 100, status 5 (full), on USB.
+    assert!(detail(&d, "android_dumpsys_battery").contains("level 100"));
 }
 
 #[test]
@@ -154,10 +174,29 @@ fn galaxy_without_readable_sysfs_battery_falls_back_to_dumpsys() {
     let mut d = discover_in(t.path());
     let b = detail(&d, "battery");
     assert!(b.starts_with("from dumpsys battery"), "{b}");
-    // Samsung's `current now: 389` (mA) x `voltage: 3912` (mV)
-    close(total_w(&mut d), 0.389 * 3.912);
-    assert_eq!(value(&mut d, "android_battery:temp"), Reading::Ok(34.5));
-    assert_eq!(value(&mut d, "android_battery:level"), Reading::Ok(61.0));
+    assert!(b.contains("current now"), "{b}");
+    // The captured Samsung dump: `temperature: 309`, `level: 100`, `status: 5` (full) with
+    // `USB powered: true` and `current now: 0`: battery-side power is not the device's power.
+    assert_eq!(value(&mut d, "android_battery:temp"), Reading::Ok(30.9));
+    assert_eq!(value(&mut d, "android_battery:level"), Reading::Ok(100.0));
+    assert_eq!(value(&mut d, "android_battery:status"), Reading::Ok(5.0));
+    match d.read_total() {
+        Reading::Unreadable(r) => assert!(r.contains("status 5"), "{r}"),
+        other => panic!("battery power while full on USB must not be a number: {other:?}"),
+    }
+
+    // The same dump while discharging (status 3) gives |current now| mA x voltage mV; the
+    // capture's 0 mA then reads 0 W. The Samsung-only lines around it (`charge counter`,
+    // `LLB MAN:` with no value, `USE_FAKE_BATTERY` at column 0) must not confuse the parser.
+    let dump = t.path().join("commands/dumpsys battery");
+    let text = fs::read_to_string(&dump).unwrap();
+    fs::write(
+        &dump,
+        text.replace("  status: 5", "  status: 3")
+            .replace("  current now: 0", "  current now: 389"),
+    )
+    .unwrap();
+    close(total_w(&mut d), 0.389 * 4.312);
 }
 
 #[test]
@@ -238,6 +277,8 @@ fn jetson_nano_l4t32_iio_layout() {
     assert_eq!(d.family, Family::Jetson);
     assert_eq!(d.identity.detail("module"), Some("Nano (p3448)"));
     assert_eq!(d.identity.detail("l4t"), Some("R32.7.4"));
+    // `nvpmodel -q` is a real capture (NVIDIA-AI-IOT/jetbot#49, run with sudo).
+    assert_eq!(d.identity.detail("nvpmodel"), Some("5W (id 1)"));
     assert_eq!(d.identity.soc.as_deref(), Some("tegra210"));
     assert_eq!(d.power.clone().unwrap().members, ["ina3221:POM_5V_IN"]);
     close(total_w(&mut d), 2.672);
@@ -280,25 +321,34 @@ fn rpi5_pmic_rails_paired_by_name_as_a_lower_bound() {
     assert!(detail(&d, "rpi_throttled").ends_with("none"));
     let total = d.power.clone().unwrap();
     assert!(total.lower_bound);
-    // Σ A x V over the 12 paired rails of the captured output (EXT5V_V and BATT_V have no
-    // current and are not paired).
-    let want = 0.09368929 * 3.72
-        + 0.0512505 * 3.31204
-        + 0.1825015 * 1.80234
-        + 0.02342232 * 1.11221
-        + 0.0 * 0.60525
-        + 0.18543 * 1.10654
-        + 0.3240063 * 0.8023
-        + 2.1459 * 0.861733
-        + 0.0004637 * 3.304
-        + 0.000409 * 3.30215
-        + 0.0053478 * 0.80212
-        + 0.0218106 * 5.08121;
+    // Σ A x V over the 12 paired rails of the captured output (jfikar/RPi5-power README, see
+    // SOURCE.md; EXT5V_V and BATT_V have no current and are not paired):
+    //   0.0 x 3.799996 + 0.06245952 x 3.306322 + 0.1610285 x 1.798289 + 0.00780744 x 1.102929
+    //   + 0.0 x 0.6047613 + 0.1756674 x 1.104394 + 0.3279125 x 0.8025633 + 10.87674 x 0.8974594
+    //   + 0.0003663 x 3.304942 + 0.00042735 x 3.302194 + 0.00579975 x 0.7973619
+    //   + 0.0136752 x 5.07056 = 10.7998944 W (VDD_CORE alone 9.7614326 W: a loaded board).
+    let want = 0.0 * 3.799996
+        + 0.06245952 * 3.306322
+        + 0.1610285 * 1.798289
+        + 0.00780744 * 1.102929
+        + 0.0 * 0.6047613
+        + 0.1756674 * 1.104394
+        + 0.3279125 * 0.8025633
+        + 10.87674 * 0.8974594
+        + 0.0003663 * 3.304942
+        + 0.00042735 * 3.302194
+        + 0.00579975 * 0.7973619
+        + 0.0136752 * 5.07056;
     close(total_w(&mut d), want);
-    // VDD_CORE_A is channel 7 and VDD_CORE_V channel 15: paired by name.
+    // VDD_CORE_A is channel 7 and VDD_CORE_V channel 15; 3V3_ADC_A is 18 and 3V3_ADC_V 21:
+    // paired by name.
     close(
         value(&mut d, "rpi_pmic:VDD_CORE").ok().unwrap(),
-        2.1459 * 0.861733,
+        10.87674 * 0.8974594,
+    );
+    close(
+        value(&mut d, "rpi_pmic:3V3_ADC").ok().unwrap(),
+        0.00042735 * 3.302194,
     );
     assert_eq!(value(&mut d, "rpi:throttled"), Reading::Ok(0.0));
     assert_eq!(d.primary_temp.as_deref(), Some("thermal:cpu-thermal"));

@@ -108,10 +108,12 @@ pub fn parse_thermalservice(text: &str) -> ThermalService {
             }
         }
     }
-    ThermalService {
-        status,
-        temps: if hal.is_empty() { cached } else { hal },
-    }
+    let mut temps = if hal.is_empty() { cached } else { hal };
+    // The HAL also reports battery-current-limiter readings as `Temperature`s: types 6
+    // (BCL_VOLTAGE, mV), 7 (BCL_CURRENT, mA) and 8 (BCL_PERCENTAGE). A captured Tensor Pixel
+    // dump lists `ocp_cpu2` 11900.0 (type 7) and `vdroop1` 1050.0 (type 6): not °C.
+    temps.retain(|t| !(6..=8).contains(&t.1));
+    ThermalService { status, temps }
 }
 
 /// `Temperature{mValue=46.1, mType=0, mName=cpu0-silver-usr, mStatus=0}`
@@ -326,6 +328,21 @@ mod tests {
         let ts = parse_thermalservice(text);
         assert_eq!(ts.status, Some(2));
         assert_eq!(ts.temps, vec![("skin".to_string(), 3, 31.4, 0)]);
+    }
+
+    #[test]
+    fn thermalservice_skips_bcl_readings() {
+        // Lines of a captured Tensor Pixel dump (testbed/devices/pixel/SOURCE.md).
+        let text = "Thermal Status: 0\nCurrent temperatures from HAL:\n\tTemperature{mValue=25.000002, mType=9, mName=TPU, mStatus=0}\n\tTemperature{mValue=1300.0, mType=6, mName=smpl_gm, mStatus=0}\n\tTemperature{mValue=0.0, mType=8, mName=soc, mStatus=0}\n\tTemperature{mValue=-0.117000006, mType=-1, mName=USB2-MINUS-USB, mStatus=0}\n\tTemperature{mValue=11900.0, mType=7, mName=ocp_cpu2, mStatus=0}\nCurrent cooling devices from HAL:";
+        let ts = parse_thermalservice(text);
+        assert_eq!(ts.status, Some(0));
+        assert_eq!(
+            ts.temps,
+            vec![
+                ("TPU".to_string(), 9, 25.000002, 0),
+                ("USB2-MINUS-USB".to_string(), -1, -0.117000006, 0)
+            ]
+        );
     }
 
     #[test]
