@@ -3,8 +3,11 @@
 //! and streams events. Arguments are parsed by hand to keep the binary small (no clap).
 //!
 //! Exit codes: 0 success (for `run`: every cell ended), 1 the run finished with failed cells or
-//! the agent could not do its own work, 2 bad usage or a job this agent cannot run.
+//! the agent could not do its own work, 2 bad usage or a job this agent cannot run, 128 + N when
+//! signal N (SIGINT 2 -> 130, SIGHUP, SIGTERM) stopped a run after the device was restored
+//! (see `battery::interrupt`).
 
+mod battery;
 mod coldstart;
 mod events;
 mod fsroot;
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Run { job } => {
+            battery::interrupt::install();
             let outcome = runner::read_job(&job).and_then(|j| runner::run(&j, &root));
             match outcome {
                 Ok(s) if s.cells_failed == 0 => ExitCode::SUCCESS,
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
                     ExitCode::from(match e {
                         runner::RunError::BadJob(_) => 2,
                         runner::RunError::Failed(_) => 1,
+                        runner::RunError::Interrupted(sig) => (128 + sig).clamp(0, 255) as u8,
                     })
                 }
             }

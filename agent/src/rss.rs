@@ -67,11 +67,17 @@ impl PeakSampler {
         }
     }
 
-    /// Reads VmHWM now (folding it into the maximum) and returns the reading.
+    /// Reads VmHWM now (folding it into the maximum) and returns it. The engine may already
+    /// have exited by the time its last line is read (a zombie's status has no VmHWM): then the
+    /// largest reading so far stands in, since VmHWM only ever grows.
     pub fn sample(&self) -> Option<u64> {
-        let v = vm_hwm_bytes(self.pid)?;
-        self.max.fetch_max(v, Ordering::Relaxed);
-        Some(v)
+        match vm_hwm_bytes(self.pid) {
+            Some(v) => {
+                self.max.fetch_max(v, Ordering::Relaxed);
+                Some(v)
+            }
+            None => Some(self.max.load(Ordering::Relaxed)).filter(|&v| v > 0),
+        }
     }
 
     /// Stops the thread; the largest VmHWM seen, if any was readable.

@@ -4,7 +4,19 @@
 //! A cell that fails (engine crash, non-zero exit, timeout) ends with `CellError` and the run goes
 //! on: one bad cell must not cost the device's other results, and the passes it completed were
 //! already logged and stay valid.
+//!
+//! A cell's state is established in this order: battery first ([`battery::establish`]:
+//! `wait` checks, `drain` loads the device down, `simulate` fakes the level), then the thermal
+//! gate (`cool` waits at rest, idle power is measured, `warm`/`hot` pre-heat), then a last
+//! battery check (`wait`/`drain`: the level is still within tolerance), then the passes.
+//! Battery comes first because draining loads the device with the engine and heats it: done
+//! after the thermal gate it would undo `cool`, and a cool wait after it lets the device settle.
+//! The battery state is undone (charging back on, overrides reset) when the cell ends, however
+//! it ends ([`battery::Guard`]), and on SIGINT/SIGTERM/SIGHUP ([`battery::interrupt`]): then
+//! the run stops with [`RunError::Interrupted`]: the interrupted cell ends with `CellError`, a
+//! `Warning` names the signal and what was restored, and no `Done` follows.
 
+use crate::battery::{self, interrupt};
 use crate::coldstart;
 use crate::events::EventLog;
 use crate::fsroot::FsRoot;
@@ -30,12 +42,16 @@ pub enum RunError {
     BadJob(String),
     /// The agent could not do its own work (e.g. create the work directory): exit 1.
     Failed(String),
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the run after the device was restored:
+    /// exit 128 + the signal.
+    Interrupted(i32),
 }
 
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::BadJob(m) | RunError::Failed(m) => f.write_str(m),
+            RunError::Interrupted(sig) => write!(f, "interrupted by {}", signal_name(*sig)),
         }
     }
 }
@@ -84,7 +100,9 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
     let device = probe::probe(root);
     // One sampling thread for the whole run, started only when the device has something to
     // sample; its samples are cut to each pass's CLOCK_MONOTONIC window.
-    let mut discovery = telemetry::discover(root, &Commands::from_env(root));
+    let cmds = Commands::from_env(root);
+    let mut discovery = telemetry::discover(root, &cmds);
+    let android = discovery.family == telemetry::Family::Android;
     let sampler = (!discovery.groups.is_empty())
         .then(|| Sampler::start(&mut discovery, telemetry::sampler::Config::default()));
     let mut runner = Runner {
@@ -96,6 +114,8 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
         sampler,
         idle_w: None,
         thermal: states::Tracker::default(),
+        cmds,
+        android,
     };
     runner.log.emit(&AgentEvent::Hello {
         protocol: PROTOCOL_VERSION.to_string(),
@@ -108,10 +128,18 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
         cells_failed: 0,
     };
     for (index, cell) in job.cells.iter().enumerate() {
-        if runner.cell(index, cell) {
-            summary.cells_ok += 1;
-        } else {
-            summary.cells_failed += 1;
+        if interrupt::signalled().is_none() {
+            if runner.cell(index, cell) {
+                summary.cells_ok += 1;
+            } else {
+                summary.cells_failed += 1;
+            }
+        }
+        if let Some(sig) = interrupt::signalled() {
+            runner.log.emit(&AgentEvent::Warning {
+                message: interrupt::message(sig),
+            });
+            return Err(RunError::Interrupted(sig));
         }
     }
     if let Some(s) = runner.sampler.take() {
@@ -146,6 +174,17 @@ struct Runner<'a> {
     idle_w: Option<f64>,
     /// The idle temperature reference of the thermal states.
     thermal: states::Tracker,
+    /// For the battery states' commands (dumpsys, setprop).
+    cmds: Commands,
+    android: bool,
+}
+
+/// How the passes of a cell in a battery state are labelled: simulated or not, and the
+/// simulated level (a real level is read per pass).
+#[derive(Clone, Copy)]
+struct BatteryLabel {
+    simulated: bool,
+    level: Option<u8>,
 }
 
 /// Seconds of rest before each cell over which idle power is measured (when the device has a
@@ -155,18 +194,41 @@ const IDLE_ENV: &str = "MELTBENCH_IDLE_S";
 const IDLE_DEFAULT_S: f64 = 10.0;
 
 impl Runner<'_> {
-    /// Runs one cell; whether it ended with `CellEnd`.
+    /// Runs one cell; whether it ended with `CellEnd`. The battery state is undone after it.
     fn cell(&mut self, index: usize, cell: &Cell) -> bool {
         self.log.emit(&AgentEvent::CellStart {
             cell: cell.id.clone(),
             index,
             of: self.job.cells.len(),
         });
-        let want = match states::parse(&cell.state) {
-            Ok(w) => w,
+        let mut guard = battery::Guard::default();
+        let ok = self.cell_in_state(index, cell, &mut guard);
+        let failed = guard.restore();
+        if !failed.is_empty() {
+            self.log.emit(&AgentEvent::Warning {
+                message: format!(
+                    "cell {}: restoring the battery state failed: {}",
+                    cell.id,
+                    failed.join("; ")
+                ),
+            });
+        }
+        ok
+    }
+
+    fn cell_in_state(&mut self, index: usize, cell: &Cell, guard: &mut battery::Guard) -> bool {
+        let (want, battery_want) = match states::parse(&cell.state) {
+            Ok(w) => (w.thermal, w.battery),
             Err(message) => return self.cell_error(cell, message),
         };
         self.thermal.observe(self.sampler.as_ref());
+        let mut label = None;
+        if let Some(b) = battery_want {
+            match self.establish_battery(index, cell, b, guard) {
+                Some(l) => label = Some(l),
+                None => return false,
+            }
+        }
         // Cooling down is rest too, so idle power is measured after it; pre-heating comes last,
         // so the passes start from the state reached.
         if want == Requested::Cool && !self.establish(index, cell, want) {
@@ -176,6 +238,12 @@ impl Runner<'_> {
         self.idle_w = self.idle_power();
         if matches!(want, Requested::Warm | Requested::Hot) && !self.establish(index, cell, want) {
             return false;
+        }
+        // The thermal gate took time (and pre-heating drains): the real level must still hold.
+        if let Some(b) = battery_want.filter(|b| b.mode != battery::Mode::Simulate) {
+            if let Err(message) = battery::check_level(b, self.sampler.as_ref()) {
+                return self.cell_error(cell, format!("after the thermal state: {message}"));
+            }
         }
         for run in 0..cell.cold_start_runs {
             if let Err(message) = self.cold_start(index, cell, run) {
@@ -191,7 +259,60 @@ impl Runner<'_> {
                 return false;
             }
         }
-        self.measured(index, cell)
+        self.measured(index, cell, label)
+    }
+
+    /// Establishes the cell's battery state: `StateReached` and the passes' label, or
+    /// `CellError` and `None`.
+    fn establish_battery(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        want: battery::Want,
+        guard: &mut battery::Guard,
+    ) -> Option<BatteryLabel> {
+        let spec = states::EngineSpec {
+            program: &self.job.engine,
+            wrapper: &self.job.engine_wrapper,
+            workdir: &self.workdir,
+            stem: format!("cell-{index:03}-drain"),
+        };
+        let result = battery::establish(
+            want,
+            cell,
+            self.sampler.as_ref(),
+            self.root,
+            &self.cmds,
+            self.android,
+            &spec,
+            guard,
+        );
+        if let Some(s) = &self.sampler {
+            s.trim_before(monotonic_ns());
+        }
+        match result {
+            Ok(r) => {
+                self.log.emit(&AgentEvent::StateReached {
+                    cell: cell.id.clone(),
+                    state: want.name(),
+                    waited_s: r.waited_s,
+                    temp_c: None,
+                    reference_temp_c: None,
+                    thermal_status: None,
+                    indicator: r.method.map(|m| format!("charging disabled: {m}")),
+                    battery_level: Some(r.level),
+                    battery_mode: Some(want.mode.name().to_string()),
+                });
+                Some(BatteryLabel {
+                    simulated: r.simulated,
+                    level: r.simulated.then_some(r.level),
+                })
+            }
+            Err(message) => {
+                self.cell_error(cell, message);
+                None
+            }
+        }
     }
 
     fn cell_error(&mut self, cell: &Cell, message: String) -> bool {
@@ -228,6 +349,8 @@ impl Runner<'_> {
                     reference_temp_c: r.reference_temp_c,
                     thermal_status: r.thermal_status,
                     indicator: r.indicator,
+                    battery_level: None,
+                    battery_mode: None,
                 });
                 true
             }
@@ -248,7 +371,7 @@ impl Runner<'_> {
             return None;
         }
         let start = monotonic_ns();
-        std::thread::sleep(Duration::from_secs_f64(secs));
+        interrupt::sleep(Duration::from_secs_f64(secs));
         let end = monotonic_ns();
         sampler.wait_past(end);
         let idle = sampler.pass(start, end).power.ok().map(|st| st.avg_w);
@@ -295,11 +418,11 @@ impl Runner<'_> {
     }
 
     /// Runs the measured passes in `cell.sessions` fresh engine processes, one after another.
-    fn measured(&mut self, index: usize, cell: &Cell) -> bool {
+    fn measured(&mut self, index: usize, cell: &Cell, label: Option<BatteryLabel>) -> bool {
         let sessions = cell.sessions.max(1);
         let (mut measured, mut peak, mut ru_max) = (0usize, None, None);
         for session in 0..sessions {
-            match self.session(index, cell, session, measured) {
+            match self.session(index, cell, session, measured, label) {
                 Ok(s) => {
                     measured += s.measured;
                     peak = peak.max(s.peak_rss_bytes);
@@ -338,6 +461,7 @@ impl Runner<'_> {
         cell: &Cell,
         session: usize,
         before: usize,
+        label: Option<BatteryLabel>,
     ) -> Result<SessionEnd, (String, usize)> {
         let id = cell.id.clone();
         let mut measured = 0usize;
@@ -366,7 +490,14 @@ impl Runner<'_> {
                         measured += 1;
                     }
                     let rss_hwm_bytes = sampler.sample();
-                    let telemetry = tel.and_then(|t| pass_telemetry(t, &pass, idle_w));
+                    let mut telemetry = tel.and_then(|t| pass_telemetry(t, &pass, idle_w));
+                    if let Some(l) = label {
+                        let t = telemetry.get_or_insert_with(PassTelemetry::default);
+                        t.battery_simulated = Some(l.simulated);
+                        t.battery_level = l
+                            .level
+                            .or_else(|| tel.and_then(|s| battery::level_at(s, pass.end_mono_ns)));
+                    }
                     log.emit(&AgentEvent::Pass {
                         cell: id.clone(),
                         session,
@@ -465,6 +596,12 @@ struct Finished {
 impl Finished {
     /// What went wrong, if the process did not exit with status 0.
     fn failure(&self, timeout_s: u64) -> Option<String> {
+        if let Some(sig) = interrupt::signalled().filter(|_| libc::WIFSIGNALED(self.status)) {
+            return Some(format!(
+                "the engine was killed by the agent on {}",
+                signal_name(sig)
+            ));
+        }
         if self.timed_out {
             return Some(format!(
                 "the engine did not finish within the cell's timeout of {timeout_s} s and was killed"
@@ -555,6 +692,7 @@ fn engine(
     // Wait for the exit without reaping, so the pid cannot be reused while the watchdog may
     // still signal its group; then stop the watchdog and reap with wait4 for ru_maxrss.
     wait_exited(pid);
+    interrupt::untrack(pid);
     let peak_rss_bytes = sampler.finish();
     let timed_out = watchdog.stop();
     let (status, ru_maxrss_bytes) = reap(pid);
@@ -622,6 +760,7 @@ pub(crate) fn spawn_engine(
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the engine {program}: {e}"))?;
+    interrupt::track(child.id());
     Ok(Spawned {
         child,
         stderr,

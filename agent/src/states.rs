@@ -1,6 +1,7 @@
 //! Thermal device states: before a cell's passes, establish the state the cell asks for
 //! (`cool`, `warm`, `hot`; `any` needs nothing), from the telemetry sampler's readings, or fail
-//! the cell saying what was reached.
+//! the cell saying what was reached. The `+battery<LEVEL>-<MODE>` part of a state is parsed here
+//! and established by [`crate::battery`], before the thermal gate (see `runner.rs` for why).
 //!
 //! Rules (device-telemetry §7; the thresholds are suggestions there and the achieved values are
 //! reported in [`Reached`] and in every pass's telemetry):
@@ -36,6 +37,7 @@
 //! - Each state has the cell's `state_timeout_s` (0: [`DEFAULT_TIMEOUT_S`]); on timeout the cell
 //!   fails with what was reached, and no passes are measured for it.
 
+use crate::battery::{self, interrupt};
 use crate::fsroot::FsRoot;
 use crate::runner;
 use crate::telemetry::energy::Sample;
@@ -83,32 +85,41 @@ impl Requested {
     }
 }
 
+/// A cell's whole state: thermal, and optionally battery (`<thermal>+battery<L>-<mode>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellState {
+    pub thermal: Requested,
+    pub battery: Option<battery::Want>,
+}
+
 /// The cell's `state`, or why this agent cannot establish it.
-pub fn parse(state: &str) -> Result<Requested, String> {
+pub fn parse(state: &str) -> Result<CellState, String> {
     let s = state.trim().to_ascii_lowercase();
-    match s.as_str() {
-        "" | "any" => Ok(Requested::Any),
-        "cool" => Ok(Requested::Cool),
-        "warm" => Ok(Requested::Warm),
-        "hot" => Ok(Requested::Hot),
+    let (thermal, battery) = match s.split_once('+') {
+        Some((t, b)) => (t.trim(), Some(battery::parse(b.trim())?)),
+        None => (s.as_str(), None),
+    };
+    let thermal = match thermal {
+        "" | "any" => Requested::Any,
+        "cool" => Requested::Cool,
+        "warm" => Requested::Warm,
+        "hot" => Requested::Hot,
         _ => {
-            let battery = s.contains('+')
-                || s.contains('%')
-                || ["battery", "drain", "wait", "simulate", "charge"]
-                    .iter()
-                    .any(|w| s.contains(w))
-                || s.chars().any(|c| c.is_ascii_digit());
-            if battery {
-                Err(format!(
-                    "battery states are not supported by this agent yet (the cell asks for \
-                     {state:?}); it was not run rather than run in another state"
-                ))
-            } else {
-                Err(format!(
-                    "unknown device state {state:?}: this agent knows any, cool, warm and hot"
-                ))
-            }
+            return Err(format!(
+                "unknown device state {state:?}: this agent knows any, cool, warm and hot, \
+                 optionally followed by +battery<LEVEL>-<wait|drain|simulate>"
+            ))
         }
+    };
+    Ok(CellState { thermal, battery })
+}
+
+/// The cell's state timeout (s): `state_timeout_s`, or [`DEFAULT_TIMEOUT_S`] when 0.
+pub fn timeout_s(cell: &Cell) -> u64 {
+    if cell.state_timeout_s == 0 {
+        DEFAULT_TIMEOUT_S
+    } else {
+        cell.state_timeout_s
     }
 }
 
@@ -168,11 +179,7 @@ pub fn establish(
     tracker: &mut Tracker,
     engine: &EngineSpec,
 ) -> Result<Reached, String> {
-    let timeout_s = if cell.state_timeout_s == 0 {
-        DEFAULT_TIMEOUT_S
-    } else {
-        cell.state_timeout_s
-    };
+    let timeout_s = timeout_s(cell);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(timeout_s);
     tracker.observe(sampler);
@@ -322,12 +329,24 @@ impl<'a> Probe<'a> {
     }
 }
 
-/// Sleeps one sampler period of the temperatures (the rate the gate can see changes at).
-fn poll_pause(sampler: Option<&Sampler>) {
+/// Sleeps one sampler period of the temperatures (the rate the gate can see changes at), or
+/// less when a signal arrives.
+pub(crate) fn poll_pause(sampler: Option<&Sampler>) {
     let ns = sampler
         .map(|s| s.config.period_ns(crate::telemetry::Rate::Slow))
         .unwrap_or(500_000_000);
-    std::thread::sleep(Duration::from_nanos(ns));
+    interrupt::sleep(Duration::from_nanos(ns));
+}
+
+/// `Err` when a signal has arrived (the agent is exiting).
+fn check_signal(what: &str) -> Result<(), String> {
+    match interrupt::signalled() {
+        Some(sig) => Err(format!(
+            "interrupted by {} while establishing {what}",
+            runner::signal_name(sig)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Slope (°C/s) of the least-squares line through the samples.
@@ -368,6 +387,7 @@ fn cool(
     let window_ns = (window * 1e9) as u64;
     let started_ns = crate::telemetry::sampler::monotonic_ns();
     loop {
+        check_signal("cool")?;
         let samples = probe.primary_samples();
         for (_, v) in &samples {
             if let Reading::Ok(t) = v {
@@ -473,6 +493,10 @@ fn heat(
     let mut peak: Option<f64> = None;
     let mut preheat: Option<Preheat> = None;
     loop {
+        if let Err(e) = check_signal(name) {
+            drop(preheat.take());
+            return Err(e);
+        }
         let temp = probe.temp().map(|t| t.1);
         if let Some(t) = temp {
             tracker.see(t);
@@ -523,15 +547,16 @@ fn heat(
     }
 }
 
-/// The pre-heat engine. Dropping it kills its process group and reaps it.
-struct Preheat {
+/// The pre-heat engine (also the battery drain's load). Dropping it kills its process group
+/// and reaps it.
+pub(crate) struct Preheat {
     child: Option<std::process::Child>,
     stderr: Option<std::fs::File>,
     drain: Option<JoinHandle<()>>,
 }
 
 impl Preheat {
-    fn start(cell: &Cell, spec: &EngineSpec) -> Result<Preheat, String> {
+    pub(crate) fn start(cell: &Cell, spec: &EngineSpec) -> Result<Preheat, String> {
         let mut job = cell.engine_job.clone();
         job.passes = PREHEAT_PASSES;
         job.warmup = 0;
@@ -568,7 +593,7 @@ impl Preheat {
 
     /// Whether it still runs: `Ok(false)` if it finished its passes with status 0 (start
     /// another), `Err` if it failed.
-    fn check(&mut self) -> Result<bool, String> {
+    pub(crate) fn check(&mut self) -> Result<bool, String> {
         let Some(child) = self.child.as_mut() else {
             return Ok(false);
         };
@@ -616,6 +641,7 @@ impl Preheat {
         let mut child = self.child.take()?;
         // SAFETY: the group leader is our unreaped child, so the group id is still ours.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        interrupt::untrack(child.id());
         let status = child.wait().ok();
         if let Some(d) = self.drain.take() {
             let _ = d.join();
@@ -635,18 +661,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn states_are_parsed_and_battery_states_refused() {
-        assert_eq!(parse("any"), Ok(Requested::Any));
-        assert_eq!(parse("hot"), Ok(Requested::Hot));
-        assert_eq!(parse("Cool"), Ok(Requested::Cool));
-        for b in ["cool+drain", "hot+50", "battery:20", "any+simulate"] {
+    fn thermal_and_battery_states_are_parsed() {
+        let t = |s| parse(s).map(|c| c.thermal);
+        assert_eq!(t("any"), Ok(Requested::Any));
+        assert_eq!(t("hot"), Ok(Requested::Hot));
+        assert_eq!(t("Cool"), Ok(Requested::Cool));
+        assert_eq!(parse("hot").unwrap().battery, None);
+        let c = parse("cool+battery20-wait").unwrap();
+        assert_eq!(c.thermal, Requested::Cool);
+        assert_eq!(
+            c.battery,
+            Some(battery::Want {
+                level: 20,
+                mode: battery::Mode::Wait
+            })
+        );
+        assert_eq!(
+            parse("any+battery100-simulate")
+                .unwrap()
+                .battery
+                .unwrap()
+                .mode,
+            battery::Mode::Simulate
+        );
+        for b in [
+            "cool+drain",
+            "hot+50",
+            "any+simulate",
+            "any+battery0-simulate",
+        ] {
             let e = parse(b).unwrap_err();
-            assert!(
-                e.starts_with("battery states are not supported by this agent yet"),
-                "{b}: {e}"
-            );
+            assert!(e.contains("battery"), "{b}: {e}");
         }
         assert!(parse("tepid").unwrap_err().contains("unknown device state"));
+        assert!(parse("tepid+battery50-wait")
+            .unwrap_err()
+            .contains("unknown device state"));
     }
 
     #[test]

@@ -245,21 +245,29 @@ fn hot_that_cannot_be_reached_fails_the_cell_and_the_run_goes_on() {
 }
 
 #[test]
-fn battery_states_are_refused_not_run_in_another_state() {
+fn battery_states_fail_on_a_device_without_a_battery_and_malformed_ones_are_refused() {
     let _g = alone();
     let dir = tempfile::tempdir().unwrap();
     let model_file = synth_model(dir.path());
     let m = ThermalModel::start(Params::default());
     let cells = vec![
         stated(cell("synth/drain", &model_file, 2, 0, 0), "cool+drain", 5),
+        stated(
+            cell("synth/b50w", &model_file, 2, 0, 0),
+            "cool+battery50-wait",
+            5,
+        ),
         cell("synth/any", &model_file, 2, 0, 0),
     ];
     let ran = run(dir.path(), &m, cells);
     let err = ran.error("synth/drain").expect("refused");
+    assert!(err.starts_with("unknown battery state"), "{err}");
+    let err = ran.error("synth/b50w").expect("no battery here");
     assert!(
-        err.starts_with("battery states are not supported by this agent yet"),
+        err.starts_with("cannot establish battery50-wait: this device has no readable battery"),
         "{err}"
     );
     assert_eq!(ran.measured("synth/drain"), 0);
+    assert_eq!(ran.measured("synth/b50w"), 0);
     assert!(ran.ended("synth/any"));
 }

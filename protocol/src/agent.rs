@@ -35,8 +35,10 @@ pub struct Cell {
     pub precision: String,
     pub scenario: String,
     pub threads: usize,
-    /// Requested thermal state: `any`, `cool`, `warm` or `hot`. Battery states (`cool+drain`
-    /// and the like) are refused by agents that do not support them, with a `CellError`.
+    /// Requested device state: `<thermal>` (`any`, `cool`, `warm` or `hot`) or
+    /// `<thermal>+battery<LEVEL>-<MODE>` (LEVEL 1..=100, MODE `wait`, `drain` or `simulate`),
+    /// e.g. `cool+battery20-wait`. An agent that cannot establish it fails the cell with a
+    /// `CellError` rather than run it in another state.
     pub state: String,
     /// Longest wait (s) for the agent to establish `state` before the cell fails; 0 = the
     /// agent's default (900 s).
@@ -146,6 +148,15 @@ pub struct PassTelemetry {
     /// Mean frequency during the pass of the CPU cluster that ran fastest (MHz).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_mhz_mean: Option<f64>,
+    /// Set on every pass of a cell in a battery state: `true` when the level is Android's
+    /// framework-only override (`dumpsys battery set level`, mode `simulate`: the fuel gauge,
+    /// PMIC limits and voltage are the real ones), `false` for a real level (`wait`, `drain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_simulated: Option<bool>,
+    /// Battery level (%) of the pass in a battery state: the simulated level when
+    /// `battery_simulated`, else the last real reading at or before the pass's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub battery_level: Option<u8>,
 }
 
 fn one() -> usize {
@@ -207,11 +218,12 @@ pub enum AgentEvent {
         /// `ru_maxrss` of the engine at exit.
         ru_maxrss_bytes: Option<u64>,
     },
-    /// The cell's requested thermal state was established; its passes follow. Sent only for
-    /// states other than `any`.
+    /// The cell's requested state was established; its passes follow. Sent only for states
+    /// other than `any`: for `<thermal>+battery<L>-<mode>` once for the battery part (first)
+    /// and once for the thermal part (unless `any`).
     StateReached {
         cell: String,
-        /// `cool`, `warm` or `hot`.
+        /// `cool`, `warm` or `hot`; `battery<L>-<mode>` for the battery part.
         state: String,
         /// Seconds spent establishing it (cooling down or pre-heating).
         waited_s: f64,
@@ -223,6 +235,12 @@ pub enum AgentEvent {
         thermal_status: Option<u8>,
         /// What tripped, for `hot` (e.g. `cooling device active (thermal:throttling_devices = 1)`).
         indicator: Option<String>,
+        /// Battery level (%) reached, for a battery state (the simulated level for `simulate`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        battery_level: Option<u8>,
+        /// `wait`, `drain` or `simulate`, for a battery state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        battery_mode: Option<String>,
     },
     /// The cell could not finish; completed passes stay valid.
     CellError {
@@ -274,9 +292,17 @@ mod tests {
             reference_temp_c: Some(35.0),
             thermal_status: None,
             indicator: Some("cooling device active".into()),
+            battery_level: None,
+            battery_mode: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "state_reached");
+        assert!(
+            v.get("battery_level").is_none(),
+            "unset additions are not written"
+        );
+        let back: AgentEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
         assert_eq!(e.cell(), Some("c"));
     }
 

@@ -3,5 +3,6 @@
 //! server attaches with `adb connect`. Both are started by tests and stopped when dropped.
 
 pub mod adb_device;
+pub mod battery_model;
 pub mod sshd;
 pub mod thermal_model;

@@ -5,6 +5,10 @@
 //! Captured layout: the file `<dir>/<argv joined by spaces>` (a `/` in an argument becomes
 //! `_`) holds the command's standard output; `<...>.err` instead means the command ran and
 //! failed, its text being the reason; neither means the command does not exist on the device.
+//!
+//! Tests that need to see which commands a captured device was given (the battery states'
+//! `dumpsys battery set/unplug/reset`, `setprop`) set [`LOG_ENV`] to a file: each captured
+//! command line is then appended to it, one per line, as [`Commands::file_name`] spells it.
 
 use super::Reading;
 use crate::fsroot::FsRoot;
@@ -14,6 +18,8 @@ use std::process::{Command, Stdio};
 
 /// Environment variable naming a directory of captured command outputs.
 pub const ENV: &str = "MELTBENCH_COMMANDS_DIR";
+/// Environment variable naming a file that captured command lines are appended to (tests).
+pub const LOG_ENV: &str = "MELTBENCH_COMMANDS_LOG";
 
 #[derive(Clone, Debug)]
 pub enum Commands {
@@ -53,6 +59,16 @@ impl Commands {
             Commands::None => Reading::Absent,
             Commands::Captured(dir) => {
                 let name = Commands::file_name(argv);
+                if let Some(log) = std::env::var_os(LOG_ENV).filter(|l| !l.is_empty()) {
+                    use std::io::Write;
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(log)
+                    {
+                        let _ = f.write_all(format!("{name}\n").as_bytes());
+                    }
+                }
                 match std::fs::read_to_string(dir.join(&name)) {
                     Ok(s) => Reading::Ok(s),
                     Err(e) if e.kind() == ErrorKind::NotFound => {
