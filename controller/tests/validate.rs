@@ -36,7 +36,7 @@ const fn case(file: &'static str, line: u32, column: u32, phrase: &'static str) 
 }
 
 const CASES: &[Case] = &[
-    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, sessions, cold_start, timeout_s, gate)"),
+    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, sessions, cold_start, timeout_s, state_timeout_s, gate)"),
     case("unknown-scenario-key.yaml", 5, 5, "unknown key 'promt' (allowed: name, prompt, prompt_file, prompt_tokens, new_tokens)"),
     case("wrong-type.yaml", 1, 9, "expected a list, found 'synth'"),
     case("negative-passes.yaml", 7, 9, "passes must be a whole number from 1 to 1000000, got '-5'"),
@@ -72,7 +72,7 @@ const CASES: &[Case] = &[
     case("missing-prompt-file.yaml", 5, 18, "cannot read prompt_file 'prompts/missing.txt'"),
     case("new-tokens-not-number.yaml", 6, 17, "new_tokens must be a whole number from 1 to 1000000, got 'lots'"),
     case("unknown-thermal.yaml", 8, 14, "unknown thermal state 'lukewarm' (allowed: cool, warm, hot, any)"),
-    case("unknown-battery.yaml", 8, 29, "unknown battery state 'plugged' (allowed: wait, drain, simulate)"),
+    case("unknown-battery.yaml", 8, 49, "unknown battery_mode 'plugged' (allowed: wait, drain, simulate)"),
     case("bad-suite-name.yaml", 1, 7, "invalid suite name 'quick start'"),
     case("not-a-mapping.yaml", 1, 1, "expected a mapping (key: value), found '- synth'"),
     case("empty.yaml", 1, 1, "missing key 'models'"),
