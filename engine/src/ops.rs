@@ -3,28 +3,76 @@
 
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::{Q8Blocks, Q8Row};
-use crate::kernels::Kernels;
+use crate::kernels::packed::pack_activations;
+use crate::kernels::{Kernels, PackedKernels};
 use crate::model::Matrix;
 use crate::pool::{SharedMut, ThreadPool};
 
-/// A batch of `n` activation rows of `cols` values, with their 8-bit form computed once so that
-/// every quantized matrix that reads this input (q, k and v; gate and up) shares it.
+/// Activation rows per packed kernel call.
+const MAX_TILE: usize = 4;
+
+/// A batch of `n` activation rows of `cols` values, with the 8-bit forms its readers need
+/// computed once, so that every quantized matrix that reads this input (q, k and v; gate and
+/// up) shares them.
 pub struct Input<'a> {
     pub x: &'a [f32],
     pub n: usize,
     pub cols: usize,
     q8: Option<&'a Q8Row>,
+    q8_packed: Option<&'a Q8Row>,
+}
+
+/// Scratch space for the quantized forms of an [`Input`].
+#[derive(Default)]
+pub struct Q8Scratch {
+    raw: Q8Row,
+    packed: Q8Row,
+}
+
+/// How a matrix reads its input with these kernels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    F32,
+    Q8,
+    Q8Packed,
+}
+
+fn reads(k: &Kernels, w: &Matrix) -> Reads {
+    if k.packed.is_some() && w.is_packed() {
+        Reads::Q8Packed
+    } else if wants_q8(w.dtype) {
+        Reads::Q8
+    } else {
+        Reads::F32
+    }
 }
 
 impl<'a> Input<'a> {
-    /// `q8` must be `x` quantized with [`Q8Row::quantize_from`] when any reader is quantized.
-    pub fn new(x: &'a [f32], cols: usize, q8: Option<&'a Q8Row>) -> Self {
+    /// `x` (rows of `cols` values) prepared for every matrix in `readers`.
+    pub fn new(
+        k: &Kernels,
+        x: &'a [f32],
+        cols: usize,
+        readers: &[&Matrix],
+        scratch: &'a mut Q8Scratch,
+    ) -> Self {
         debug_assert_eq!(x.len() % cols, 0);
+        let wanted = |r: Reads| readers.iter().any(|w| reads(k, w) == r);
+        let Q8Scratch { raw, packed } = scratch;
+        let q8 = wanted(Reads::Q8).then(|| {
+            raw.quantize_from(x);
+            &*raw
+        });
+        let q8_packed = wanted(Reads::Q8Packed).then(|| {
+            pack_activations(x, cols, packed);
+            &*packed
+        });
         Input {
             x,
             n: x.len() / cols,
             cols,
             q8,
+            q8_packed,
         }
     }
 
@@ -32,8 +80,8 @@ impl<'a> Input<'a> {
         &self.x[t * self.cols..(t + 1) * self.cols]
     }
 
-    fn q8_row(&self, t: usize) -> Q8Blocks<'a> {
-        let q = self.q8.expect("quantized weights need a quantized input");
+    fn blocks(&self, q: Option<&'a Q8Row>, t: usize) -> Q8Blocks<'a> {
+        let q = q.expect("the input was not prepared for this matrix");
         let nb = self.cols / QK;
         Q8Blocks {
             qs: &q.qs[t * self.cols..(t + 1) * self.cols],
@@ -61,25 +109,124 @@ fn rows_per_task(rows: usize, n_threads: usize, n_tokens: usize) -> usize {
 /// `out[t][r] = dot(w.row(r), input[t])` for every token `t` and output row `r`; `out` is laid
 /// out token-major (`n * w.rows`).
 pub fn matmul(pool: &ThreadPool, k: &Kernels, w: &Matrix, input: &Input<'_>, out: &mut [f32]) {
-    assert_eq!(
-        w.cols, input.cols,
-        "{}: input width {} for {} columns",
-        w.name, input.cols, w.cols
-    );
-    assert_eq!(out.len(), input.n * w.rows);
-    let chunk = rows_per_task(w.rows, pool.n_threads(), input.n);
-    let n_tasks = w.rows.div_ceil(chunk);
-    let out_ptr = SharedMut::new(out);
-    let rows = w.rows;
-    pool.run(n_tasks, &|task| {
-        let r0 = task * chunk;
-        let r1 = (r0 + chunk).min(rows);
+    matmul_many(pool, k, &mut [(w, out)], input);
+}
+
+/// [`matmul`] for several matrices that read the same input (q, k and v; gate and up), in one
+/// parallel region: a decode step then waits for the threads to meet once instead of once per
+/// matrix.
+pub fn matmul_many(
+    pool: &ThreadPool,
+    k: &Kernels,
+    jobs: &mut [(&Matrix, &mut [f32])],
+    input: &Input<'_>,
+) {
+    let mut tasks = Vec::new();
+    let mut outs = Vec::with_capacity(jobs.len());
+    for (j, (w, out)) in jobs.iter_mut().enumerate() {
+        assert_eq!(
+            w.cols, input.cols,
+            "{}: input width {} for {} columns",
+            w.name, input.cols, w.cols
+        );
+        assert_eq!(out.len(), input.n * w.rows);
+        let chunk = rows_per_task(w.rows, pool.n_threads(), input.n);
+        tasks.extend(
+            (0..w.rows)
+                .step_by(chunk)
+                .map(|r0| (j, r0..(r0 + chunk).min(w.rows))),
+        );
+        outs.push(SharedMut::new(out));
+    }
+    let ws: Vec<&Matrix> = jobs.iter().map(|(w, _)| &**w).collect();
+    pool.run(tasks.len(), &|task| {
+        let (j, ref rs) = tasks[task];
+        let (w, out) = (ws[j], &outs[j]);
+        if reads(k, w) == Reads::Q8Packed {
+            packed_rows(k, w, rs.clone(), input, out);
+            return;
+        }
+        if let (Some(pk), true) = (k.packed, input.n > 1) {
+            if matches!(w.dtype, DType::F16 | DType::F32) {
+                float_rows(pk, w, rs.clone(), input, out);
+                return;
+            }
+        }
         for t in 0..input.n {
-            // SAFETY: task `task` alone writes rows r0..r1 of each token's output.
-            let o = unsafe { out_ptr.slice(t * rows + r0, r1 - r0) };
-            dot_rows(k, w, r0, input, t, o);
+            // SAFETY: this task alone writes rows `rs` of each token's output.
+            let o = unsafe { out.slice(t * w.rows + rs.start, rs.len()) };
+            dot_rows(k, w, rs.start, input, t, o);
         }
     });
+}
+
+/// Rows `rs` of a packed matrix for every token, four tokens at a time so each weight row is
+/// unpacked once per four tokens.
+fn packed_rows(
+    k: &Kernels,
+    w: &Matrix,
+    rs: std::ops::Range<usize>,
+    input: &Input<'_>,
+    out: &SharedMut<f32>,
+) {
+    let pk = k.packed.expect("packed kernels");
+    let mut t0 = 0;
+    while t0 < input.n {
+        let tn = (input.n - t0).min(MAX_TILE);
+        let acts: [Q8Blocks<'_>; MAX_TILE] =
+            std::array::from_fn(|i| input.blocks(input.q8_packed, t0 + i.min(tn - 1)));
+        let mut res = [0f32; MAX_TILE];
+        for r in rs.clone() {
+            let row = w.packed_row(r).expect("packed");
+            (pk.dot)(w.dtype, row, &acts[..tn], &mut res[..tn]);
+            for (i, &v) in res[..tn].iter().enumerate() {
+                // SAFETY: the task owning rows `rs` alone writes these elements.
+                unsafe { out.slice((t0 + i) * w.rows + r, 1)[0] = v };
+            }
+        }
+        t0 += tn;
+    }
+}
+
+/// Rows `rs` of an f16 or f32 matrix for every token, four tokens at a time so each weight is
+/// loaded (and converted) once per four tokens.
+fn float_rows(
+    pk: &PackedKernels,
+    w: &Matrix,
+    rs: std::ops::Range<usize>,
+    input: &Input<'_>,
+    out: &SharedMut<f32>,
+) {
+    let mut t0 = 0;
+    while t0 < input.n {
+        let tn = (input.n - t0).min(MAX_TILE);
+        let xs: [&[f32]; MAX_TILE] = std::array::from_fn(|i| input.row(t0 + i.min(tn - 1)));
+        let mut res = [0f32; 2 * MAX_TILE];
+        let mut r = rs.start;
+        while r < rs.end {
+            let nr = (rs.end - r).min(2);
+            let rows: [&[u8]; 2] = [w.row(r), w.row(r + nr - 1)];
+            let out_n = nr * tn;
+            match w.dtype {
+                DType::F16 => {
+                    let rows: [&[u16]; 2] = rows.map(bytemuck::cast_slice);
+                    (pk.dot_f16)(&rows[..nr], &xs[..tn], &mut res[..out_n])
+                }
+                _ => {
+                    let rows: [&[f32]; 2] = rows.map(bytemuck::cast_slice);
+                    (pk.dot_f32)(&rows[..nr], &xs[..tn], &mut res[..out_n])
+                }
+            }
+            for j in 0..nr {
+                for (i, &v) in res[j * tn..(j + 1) * tn].iter().enumerate() {
+                    // SAFETY: the task owning rows `rs` alone writes these elements.
+                    unsafe { out.slice((t0 + i) * w.rows + r + j, 1)[0] = v };
+                }
+            }
+            r += nr;
+        }
+        t0 += tn;
+    }
 }
 
 fn dot_rows(k: &Kernels, w: &Matrix, r0: usize, input: &Input<'_>, t: usize, out: &mut [f32]) {
@@ -102,7 +249,7 @@ fn dot_rows(k: &Kernels, w: &Matrix, r0: usize, input: &Input<'_>, t: usize, out
                 DType::Q4_0 => k.dot_q4_0,
                 _ => k.dot_q4_1,
             };
-            let a = input.q8_row(t);
+            let a = input.blocks(input.q8, t);
             for (i, o) in out.iter_mut().enumerate() {
                 *o = dot(w.row(r0 + i), a);
             }

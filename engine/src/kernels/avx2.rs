@@ -17,6 +17,7 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0,
     dot_q4_0,
     dot_q4_1,
+    packed: None,
 };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {

@@ -19,6 +19,7 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Maddubs>,
     dot_q4_0: dot_q4_0::<Maddubs>,
     dot_q4_1: dot_q4_1::<Maddubs>,
+    packed: Some(&super::avx512_packed::PACKED),
 };
 
 static KERNELS_VNNI: Kernels = Kernels {
@@ -28,6 +29,7 @@ static KERNELS_VNNI: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Vnni>,
     dot_q4_0: dot_q4_0::<Vnni>,
     dot_q4_1: dot_q4_1::<Vnni>,
+    packed: Some(&super::avx512_packed::PACKED_VNNI),
 };
 
 fn has_avx512() -> bool {

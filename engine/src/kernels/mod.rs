@@ -4,6 +4,8 @@
 //! so an older core falls back to an older table instead of meeting an illegal instruction.
 
 pub mod blocks;
+pub mod packed;
+pub mod q5_0;
 pub mod scalar;
 #[cfg(test)]
 mod test_support;
@@ -12,9 +14,12 @@ mod test_support;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_packed;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
+use crate::dtype::DType;
 use blocks::Q8Blocks;
 use half::f16;
 use std::fmt;
@@ -54,6 +59,24 @@ pub struct Kernels {
     pub dot_q8_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_1: fn(&[u8], Q8Blocks<'_>) -> f32,
+    /// Kernels for the packed layout of Q8_0, Q4_0 and Q4_1 rows ([`packed`]), when this ISA
+    /// has them; a session packs those matrices only then.
+    pub packed: Option<&'static PackedKernels>,
+}
+
+/// `out[r * T + t] = dot(rows[r], xs[t])` for float weight rows of element type `W`.
+pub type FloatTile<W> = fn(&[&[W]], &[&[f32]], &mut [f32]);
+
+/// Dot products of one packed weight row with 1 to 4 activation rows quantized by
+/// [`packed::pack_activations`].
+pub struct PackedKernels {
+    /// `out[t] = dot(row, acts[t])`; `acts.len() == out.len()`, at most 4.
+    pub dot: fn(DType, &[u8], &[Q8Blocks<'_>], &mut [f32]),
+    /// `out[r * T + t] = dot(rows[r], xs[t])` for one or two f16 rows (as bits) and `T` (1 to
+    /// 4) f32 activation rows.
+    pub dot_f16: FloatTile<u16>,
+    /// The same for f32 rows.
+    pub dot_f32: FloatTile<f32>,
 }
 
 impl fmt::Debug for Kernels {

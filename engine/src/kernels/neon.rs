@@ -18,6 +18,7 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Mull>,
     dot_q4_0: dot_q4_0::<Mull>,
     dot_q4_1: dot_q4_1::<Mull>,
+    packed: None,
 };
 
 static KERNELS_DOTPROD: Kernels = Kernels {
@@ -27,6 +28,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Sdot>,
     dot_q4_0: dot_q4_0::<Sdot>,
     dot_q4_1: dot_q4_1::<Sdot>,
+    packed: None,
 };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {

@@ -13,6 +13,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     dot_q8_0,
     dot_q4_0,
     dot_q4_1,
+    packed: None,
 };
 
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {

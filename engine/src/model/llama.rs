@@ -1,10 +1,9 @@
 //! The llama forward pass, top to bottom in one function ([`Session::forward`]).
 
 use super::Model;
-use crate::kernels::blocks::Q8Row;
 use crate::kernels::Kernels;
 use crate::kv_cache::KvCache;
-use crate::ops::{matmul, rmsnorm, rope, softmax, swiglu, wants_q8, Input};
+use crate::ops::{matmul, matmul_many, rmsnorm, rope, softmax, swiglu, Input, Q8Scratch};
 use crate::pool::{SharedMut, ThreadPool};
 
 /// Largest number of prompt tokens pushed through the network at once; longer prompts go in
@@ -45,7 +44,7 @@ struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     logits: Vec<f32>,
-    q8: Q8Row,
+    q8: Q8Scratch,
 }
 
 /// A model plus everything needed to run it: kernels, threads, KV cache and scratch memory.
@@ -79,10 +78,15 @@ impl<'m> Session<'m> {
                 }
             })
             .collect();
+        let pool = ThreadPool::new(n_threads);
+        if kernels.packed.is_some() {
+            let mats = model.weights.matrices();
+            pool.run(mats.len(), &|i| mats[i].pack());
+        }
         Session {
             model,
             kernels,
-            pool: ThreadPool::new(n_threads),
+            pool,
             cache: KvCache::new(c.n_layers, c.n_kv_heads * c.head_dim, ctx),
             inv_freq,
             s: Scratch::default(),
@@ -167,11 +171,13 @@ impl<'m> Session<'m> {
                 );
             }
             let xb = &s.xb[..n * dim];
-            let q8 = quantize_if(wants_q8(layer.wq.dtype), xb, &mut s.q8);
-            let input = Input::new(xb, dim, q8);
-            matmul(pool, k, &layer.wq, &input, &mut s.q);
-            matmul(pool, k, &layer.wk, &input, &mut s.k);
-            matmul(pool, k, &layer.wv, &input, &mut s.v);
+            let input = Input::new(k, xb, dim, &[&layer.wq, &layer.wk, &layer.wv], &mut s.q8);
+            let qkv = [
+                (&layer.wq, &mut s.q),
+                (&layer.wk, &mut s.k),
+                (&layer.wv, &mut s.v),
+            ];
+            matmul_many(pool, k, &mut qkv.map(|(w, o)| (w, &mut o[..])), &input);
 
             // Rotate q and k by position, then append k and v to the cache.
             for t in 0..n {
@@ -203,7 +209,7 @@ impl<'m> Session<'m> {
                 let out = unsafe { att.slice(t * q_dim + h * hd, hd) };
                 for (p, scv) in sc.iter_mut().enumerate() {
                     let kh = &kc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                    *scv = qh.iter().zip(kh).map(|(a, b)| a * b).sum::<f32>() * scale;
+                    *scv = (k.dot_f32)(qh, kh) * scale;
                 }
                 softmax(sc);
                 out.fill(0.0);
@@ -217,14 +223,8 @@ impl<'m> Session<'m> {
 
             // Output projection and residual.
             let att = &s.att[..n * q_dim];
-            let q8 = quantize_if(wants_q8(layer.wo.dtype), att, &mut s.q8);
-            matmul(
-                pool,
-                k,
-                &layer.wo,
-                &Input::new(att, q_dim, q8),
-                &mut s.xb[..n * dim],
-            );
+            let input = Input::new(k, att, q_dim, &[&layer.wo], &mut s.q8);
+            matmul(pool, k, &layer.wo, &input, &mut s.xb[..n * dim]);
             add(&mut s.x, &s.xb[..n * dim]);
 
             // Feed-forward: SwiGLU.
@@ -237,19 +237,12 @@ impl<'m> Session<'m> {
                 );
             }
             let xb = &s.xb[..n * dim];
-            let q8 = quantize_if(wants_q8(layer.w_gate.dtype), xb, &mut s.q8);
-            let input = Input::new(xb, dim, q8);
-            matmul(pool, k, &layer.w_gate, &input, &mut s.gate);
-            matmul(pool, k, &layer.w_up, &input, &mut s.up);
+            let input = Input::new(k, xb, dim, &[&layer.w_gate, &layer.w_up], &mut s.q8);
+            let gate_up = [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)];
+            matmul_many(pool, k, &mut gate_up.map(|(w, o)| (w, &mut o[..])), &input);
             swiglu(&mut s.gate, &s.up);
-            let q8 = quantize_if(wants_q8(layer.w_down.dtype), &s.gate, &mut s.q8);
-            matmul(
-                pool,
-                k,
-                &layer.w_down,
-                &Input::new(&s.gate, c.ffn_dim, q8),
-                &mut s.xb[..n * dim],
-            );
+            let input = Input::new(k, &s.gate, c.ffn_dim, &[&layer.w_down], &mut s.q8);
+            matmul(pool, k, &layer.w_down, &input, &mut s.xb[..n * dim]);
             add(&mut s.x, &s.xb[..n * dim]);
         }
         self.cache.len = kv_len;
@@ -270,8 +263,8 @@ impl<'m> Session<'m> {
             );
         }
         let xb = &s.xb[..m * dim];
-        let q8 = quantize_if(wants_q8(out_w.dtype), xb, &mut s.q8);
-        matmul(pool, k, out_w, &Input::new(xb, dim, q8), &mut s.logits);
+        let input = Input::new(k, xb, dim, &[out_w], &mut s.q8);
+        matmul(pool, k, out_w, &input, &mut s.logits);
     }
 }
 
@@ -283,11 +276,4 @@ fn add(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
     }
-}
-
-fn quantize_if<'a>(needed: bool, x: &[f32], q8: &'a mut Q8Row) -> Option<&'a Q8Row> {
-    needed.then(|| {
-        q8.quantize_from(x);
-        &*q8
-    })
 }

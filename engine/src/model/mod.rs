@@ -5,8 +5,9 @@ pub mod llama;
 use crate::dtype::DType;
 use crate::gguf::{Gguf, GgufError, TensorInfo, Value};
 use crate::kernels::blocks::dequantize_row;
+use crate::kernels::packed::{self, AlignedBytes};
 use memmap2::Mmap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -56,19 +57,20 @@ pub struct Matrix {
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
-    map: Arc<Mmap>,
-    offset: usize,
+    data: Storage,
     row_bytes: usize,
+    /// The rows in the packed layout ([`packed`]), once a session whose kernels read it has
+    /// asked for them; the mapped rows are then only read for embedding look-ups.
+    packed: OnceLock<AlignedBytes>,
 }
 
 impl Matrix {
     pub fn row(&self, r: usize) -> &[u8] {
-        let start = self.offset + r * self.row_bytes;
-        &self.map[start..start + self.row_bytes]
+        &self.data.bytes()[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
     pub fn rows_bytes(&self, r0: usize, r1: usize) -> &[u8] {
-        &self.map[self.offset + r0 * self.row_bytes..self.offset + r1 * self.row_bytes]
+        &self.data.bytes()[r0 * self.row_bytes..r1 * self.row_bytes]
     }
 
     pub fn n_bytes(&self) -> usize {
@@ -78,6 +80,73 @@ impl Matrix {
     /// Row `r` decoded to f32 (for embedding look-ups).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         dequantize_row(self.dtype, self.row(r), out);
+    }
+
+    /// Builds the packed copy of this matrix if its type has one (once; later calls return at
+    /// once). The mapped pages are then dropped from this process's resident set, so the
+    /// copy replaces them rather than doubling the model's memory; the page cache keeps
+    /// them, and an embedding look-up faults a row back in.
+    pub fn pack(&self) {
+        if !packed::packs(self.dtype) {
+            return;
+        }
+        self.packed.get_or_init(|| {
+            let mut out = AlignedBytes::zeroed(self.n_bytes());
+            let rb = self.row_bytes;
+            for (r, dst) in out.as_mut_slice().chunks_exact_mut(rb).enumerate() {
+                packed::pack_row(self.dtype, self.row(r), dst);
+            }
+            self.release_mapped_rows();
+            out
+        });
+    }
+
+    /// Packed row `r`, when [`Matrix::pack`] has run.
+    pub fn packed_row(&self, r: usize) -> Option<&[u8]> {
+        self.packed
+            .get()
+            .map(|p| &p.as_slice()[r * self.row_bytes..(r + 1) * self.row_bytes])
+    }
+
+    pub fn is_packed(&self) -> bool {
+        self.packed.get().is_some()
+    }
+
+    fn release_mapped_rows(&self) {
+        let Storage::Mapped { map, offset } = &self.data else {
+            return;
+        };
+        let page = 4096;
+        let start = (map.as_ptr() as usize + offset).next_multiple_of(page);
+        let end = (map.as_ptr() as usize + offset + self.n_bytes()) / page * page;
+        if end > start {
+            // SAFETY: the range lies inside our read-only private file mapping; MADV_DONTNEED
+            // on it only drops page-table entries, and later reads fault the file's pages in
+            // again with the same contents. Failure only means the pages stay resident.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// Where a matrix's rows live: in the file's mapping, or in memory of our own when the file's
+/// type is run as another one (Q5_0 as Q8_0).
+enum Storage {
+    Mapped {
+        map: Arc<Mmap>,
+        offset: usize,
+    },
+    #[allow(dead_code)] // built for Q5_0 once the K-quant types land
+    Owned(AlignedBytes),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mapped { map, offset } => &map[*offset..],
+            Storage::Owned(b) => b.as_slice(),
+        }
     }
 }
 
@@ -106,6 +175,16 @@ pub struct Weights {
 impl Weights {
     pub fn output(&self) -> &Matrix {
         self.output.as_ref().unwrap_or(&self.token_embd)
+    }
+
+    /// Every matrix a forward pass multiplies by: the layers' and the output head (which
+    /// may be the embedding). An untied embedding is only looked up, never multiplied.
+    pub fn matrices(&self) -> Vec<&Matrix> {
+        let mut out = vec![self.output()];
+        for l in &self.layers {
+            out.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        }
+        out
     }
 
     /// Bytes of weights a decode step reads: every matrix once plus one embedding row.
@@ -221,9 +300,12 @@ fn load_weights(g: &Gguf, c: &Config) -> Result<Weights, ModelError> {
             dtype,
             rows,
             cols,
-            map: g.map(),
-            offset: t.offset as usize,
+            data: Storage::Mapped {
+                map: g.map(),
+                offset: t.offset as usize,
+            },
             row_bytes: dtype.bytes_for(cols).expect("parse checked whole blocks"),
+            packed: OnceLock::new(),
         })
     };
     let vector = |name: &str, len: usize| -> Result<Vec<f32>, ModelError> {
