@@ -4,8 +4,12 @@
 //! Each power sample reads `uevent` once, so current, voltage and status come from one
 //! consistent snapshot (individual files when `uevent` is missing).
 //!
-//! - Units (device-telemetry §1.1, acc `batt-info.sh`): a current `|x| < 10000` (non-zero) is
-//!   mA, else µA; a voltage `< 10000` is mV, else µV. Decided once, at discovery.
+//! - Units (device-telemetry §1.1, acc `batt-info.sh`): a voltage `< 10000` is mV, else µV,
+//!   decided at discovery. A current `|x| >= 10000` is µA; a smaller one is ambiguous (a Pixel
+//!   3a on USB with charging disabled reads `CURRENT_NOW=976` µA, which the bare heuristic would
+//!   take for 976 mA), so it is taken as mA only from a discharging sample, where a phone under
+//!   load draws far more than 10 mA. Until then battery power is `Unreadable`, not a number that
+//!   may be 1000 times off.
 //! - Sign: the kernel ABI says negative = discharging, but drivers use three conventions. The
 //!   first sample taken while `Discharging` calibrates it: `sign = -signum(current)`, and the
 //!   discharge current is `-sign * current_now`.
@@ -40,17 +44,34 @@ pub fn unit_divisor(raw: i64) -> f64 {
     }
 }
 
-/// Turns raw `current_now` readings into discharge current, calibrating the sign on the first
-/// discharging sample.
+/// Turns raw `current_now` readings into discharge current, calibrating the sign (and, for
+/// small readings, the unit) on the first discharging sample.
 #[derive(Clone, Debug)]
 pub struct SignCalibration {
     pub sign: Option<f64>,
+    /// Divisor to amperes: 1e3 (mA) or 1e6 (µA); `None` while only ambiguous samples were seen.
+    pub unit: Option<f64>,
 }
 
 impl SignCalibration {
     pub fn observe(&mut self, status: &str, current: i64) {
-        if self.sign.is_none() && status == "Discharging" && current != 0 {
+        if current == 0 {
+            return;
+        }
+        let discharging = status == "Discharging";
+        if self.unit.is_none() && (discharging || current.abs() >= 10_000) {
+            self.unit = Some(unit_divisor(current));
+        }
+        if self.sign.is_none() && discharging {
             self.sign = Some(-(current.signum() as f64));
+        }
+    }
+
+    pub fn describe_unit(&self) -> &'static str {
+        match self.unit {
+            Some(d) if d == 1e3 => "mA",
+            Some(_) => "µA",
+            None => "an undecided unit (no discharging sample yet)",
         }
     }
 
@@ -184,11 +205,13 @@ pub fn discover(root: &FsRoot, android: bool, found: &mut Found) {
     let current = snap.get_i64("CURRENT_NOW");
     let voltage = snap.get_i64("VOLTAGE_NOW");
     let power_now = snap.get_i64("POWER_NOW");
-    let mut cal = SignCalibration { sign: None };
+    let mut cal = SignCalibration {
+        sign: None,
+        unit: None,
+    };
     if let Some(c) = current {
         cal.observe(&status, c);
     }
-    let i_div = current.map(unit_divisor).unwrap_or(1e6);
     let v_div = voltage.map(unit_divisor).unwrap_or(1e6);
     let mut detail = vec![format!("{name}: status {status}")];
     if let Some(c) = snap.get_i64("CAPACITY") {
@@ -220,7 +243,7 @@ pub fn discover(root: &FsRoot, android: bool, found: &mut Found) {
         } else {
             format!(
                 "current_now in {} x voltage_now in {}; {}",
-                if i_div == 1e3 { "mA" } else { "µA" },
+                cal.describe_unit(),
                 if v_div == 1e3 { "mV" } else { "µV" },
                 if android {
                     cal.describe()
@@ -257,9 +280,7 @@ pub fn discover(root: &FsRoot, android: bool, found: &mut Found) {
             num("TEMP", 10.0),
         ];
         if has_power {
-            out.push(battery_power(
-                &snap, &status, android, &mut cal, i_div, v_div,
-            ));
+            out.push(battery_power(&snap, &status, android, &mut cal, v_div));
         }
         out
     }));
@@ -283,7 +304,6 @@ fn battery_power(
     status: &str,
     android: bool,
     cal: &mut SignCalibration,
-    i_div: f64,
     v_div: f64,
 ) -> Reading<f64> {
     let valid = status == "Discharging" || (android && status == "Not charging");
@@ -296,20 +316,21 @@ fn battery_power(
         if let Some(p) = snap.get_i64("POWER_NOW") {
             return Reading::Ok(p.unsigned_abs() as f64 / 1e6);
         }
-        return match (snap.get_i64("CURRENT_NOW"), snap.get_i64("VOLTAGE_NOW")) {
-            (Some(i), Some(v)) => {
-                Reading::Ok(i.unsigned_abs() as f64 / i_div * (v.unsigned_abs() as f64 / v_div))
-            }
-            _ => Reading::Unreadable("current_now/voltage_now missing from the snapshot".into()),
-        };
     }
-    match (snap.get_i64("CURRENT_NOW"), snap.get_i64("VOLTAGE_NOW")) {
-        (Some(i), Some(v)) => {
-            cal.observe(status, i);
-            Reading::Ok(cal.discharge(i) / i_div * (v as f64 / v_div))
-        }
-        _ => Reading::Unreadable("current_now/voltage_now missing from the snapshot".into()),
+    let (Some(i), Some(v)) = (snap.get_i64("CURRENT_NOW"), snap.get_i64("VOLTAGE_NOW")) else {
+        return Reading::Unreadable("current_now/voltage_now missing from the snapshot".into());
+    };
+    cal.observe(status, i);
+    // Zero is zero in either unit.
+    let Some(i_div) = cal.unit.or((i == 0).then_some(1e6)) else {
+        return Reading::Unreadable(format!(
+            "current_now {i} with status {status}: below 10000, so mA or µA; the unit is decided by the first discharging sample"
+        ));
+    };
+    if !android {
+        return Reading::Ok(i.unsigned_abs() as f64 / i_div * (v.unsigned_abs() as f64 / v_div));
     }
+    Reading::Ok(cal.discharge(i) / i_div * (v as f64 / v_div))
 }
 
 #[cfg(test)]
@@ -322,19 +343,39 @@ mod tests {
         assert_eq!(unit_divisor(-450_000), 1e6);
         assert_eq!(unit_divisor(3_900), 1e3);
         assert_eq!(unit_divisor(3_900_000), 1e6);
-        let uncalibrated = SignCalibration { sign: None };
-        assert_eq!(
-            uncalibrated.discharge(-100),
-            100.0,
-            "kernel ABI until calibrated"
-        );
-        let mut abi = SignCalibration { sign: None };
+        let new = || SignCalibration {
+            sign: None,
+            unit: None,
+        };
+        assert_eq!(new().discharge(-100), 100.0, "kernel ABI until calibrated");
+        let mut abi = new();
         abi.observe("Discharging", -500_000);
         assert_eq!(abi.discharge(-500_000), 500_000.0);
-        let mut pos = SignCalibration { sign: None };
+        assert_eq!(abi.unit, Some(1e6));
+        let mut pos = new();
         pos.observe("Charging", 500);
         assert_eq!(pos.sign, None, "charging samples do not calibrate");
+        assert_eq!(pos.unit, None, "a small charging current is mA or µA");
         pos.observe("Discharging", 500);
         assert_eq!(pos.discharge(500), 500.0);
+        assert_eq!(pos.unit, Some(1e3));
+    }
+
+    #[test]
+    fn a_small_current_outside_discharge_leaves_the_unit_open() {
+        // Pixel 3a, charging disabled on USB (MatteCarra/AccA#35): 976 µA, not 976 mA.
+        let mut cal = SignCalibration {
+            sign: None,
+            unit: None,
+        };
+        cal.observe("Not charging", 976);
+        assert_eq!(cal.unit, None);
+        cal.observe("Charging", 950_000);
+        assert_eq!(
+            cal.unit,
+            Some(1e6),
+            "a large reading is µA whatever the status"
+        );
+        assert_eq!(cal.sign, None);
     }
 }

@@ -165,10 +165,12 @@ pub fn discover_cooling(root: &FsRoot, found: &mut Found) {
 
 /// The zone pass temperatures are reported from: the junction/CPU sensor each family's
 /// throttling decisions use (Jetson `tj-therm`, Pi `cpu-thermal`, Intel `x86_pkg_temp`), else
-/// the first CPU zone, else the first zone.
+/// the first CPU zone, else the first zone. JetPack 6 renamed the Orin zones `tj-thermal`,
+/// `cpu-thermal`, ...; without its own entry the junction lost to `cpu-thermal`, the Pi's name.
 pub fn primary(names: &[String]) -> Option<String> {
-    const PREFERRED: [&str; 8] = [
+    const PREFERRED: [&str; 9] = [
         "tj-therm",
+        "tj-thermal",
         "cpu-thermal",
         "cpu_thermal",
         "x86_pkg_temp",
@@ -236,5 +238,18 @@ mod tests {
             Some("thermal:cpu-1-0-usr")
         );
         assert_eq!(primary(&[]), None);
+        // An Orin on JetPack 6 (zone types as listed in JoeyGihoon/seame_brain `Brain/test.py`).
+        assert_eq!(
+            primary(&n(&[
+                "cpu-thermal",
+                "gpu-thermal",
+                "soc0-thermal",
+                "soc1-thermal",
+                "soc2-thermal",
+                "tj-thermal"
+            ]))
+            .as_deref(),
+            Some("thermal:tj-thermal")
+        );
     }
 }
