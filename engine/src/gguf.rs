@@ -473,8 +473,42 @@ pub struct TensorOut {
     pub data: Vec<u8>,
 }
 
+/// A tensor to write under a raw GGML type id, for types [`DType`] does not cover (the K-quant
+/// mixes written by [`crate::quantize`]).
+pub struct RawTensorOut {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ggml_type: u32,
+    pub data: Vec<u8>,
+}
+
 /// Writes a GGUF v3 file. Metadata order is kept as given, so a converted file reads like its source.
 pub fn write(path: &Path, metadata: &[(String, Value)], tensors: &[TensorOut]) -> io::Result<()> {
+    let views: Vec<(&str, &[u64], u32, &[u8])> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), &t.dims[..], t.dtype.ggml_id(), &t.data[..]))
+        .collect();
+    write_views(path, metadata, &views)
+}
+
+/// [`write`] for tensors given by GGML type id.
+pub fn write_raw(
+    path: &Path,
+    metadata: &[(String, Value)],
+    tensors: &[RawTensorOut],
+) -> io::Result<()> {
+    let views: Vec<(&str, &[u64], u32, &[u8])> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), &t.dims[..], t.ggml_type, &t.data[..]))
+        .collect();
+    write_views(path, metadata, &views)
+}
+
+fn write_views(
+    path: &Path,
+    metadata: &[(String, Value)],
+    tensors: &[(&str, &[u64], u32, &[u8])],
+) -> io::Result<()> {
     let alignment = metadata
         .iter()
         .find(|(k, _)| k == "general.alignment")
@@ -491,15 +525,15 @@ pub fn write(path: &Path, metadata: &[(String, Value)], tensors: &[TensorOut]) -
         put_value(&mut head, v);
     }
     let mut rel = 0u64;
-    for t in tensors {
-        put_string(&mut head, &t.name);
-        head.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-        for d in &t.dims {
+    for (name, dims, ty, data) in tensors {
+        put_string(&mut head, name);
+        head.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in dims.iter() {
             head.extend_from_slice(&d.to_le_bytes());
         }
-        head.extend_from_slice(&t.dtype.ggml_id().to_le_bytes());
+        head.extend_from_slice(&ty.to_le_bytes());
         head.extend_from_slice(&rel.to_le_bytes());
-        rel = align_up(rel + t.data.len() as u64, alignment);
+        rel = align_up(rel + data.len() as u64, alignment);
     }
     let tmp = path.with_extension("gguf.partial");
     let mut f = io::BufWriter::new(File::create(&tmp)?);
@@ -509,11 +543,11 @@ pub fn write(path: &Path, metadata: &[(String, Value)], tensors: &[TensorOut]) -
         &mut f,
         align_up(head.len() as u64, alignment) - head.len() as u64,
     )?;
-    for t in tensors {
-        f.write_all(&t.data)?;
+    for (_, _, _, data) in tensors {
+        f.write_all(data)?;
         pad(
             &mut f,
-            align_up(t.data.len() as u64, alignment) - t.data.len() as u64,
+            align_up(data.len() as u64, alignment) - data.len() as u64,
         )?;
     }
     f.into_inner().map_err(|e| e.into_error())?.sync_all()?;

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod gguf;
 pub mod info;
 pub mod kernels;
+pub mod kquants_quantize;
 pub mod kv_cache;
 pub mod load;
 pub mod model;

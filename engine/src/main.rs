@@ -103,9 +103,10 @@ enum Command {
     Quantize {
         input: PathBuf,
         output: PathBuf,
-        /// Target type: f32, f16, q8_0, q4_0 or q4_1.
+        /// Target type: f32, f16, q8_0, q4_0, q4_1, or q4_k_m (llama.cpp's mix, written as
+        /// llama-quantize writes it).
         #[arg(long = "type", short = 't')]
-        dtype: DType,
+        dtype: quantize::Target,
     },
     /// Perplexity over a text file, computed as llama.cpp's llama-perplexity does.
     Perplexity {
@@ -355,7 +356,7 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
         } => {
             let t = Instant::now();
-            let r = quantize::quantize(&input, &output, dtype)?;
+            let r = quantize::quantize_to(&input, &output, dtype)?;
             eprintln!(
                 "wrote {} ({:.1} MiB) in {:.1} s: {} tensors converted to {dtype}, {} kept{}",
                 output.display(),

@@ -1,6 +1,8 @@
 //! Perplexity within 1% of llama.cpp's on the same files (fixture: fixtures/perplexity-smollm2.json).
 //! The Q8_0, Q4_0 and F16 files are made by our own `quantize` from the Q4_1 download; their
 //! SHA-256 in the fixture proves llama.cpp scored the very bytes we score.
+//! The Q4_K_M file is the other way round: llama.cpp's `llama-quantize` made it from our F16
+//! file, and our `q4_k_m` target re-creates it byte for byte.
 
 mod common;
 
@@ -9,7 +11,7 @@ use meltbench_engine::kernels;
 use meltbench_engine::load::load;
 use meltbench_engine::model::llama::Session;
 use meltbench_engine::perplexity::perplexity;
-use meltbench_engine::quantize::{hex, quantize};
+use meltbench_engine::quantize::{hex, quantize, quantize_q4_k_m};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -26,12 +28,20 @@ fn check(ty: &str) {
         "no llama.cpp reference for {ty} in the fixture"
     );
     let dir = tempfile::tempdir().unwrap();
-    let model: PathBuf = if ty == "q4_1" {
-        source
-    } else {
-        let out = dir.path().join(format!("smollm2-{ty}.gguf"));
-        quantize(&source, &out, ty.parse::<DType>().unwrap()).unwrap();
-        out
+    let model: PathBuf = match ty {
+        "q4_1" => source,
+        "q4_k_m" => {
+            let f16 = dir.path().join("smollm2-f16.gguf");
+            quantize(&source, &f16, DType::F16).unwrap();
+            let out = dir.path().join("smollm2-q4_k_m.gguf");
+            quantize_q4_k_m(&f16, &out).unwrap();
+            out
+        }
+        _ => {
+            let out = dir.path().join(format!("smollm2-{ty}.gguf"));
+            quantize(&source, &out, ty.parse::<DType>().unwrap()).unwrap();
+            out
+        }
     };
     let sha = hex(&Sha256::digest(std::fs::read(&model).unwrap()));
     assert_eq!(
@@ -85,4 +95,11 @@ fn q4_0() {
 #[test]
 fn f16() {
     check("f16");
+}
+
+/// Needs the engine to run Q4_K, Q6_K and Q5_0 (SmolLM2's 576-wide rows send most matrices to
+/// llama.cpp's Q5_0 fallback); until it does, the hash check passes and loading fails.
+#[test]
+fn q4_k_m() {
+    check("q4_k_m");
 }
