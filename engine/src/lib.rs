@@ -3,8 +3,9 @@
 //! Reading order: [`gguf`] (the file), [`tokenizer`], [`model`] (weights) and
 //! [`model::llama::Session::forward`] (the network), [`ops`] and [`kernels`] (the arithmetic),
 //! [`sampler`], then the tools built on them: [`generate`], [`bench`], [`perplexity`],
-//! [`quantize`], [`synth`].
+//! [`quantize`], [`synth`], and [`bandwidth`], the memory ceiling decode runs against.
 
+pub mod bandwidth;
 pub mod bench;
 pub mod dtype;
 pub mod generate;

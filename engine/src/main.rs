@@ -7,9 +7,9 @@ use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::{self, monotonic_ns};
 use meltbench_engine::model::llama::Session;
-use meltbench_engine::pool::default_threads;
+use meltbench_engine::pool::{allowed_cpus, cpu_list, default_threads};
 use meltbench_engine::sampler::{Sampler, SamplerConfig};
-use meltbench_engine::{bench, generate, info, perplexity, quantize, synth};
+use meltbench_engine::{bandwidth, bench, generate, info, perplexity, quantize, synth};
 use meltbench_protocol::engine::{EngineJob, LoadRecord, Prompt};
 use meltbench_protocol::PROTOCOL_VERSION;
 use std::io::Write;
@@ -135,6 +135,21 @@ enum Command {
         /// Tokenizer: bpe (byte-level, like SmolLM2) or spm (SentencePiece, like Llama 2).
         #[arg(long, default_value = "bpe")]
         vocab: synth::SynthVocab,
+    },
+    /// Main-memory read bandwidth in GB/s at 1 and at all threads: the ceiling decode runs against.
+    Bandwidth {
+        /// Buffer size in MiB (default: 8x the last-level cache, at least 512 MiB).
+        #[arg(long)]
+        mib: Option<usize>,
+        /// Thread counts, comma-separated (default: 1 and every core this process may use).
+        #[arg(short, long, value_delimiter = ',')]
+        threads: Vec<usize>,
+        /// Repetitions per thread count; the fastest counts.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -328,6 +343,7 @@ fn run(cli: Cli) -> Result<()> {
                 file_bytes: l.gguf.bytes().len() as u64,
                 weight_bytes_per_token: w.bytes_per_token() as u64,
                 threads: n_threads,
+                cpus: allowed_cpus().map(|c| cpu_list(&c)),
                 kernels: kernels.isa.to_string(),
                 open_ns: l.open_ns,
                 weights_ns: l.weights_ns,
@@ -424,6 +440,29 @@ fn run(cli: Cli) -> Result<()> {
             synth::write_synth(&output, &cfg)
                 .with_context(|| format!("cannot write {}", output.display()))?;
             eprintln!("wrote {}", output.display());
+        }
+        Command::Bandwidth {
+            mib,
+            threads,
+            reps,
+            json,
+        } => {
+            if mib == Some(0) || threads.contains(&0) || reps == 0 {
+                return Err(
+                    BadInput("--mib, --threads and --reps must be at least 1".into()).into(),
+                );
+            }
+            let threads = if threads.is_empty() {
+                bandwidth::default_thread_counts()
+            } else {
+                threads
+            };
+            let report = bandwidth::run(mib.map(|m| m << 20), &threads, reps);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
         }
     }
     Ok(())

@@ -215,10 +215,66 @@ fn performance_cores() -> Option<usize> {
     Some(maxes.iter().filter(|&&f| f * 10 >= top * 8).count())
 }
 
+/// The CPUs this process may run on (`sched_getaffinity`), ascending. A benchmark started under
+/// `taskset` or in a cgroup-restricted container has fewer cores than the device; recording which
+/// ones lets a report tell a slow result from a confined one.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data, zero is a valid (empty) set, and sched_getaffinity writes
+    // at most size_of::<cpu_set_t>() bytes into the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        Some((0..max).filter(|&c| libc::CPU_ISSET(c, &set)).collect())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    None
+}
+
+/// CPU numbers in the kernel's list syntax, as `taskset -c` takes them: `[0, 1, 2, 5]` -> "0-2,5".
+pub fn cpu_list(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j == i {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn cpu_lists_use_ranges() {
+        assert_eq!(cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+        assert_eq!(cpu_list(&[3]), "3");
+        assert_eq!(cpu_list(&[]), "");
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn this_process_may_run_somewhere() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        assert!(cpus.len() >= std::thread::available_parallelism().unwrap().get());
+    }
 
     #[test]
     fn every_task_runs_exactly_once() {

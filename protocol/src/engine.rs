@@ -72,6 +72,9 @@ pub struct LoadRecord {
     /// Bytes of weights one decode step reads.
     pub weight_bytes_per_token: u64,
     pub threads: usize,
+    /// The CPUs the threads may run on (`sched_getaffinity`, e.g. "0-3"), where the OS says.
+    #[serde(default)]
+    pub cpus: Option<String>,
     pub kernels: String,
     /// Opening and mapping the file, parsing the header.
     pub open_ns: u64,

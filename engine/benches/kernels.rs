@@ -1,0 +1,237 @@
+//! Micro-benchmarks of the engine's arithmetic: every dot kernel of every table this CPU can
+//! run, activation quantization, the element-wise ops, and a whole matrix product over the pool.
+//!
+//! Throughput is bytes of weights per second wherever there are weights, so a kernel's number
+//! can be set against `meltbench-engine bandwidth`: a decode-time kernel that streams weights
+//! faster than memory can deliver them is no longer the bottleneck.
+//!
+//! `cargo bench -p meltbench-engine` takes about a minute and a half on a 2-core machine; pass
+//! a filter (`-- dot/avx2`) or `--measurement-time` to narrow or lengthen it.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use half::f16;
+use meltbench_engine::dtype::DType;
+use meltbench_engine::kernels::blocks::{quantize_row, Q8Row};
+use meltbench_engine::kernels::{self, Kernels};
+use meltbench_engine::load::load;
+use meltbench_engine::ops::{self, matmul, Input};
+use meltbench_engine::pool::ThreadPool;
+use meltbench_engine::synth::{write_synth, SynthConfig};
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+use std::time::Duration;
+
+/// SmolLM2-135M's widths: the embedding (q, k, v, o, gate and up read rows this long) and the
+/// feed-forward layer (down reads rows this long).
+const WIDTHS: [usize; 2] = [576, 1536];
+
+/// What a dot kernel may read: one weight row in its own encoding, the activations as f32 (for
+/// float weights) and as 8-bit blocks (for quantized weights).
+struct Operands {
+    /// u32 storage so that f32 and f16 views of the row are aligned.
+    storage: Vec<u32>,
+    len: usize,
+    x: Vec<f32>,
+    q8: Q8Row,
+}
+
+impl Operands {
+    /// `None` when `cols` is not a whole number of `ty`'s blocks (a 256-wide K-quant at 576).
+    fn new(ty: DType, cols: usize, seed: u64) -> Option<Operands> {
+        let len = ty.bytes_for(cols)?;
+        let w = random(cols, seed);
+        let mut storage = vec![0u32; len.div_ceil(4)];
+        quantize_row(
+            ty,
+            &w,
+            &mut bytemuck::cast_slice_mut::<u32, u8>(&mut storage)[..len],
+        );
+        let x = random(cols, seed + 1);
+        let mut q8 = Q8Row::default();
+        q8.quantize_from(&x);
+        Some(Operands {
+            storage,
+            len,
+            x,
+            q8,
+        })
+    }
+
+    fn w(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u32, u8>(&self.storage)[..self.len]
+    }
+
+    fn w_f32(&self) -> &[f32] {
+        bytemuck::cast_slice(self.w())
+    }
+
+    fn w_f16(&self) -> &[f16] {
+        bytemuck::cast_slice(self.w())
+    }
+}
+
+type Dot = Box<dyn Fn(&Operands) -> f32>;
+
+/// Every dot kernel of a table with the weight type it reads. A new kernel is one line here.
+fn dot_kernels(k: &'static Kernels) -> Vec<(&'static str, DType, Dot)> {
+    vec![
+        (
+            "dot_f32",
+            DType::F32,
+            Box::new(|o| (k.dot_f32)(o.w_f32(), &o.x)),
+        ),
+        (
+            "dot_f16",
+            DType::F16,
+            Box::new(|o| (k.dot_f16)(o.w_f16(), &o.x)),
+        ),
+        (
+            "dot_q8_0",
+            DType::Q8_0,
+            Box::new(|o| (k.dot_q8_0)(o.w(), o.q8.blocks())),
+        ),
+        (
+            "dot_q4_0",
+            DType::Q4_0,
+            Box::new(|o| (k.dot_q4_0)(o.w(), o.q8.blocks())),
+        ),
+        (
+            "dot_q4_1",
+            DType::Q4_1,
+            Box::new(|o| (k.dot_q4_1)(o.w(), o.q8.blocks())),
+        ),
+    ]
+}
+
+/// Values like a layer's weights or activations: uniform in [-1, 1), fixed by the seed so runs
+/// compare.
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0)
+        .collect()
+}
+
+fn dots(c: &mut Criterion) {
+    for k in kernels::available() {
+        let mut g = c.benchmark_group(format!("dot/{}", k.isa));
+        for (name, ty, dot) in dot_kernels(k) {
+            for cols in WIDTHS {
+                let Some(ops) = Operands::new(ty, cols, cols as u64) else {
+                    continue;
+                };
+                g.throughput(Throughput::Bytes(ops.len as u64));
+                g.bench_with_input(BenchmarkId::new(name, cols), &ops, |b, o| {
+                    b.iter(|| dot(black_box(o)))
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+/// The element-wise steps, measured in bytes of f32 input since they have no weights.
+fn elementwise(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ops");
+    for cols in WIDTHS {
+        let x = random(cols, 7);
+        let bytes = Throughput::Bytes(4 * cols as u64);
+        g.throughput(bytes.clone());
+        let mut q8 = Q8Row::with_len(cols);
+        g.bench_function(BenchmarkId::new("quantize_q8", cols), |b| {
+            b.iter(|| q8.quantize_from(black_box(&x)))
+        });
+        let weight = random(cols, 8);
+        let mut out = vec![0.0; cols];
+        g.bench_function(BenchmarkId::new("rmsnorm", cols), |b| {
+            b.iter(|| ops::rmsnorm(&mut out, black_box(&x), &weight, 1e-5))
+        });
+        // Restoring the input inside the loop keeps exp() on realistic values; the copy is a
+        // small share of softmax and swiglu, which call exp() per element.
+        let mut y = x.clone();
+        g.bench_function(BenchmarkId::new("softmax", cols), |b| {
+            b.iter(|| {
+                y.copy_from_slice(&x);
+                ops::softmax(black_box(&mut y))
+            })
+        });
+        let up = random(cols, 9);
+        g.bench_function(BenchmarkId::new("swiglu", cols), |b| {
+            b.iter(|| {
+                y.copy_from_slice(&x);
+                ops::swiglu(black_box(&mut y), &up)
+            })
+        });
+        // All heads of one token at SmolLM2's head size of 64 (32 rotated pairs each).
+        let inv_freq: Vec<f32> = (0..32)
+            .map(|i| 10000f32.powf(-2.0 * i as f32 / 64.0))
+            .collect();
+        g.bench_function(BenchmarkId::new("rope", cols), |b| {
+            b.iter(|| {
+                for head in y.chunks_exact_mut(64) {
+                    ops::rope(head, black_box(17.0), &inv_freq);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A whole `matmul` of SmolLM2's gate projection (1536 rows of 576 Q4_1 values) on the best
+/// table and a 2-thread pool, for one token (decode) and 64 (a prefill batch). A `Matrix` only
+/// comes from a mapped GGUF, so the weights come from a synthetic model with these widths.
+/// Throughput counts the matrix once per product, so at 64 tokens it shows how much the batch
+/// reuses each byte it loads.
+fn matmuls(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("bench.gguf");
+    write_synth(
+        &path,
+        &SynthConfig {
+            dim: 576,
+            ffn_dim: 1536,
+            n_layers: 1,
+            n_heads: 9,
+            n_kv_heads: 3,
+            ctx_len: 64,
+            dtype: DType::Q4_1,
+            ..SynthConfig::default()
+        },
+    )
+    .expect("writing the synthetic model");
+    let l = load(&path).expect("loading the synthetic model");
+    let w = &l.model.weights.layers[0].w_gate;
+    assert_eq!((w.rows, w.cols, w.dtype), (1536, 576, DType::Q4_1));
+    let k = kernels::best();
+    let pool = ThreadPool::new(2);
+    let mut g = c.benchmark_group(format!("matmul_q4_1_1536x576/{}", k.isa));
+    g.throughput(Throughput::Bytes(w.n_bytes() as u64));
+    for n in [1, 64] {
+        let x = random(n * w.cols, 11);
+        let mut q8 = Q8Row::default();
+        q8.quantize_from(&x);
+        let input = Input::new(&x, w.cols, Some(&q8));
+        let mut out = vec![0.0; n * w.rows];
+        g.bench_function(BenchmarkId::new("2_threads_tokens", n), |b| {
+            b.iter(|| matmul(&pool, k, w, black_box(&input), &mut out))
+        });
+    }
+    g.finish();
+}
+
+/// Short runs by default: the kernels take micro- to milliseconds, so a second of samples per
+/// benchmark is already tight, and the whole suite stays near a minute and a half.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = dots, elementwise, matmuls
+}
+criterion_main!(benches);
