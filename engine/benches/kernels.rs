@@ -12,9 +12,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use half::f16;
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::blocks::{quantize_row, Q8Row};
+use meltbench_engine::kernels::packed::{pack_activations, pack_row, packs};
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::load;
-use meltbench_engine::ops::{self, matmul, Input};
+use meltbench_engine::ops::{self, matmul, Input, Q8Scratch};
 use meltbench_engine::pool::ThreadPool;
 use meltbench_engine::synth::{write_synth, SynthConfig};
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -34,6 +35,9 @@ struct Operands {
     len: usize,
     x: Vec<f32>,
     q8: Q8Row,
+    /// The row in the packed layout and the activations to match (quantized types only).
+    packed: Vec<u8>,
+    q8_packed: Q8Row,
 }
 
 impl Operands {
@@ -50,11 +54,19 @@ impl Operands {
         let x = random(cols, seed + 1);
         let mut q8 = Q8Row::default();
         q8.quantize_from(&x);
+        let mut packed = vec![0u8; len];
+        let mut q8_packed = Q8Row::default();
+        if packs(ty) {
+            pack_row(ty, &bytemuck::cast_slice::<u32, u8>(&storage)[..len], &mut packed);
+            pack_activations(&x, cols, &mut q8_packed);
+        }
         Some(Operands {
             storage,
             len,
             x,
             q8,
+            packed,
+            q8_packed,
         })
     }
 
@@ -75,6 +87,24 @@ type Dot = Box<dyn Fn(&Operands) -> f32>;
 
 /// Every dot kernel of a table with the weight type it reads. A new kernel is one line here.
 fn dot_kernels(k: &'static Kernels) -> Vec<(&'static str, DType, Dot)> {
+    let mut out = row_kernels(k);
+    if let Some(pk) = k.packed {
+        let packed = |ty: DType| -> Dot {
+            Box::new(move |o| {
+                let mut r = [0f32];
+                (pk.dot)(ty, &o.packed, &[o.q8_packed.blocks()], &mut r);
+                r[0]
+            })
+        };
+        out.push(("packed_q8_0", DType::Q8_0, packed(DType::Q8_0)));
+        out.push(("packed_q4_0", DType::Q4_0, packed(DType::Q4_0)));
+        out.push(("packed_q4_1", DType::Q4_1, packed(DType::Q4_1)));
+    }
+    out
+}
+
+/// The kernels that read rows in the file's own layout.
+fn row_kernels(k: &'static Kernels) -> Vec<(&'static str, DType, Dot)> {
     vec![
         (
             "dot_f32",
@@ -179,7 +209,8 @@ fn elementwise(c: &mut Criterion) {
 }
 
 /// A whole `matmul` of SmolLM2's gate projection (1536 rows of 576 Q4_1 values) on the best
-/// table and a 2-thread pool, for one token (decode) and 64 (a prefill batch). A `Matrix` only
+/// table and a 2-thread pool, for one token (decode) and 64 (a prefill batch), with the matrix
+/// packed when the table reads packed rows, as a session would. A `Matrix` only
 /// comes from a mapped GGUF, so the weights come from a synthetic model with these widths.
 /// Throughput counts the matrix once per product, so at 64 tokens it shows how much the batch
 /// reuses each byte it loads.
@@ -204,14 +235,16 @@ fn matmuls(c: &mut Criterion) {
     let w = &l.model.weights.layers[0].w_gate;
     assert_eq!((w.rows, w.cols, w.dtype), (1536, 576, DType::Q4_1));
     let k = kernels::best();
+    if k.packed.is_some() {
+        w.pack();
+    }
     let pool = ThreadPool::new(2);
     let mut g = c.benchmark_group(format!("matmul_q4_1_1536x576/{}", k.isa));
     g.throughput(Throughput::Bytes(w.n_bytes() as u64));
     for n in [1, 64] {
         let x = random(n * w.cols, 11);
-        let mut q8 = Q8Row::default();
-        q8.quantize_from(&x);
-        let input = Input::new(&x, w.cols, Some(&q8));
+        let mut scratch = Q8Scratch::default();
+        let input = Input::new(k, &x, w.cols, &[w], &mut scratch);
         let mut out = vec![0.0; n * w.rows];
         g.bench_function(BenchmarkId::new("2_threads_tokens", n), |b| {
             b.iter(|| matmul(&pool, k, w, black_box(&input), &mut out))
