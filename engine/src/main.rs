@@ -23,7 +23,7 @@ use std::time::Instant;
     version,
     about = "The quantized llama-family inference engine that meltbench runs on every device",
     long_about = "The quantized llama-family inference engine that meltbench pushes to every device.\n\
-                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1 weights) and picks the fastest \
+                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K weights) and picks the fastest \
                   kernels the CPU supports (AVX-512, AVX2, NEON, or plain Rust)."
 )]
 struct Cli {
@@ -103,7 +103,7 @@ enum Command {
     Quantize {
         input: PathBuf,
         output: PathBuf,
-        /// Target type: f32, f16, q8_0, q4_0 or q4_1.
+        /// Target type: f32, f16, q8_0, q4_0 or q4_1 (q4_k and q6_k files can be run, not written yet).
         #[arg(long = "type", short = 't')]
         dtype: DType,
     },
@@ -355,7 +355,11 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
         } => {
             let t = Instant::now();
-            let r = quantize::quantize(&input, &output, dtype)?;
+            let r = quantize::quantize(&input, &output, dtype).map_err(|e| match e {
+                // Asking for a type we cannot write is the user's to fix (exit code 2).
+                e @ quantize::QuantizeError::NoQuantizer(_) => BadInput(e.to_string()).into(),
+                e => anyhow::Error::from(e),
+            })?;
             eprintln!(
                 "wrote {} ({:.1} MiB) in {:.1} s: {} tensors converted to {dtype}, {} kept{}",
                 output.display(),
@@ -414,6 +418,12 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             vocab,
         } => {
+            if !dtype.can_quantize() {
+                return Err(BadInput(format!(
+                    "synth cannot write {dtype} weights yet (no {dtype} quantizer); use one of f32, f16, q8_0, q4_0, q4_1"
+                ))
+                .into());
+            }
             let cfg = synth::SynthConfig {
                 dtype,
                 seed,

@@ -12,6 +12,8 @@ use std::path::Path;
 pub enum QuantizeError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error("cannot quantize to {0}: the engine runs {0} files (from llama-quantize) but has no {0} quantizer yet; targets: f32, f16, q8_0, q4_0, q4_1")]
+    NoQuantizer(DType),
     #[error("writing {path}: {source}")]
     Write {
         path: String,
@@ -32,6 +34,9 @@ pub fn quantize(
     output: &Path,
     target: DType,
 ) -> Result<QuantizeReport, QuantizeError> {
+    if !target.can_quantize() {
+        return Err(QuantizeError::NoQuantizer(target));
+    }
     let g = Gguf::open(input)?;
     let source_sha = hex(&Sha256::digest(g.bytes()));
     let mut report = QuantizeReport {

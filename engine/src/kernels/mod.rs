@@ -4,6 +4,7 @@
 //! so an older core falls back to an older table instead of meeting an illegal instruction.
 
 pub mod blocks;
+pub mod kquants;
 pub mod scalar;
 #[cfg(test)]
 mod test_support;
@@ -54,6 +55,8 @@ pub struct Kernels {
     pub dot_q8_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_1: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q4_k: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q6_k: fn(&[u8], Q8Blocks<'_>) -> f32,
 }
 
 impl fmt::Debug for Kernels {
