@@ -62,8 +62,8 @@ pub fn dot_q6_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
             for g in 0..2 {
                 let sc = blk[Q6_K_SCALES + 2 * j + g] as i8 as i32;
                 let mut gsum = 0i32;
-                for l in 16 * g..16 * g + 16 {
-                    gsum += (q6_k_quant(blk, QK * j + l) as i32 - 32) * qa[l] as i32;
+                for (l, &x) in qa.iter().enumerate().skip(16 * g).take(16) {
+                    gsum += (q6_k_quant(blk, QK * j + l) as i32 - 32) * x as i32;
                 }
                 isum += sc * gsum;
             }
