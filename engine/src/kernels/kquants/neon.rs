@@ -204,7 +204,7 @@ unsafe fn dot_q6_k_impl<D: Dot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
                 }
             }
         }
-        let scales = vld1q_s8(p.add(Q6_K_SCALES));
+        let scales = vld1q_s8(p.add(Q6_K_SCALES) as *const i8);
         let (s_lo, s_hi) = (vmovl_s8(vget_low_s8(scales)), vmovl_high_s8(scales));
         let sc = [
             vmovl_s16(vget_low_s16(s_lo)),
