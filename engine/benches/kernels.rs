@@ -57,7 +57,11 @@ impl Operands {
         let mut packed = vec![0u8; len];
         let mut q8_packed = Q8Row::default();
         if packs(ty) {
-            pack_row(ty, &bytemuck::cast_slice::<u32, u8>(&storage)[..len], &mut packed);
+            pack_row(
+                ty,
+                &bytemuck::cast_slice::<u32, u8>(&storage)[..len],
+                &mut packed,
+            );
             pack_activations(&x, cols, &mut q8_packed);
         }
         Some(Operands {

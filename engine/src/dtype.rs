@@ -6,6 +6,9 @@ use std::str::FromStr;
 /// Elements per block for every block-quantized type the engine reads.
 pub const QK: usize = 32;
 
+/// Elements per K-quant super-block (GGML's `QK_K`).
+pub const QK_K: usize = 256;
+
 /// The weight types this engine can run. The discriminants are GGML's type ids, which
 /// GGUF files store in their tensor table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -14,10 +17,18 @@ pub enum DType {
     F16 = 1,
     Q4_0 = 2,
     Q4_1 = 3,
+    /// Run as Q8_0 (see [`crate::kernels::q5_0`]): llama.cpp's K-quant mixes fall back to it.
+    Q5_0 = 6,
     Q8_0 = 8,
+    // GGML's own spelling, so the variants read like the names in llama.cpp's output.
+    #[allow(non_camel_case_types)]
+    Q4_K = 12,
+    #[allow(non_camel_case_types)]
+    Q6_K = 14,
 }
 
 impl DType {
+    /// The types the engine can write as well as run: `quantize` and `synth` targets.
     pub const ALL: [DType; 5] = [
         DType::F32,
         DType::F16,
@@ -25,6 +36,25 @@ impl DType {
         DType::Q4_0,
         DType::Q4_1,
     ];
+
+    /// The K-quant types, which the engine runs but cannot write yet (no quantizer), so they
+    /// are kept out of [`DType::ALL`].
+    pub const K_QUANTS: [DType; 2] = [DType::Q4_K, DType::Q6_K];
+
+    /// The type a matrix of this type is run as: Q5_0 values are exactly Q8_0 values, so Q5_0
+    /// rows are widened once at load instead of having kernels of their own.
+    pub fn runs_as(self) -> DType {
+        if self == DType::Q5_0 {
+            DType::Q8_0
+        } else {
+            self
+        }
+    }
+
+    /// Whether [`crate::kernels::blocks::quantize_row`] can encode this type.
+    pub fn can_quantize(self) -> bool {
+        DType::ALL.contains(&self)
+    }
 
     /// Maps a GGML type id to a type we run; `None` for ids we know but do not run yet
     /// (see [`ggml_type_name`] for a name to put in the error).
@@ -34,7 +64,10 @@ impl DType {
             1 => DType::F16,
             2 => DType::Q4_0,
             3 => DType::Q4_1,
+            6 => DType::Q5_0,
             8 => DType::Q8_0,
+            12 => DType::Q4_K,
+            14 => DType::Q6_K,
             _ => return None,
         })
     }
@@ -47,7 +80,8 @@ impl DType {
     pub fn block_elems(self) -> usize {
         match self {
             DType::F32 | DType::F16 => 1,
-            DType::Q4_0 | DType::Q4_1 | DType::Q8_0 => QK,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 => QK,
+            DType::Q4_K | DType::Q6_K => QK_K,
         }
     }
 
@@ -60,8 +94,14 @@ impl DType {
             DType::Q4_0 => 2 + QK / 2,
             // f16 scale + f16 minimum + 16 bytes of nibbles
             DType::Q4_1 => 2 + 2 + QK / 2,
+            // f16 scale + 32 high bits + 16 bytes of nibbles
+            DType::Q5_0 => 2 + 4 + QK / 2,
             // f16 scale + 32 signed bytes
             DType::Q8_0 => 2 + QK,
+            // f16 d + f16 dmin + 12 bytes of packed 6-bit scales and mins + 128 bytes of nibbles
+            DType::Q4_K => 2 + 2 + 12 + QK_K / 2,
+            // 128 bytes of low nibbles + 64 of high 2-bit pairs + 16 i8 scales + f16 d
+            DType::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
         }
     }
 
@@ -77,7 +117,10 @@ impl DType {
             DType::F16 => "f16",
             DType::Q4_0 => "q4_0",
             DType::Q4_1 => "q4_1",
+            DType::Q5_0 => "q5_0",
             DType::Q8_0 => "q8_0",
+            DType::Q4_K => "q4_k",
+            DType::Q6_K => "q6_k",
         }
     }
 
@@ -88,7 +131,12 @@ impl DType {
             DType::F16 => 1,
             DType::Q4_0 => 2,
             DType::Q4_1 => 3,
+            DType::Q5_0 => 8,
             DType::Q8_0 => 7,
+            // A file of K-quant matrices is one of llama.cpp's mixes; Q4_K_M is the usual one
+            // built mostly from Q4_K (with some Q6_K), and Q6_K files are pure Q6_K.
+            DType::Q4_K => 15,
+            DType::Q6_K => 18,
         }
     }
 }
@@ -102,11 +150,16 @@ impl fmt::Display for DType {
 impl FromStr for DType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // K-quants parse too, so `quantize --type q4_k` reaches the quantizer's clear "cannot
+        // write this type yet" error rather than claiming the type does not exist.
         DType::ALL
             .into_iter()
+            .chain(DType::K_QUANTS)
             .find(|t| t.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
-                format!("unknown type '{s}': expected one of f32, f16, q8_0, q4_0, q4_1")
+                format!(
+                    "unknown type '{s}': expected one of f32, f16, q8_0, q4_0, q4_1, q4_k, q6_k"
+                )
             })
     }
 }
@@ -136,11 +189,15 @@ mod tests {
         assert_eq!(DType::Q8_0.block_bytes(), 34);
         assert_eq!(DType::Q4_0.bytes_for(64), Some(36));
         assert_eq!(DType::Q4_0.bytes_for(33), None);
+        assert_eq!(DType::Q4_K.block_bytes(), 144);
+        assert_eq!(DType::Q6_K.block_bytes(), 210);
+        assert_eq!(DType::Q4_K.bytes_for(512), Some(288));
+        assert_eq!(DType::Q6_K.bytes_for(576), None);
     }
 
     #[test]
     fn names_round_trip() {
-        for t in DType::ALL {
+        for t in DType::ALL.into_iter().chain(DType::K_QUANTS) {
             assert_eq!(t.name().parse::<DType>().unwrap(), t);
             assert_eq!(DType::from_ggml(t.ggml_id()), Some(t));
         }

@@ -23,7 +23,7 @@ use std::time::Instant;
     version,
     about = "The quantized llama-family inference engine that meltbench runs on every device",
     long_about = "The quantized llama-family inference engine that meltbench pushes to every device.\n\
-                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1 weights) and picks the fastest \
+                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K weights) and picks the fastest \
                   kernels the CPU supports (AVX-512, AVX2, NEON, or plain Rust)."
 )]
 struct Cli {
@@ -103,8 +103,8 @@ enum Command {
     Quantize {
         input: PathBuf,
         output: PathBuf,
-        /// Target type: f32, f16, q8_0, q4_0, q4_1, or q4_k_m (llama.cpp's mix, written as
-        /// llama-quantize writes it).
+        /// Target type: f32, f16, q8_0, q4_0, q4_1, or q4_k_m (llama.cpp's mix of q4_k, q6_k and
+        /// its fallbacks, written byte for byte as llama-quantize writes it).
         #[arg(long = "type", short = 't')]
         dtype: quantize::Target,
     },
@@ -372,7 +372,12 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
         } => {
             let t = Instant::now();
-            let r = quantize::quantize_to(&input, &output, dtype)?;
+            let r = quantize::quantize_to(&input, &output, dtype).map_err(|e| match e {
+                // Asking for a type or model we cannot write is the user's to fix (exit code 2).
+                e @ (quantize::QuantizeError::NoQuantizer(_)
+                | quantize::QuantizeError::Unsupported(_)) => BadInput(e.to_string()).into(),
+                e => anyhow::Error::from(e),
+            })?;
             eprintln!(
                 "wrote {} ({:.1} MiB) in {:.1} s: {} tensors converted to {dtype}, {} kept{}",
                 output.display(),
@@ -431,6 +436,12 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             vocab,
         } => {
+            if !dtype.can_quantize() {
+                return Err(BadInput(format!(
+                    "synth cannot write {dtype} weights yet (no {dtype} quantizer); use one of f32, f16, q8_0, q4_0, q4_1"
+                ))
+                .into());
+            }
             let cfg = synth::SynthConfig {
                 dtype,
                 seed,

@@ -93,7 +93,10 @@ impl<'a> Input<'a> {
 
 /// Whether a matrix of this type reads the 8-bit form of its input.
 pub fn wants_q8(dtype: DType) -> bool {
-    matches!(dtype, DType::Q8_0 | DType::Q4_0 | DType::Q4_1)
+    matches!(
+        dtype,
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q4_K | DType::Q6_K
+    )
 }
 
 /// Rows per task. Small enough that two threads finish within a task of each other, large
@@ -243,10 +246,13 @@ fn dot_rows(k: &Kernels, w: &Matrix, r0: usize, input: &Input<'_>, t: usize, out
                 *o = (k.dot_f16)(bytemuck::cast_slice(w.row(r0 + i)), x);
             }
         }
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => {
+        DType::Q5_0 => unreachable!("{}: Q5_0 matrices are widened to Q8_0 at load", w.name),
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q4_K | DType::Q6_K => {
             let dot = match w.dtype {
                 DType::Q8_0 => k.dot_q8_0,
                 DType::Q4_0 => k.dot_q4_0,
+                DType::Q4_K => k.dot_q4_k,
+                DType::Q6_K => k.dot_q6_k,
                 _ => k.dot_q4_1,
             };
             let a = input.blocks(input.q8, t);

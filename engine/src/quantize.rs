@@ -24,6 +24,8 @@ pub enum QuantizeError {
     Gguf(#[from] GgufError),
     #[error("{0}")]
     Unsupported(String),
+    #[error("cannot quantize to {0}: the engine runs {0} files (from llama-quantize) but has no {0} quantizer of its own; targets: f32, f16, q8_0, q4_0, q4_1, or q4_k_m (llama.cpp's mix, which holds q4_k and q6_k)")]
+    NoQuantizer(DType),
     #[error("writing {path}: {source}")]
     Write {
         path: String,
@@ -86,6 +88,9 @@ pub fn quantize(
     output: &Path,
     target: DType,
 ) -> Result<QuantizeReport, QuantizeError> {
+    if !target.can_quantize() {
+        return Err(QuantizeError::NoQuantizer(target));
+    }
     let g = Gguf::open(input)?;
     let source_sha = hex(&Sha256::digest(g.bytes()));
     let mut report = QuantizeReport {

@@ -16,6 +16,13 @@
 //!   |simd - scalar| <= (n / 4 + 64) * eps * M with M = sum |w_i * x_i| (f16 weights convert
 //!   to f32 exactly). That is about 7e-5 * M for n = 2048.
 //!
+//! * K-quants (Q4_K, Q6_K): the same argument per 32-element sub-block. Each sub-block's
+//!   integer sum, its sub-block scales already multiplied in, is exact in every kernel, and
+//!   `d * d_a` is one identical f32 product, so again only the order of the f32 additions
+//!   differs. Q4_K adds two terms per sub-block (scale and minimum), Q6_K one; the bound is
+//!   the one above with nb = 2 * 8 per super-block, and M = sum over sub-blocks of
+//!   |d * d_a| * sum |sc * q_w * q_a| (+ |dmin * m * s| for Q4_K), q_w already unbiased.
+//!
 //! Both bounds get `f32::MIN_POSITIVE` of absolute slack, since with tiny scales some products
 //! are subnormal and carry an absolute rather than a relative rounding error.
 //!
@@ -23,9 +30,9 @@
 //! is off by a sizeable fraction of M, orders of magnitude beyond these bounds.
 
 use half::f16;
-use meltbench_engine::dtype::{DType, QK};
+use meltbench_engine::dtype::{DType, QK, QK_K};
 use meltbench_engine::kernels::blocks::{Q8Blocks, Q8Row};
-use meltbench_engine::kernels::{self, scalar, Isa, Kernels};
+use meltbench_engine::kernels::{self, kquants, scalar, Isa, Kernels};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -206,6 +213,50 @@ fn f16_value() -> impl Strategy<Value = f16> {
     ]
 }
 
+/// Super-block counts for the K-quants: up to 9 (SmolLM2's widest rows), odd ones often.
+fn super_block_count() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        3 => 1usize..=9,
+        1 => Just(1usize),
+        1 => Just(3usize),
+        1 => Just(7usize),
+    ]
+}
+
+/// One K-quant super-block: random bytes (extremes over-represented, which also covers the
+/// packed 6-bit scales and Q6_K's i8 scales at their limits) with the f16 fields drawn like
+/// the other types' scales.
+fn k_block(ty: DType) -> impl Strategy<Value = Vec<u8>> {
+    let halves: &'static [usize] = if ty == DType::Q4_K { &[0, 2] } else { &[208] };
+    (
+        prop::collection::vec(quant_byte(), ty.block_bytes()),
+        prop::collection::vec(f16_scale(), halves.len()),
+    )
+        .prop_map(move |(mut b, hs)| {
+            for (&at, h) in halves.iter().zip(hs) {
+                b[at..at + 2].copy_from_slice(&h.to_le_bytes());
+            }
+            b
+        })
+}
+
+/// Like [`quant_case`], in super-blocks; `nb` is the number of 32-element activation blocks.
+fn k_case(ty: DType) -> impl Strategy<Value = QuantCase> {
+    super_block_count().prop_flat_map(move |nsb| {
+        let nb = nsb * QK_K / QK;
+        (
+            prop::collection::vec(k_block(ty), nsb),
+            0usize..4,
+            activations(nb),
+        )
+            .prop_map(move |(blocks, offset, x)| {
+                let mut buf = vec![0xA5u8; offset];
+                buf.extend(blocks.into_iter().flatten());
+                QuantCase { nb, buf, offset, x }
+            })
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reference magnitudes
 
@@ -246,6 +297,52 @@ fn quant_magnitude(ty: DType, w: &[u8], a: Q8Blocks<'_>) -> f32 {
     m as f32
 }
 
+/// The eight (scale, min) pairs of a Q4_K super-block, byte by byte as GGML's
+/// get_scale_min_k4 reads them (the engine unpacks them four at a time).
+fn q4_k_scale_min(s: &[u8], j: usize) -> (i64, i64) {
+    if j < 4 {
+        ((s[j] & 63) as i64, (s[j + 4] & 63) as i64)
+    } else {
+        (
+            ((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4)) as i64,
+            ((s[j + 4] >> 4) | ((s[j] >> 6) << 4)) as i64,
+        )
+    }
+}
+
+/// M for a K-quant row (see the top), from the weights decoded element by element.
+fn k_magnitude(ty: DType, w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let mut m = 0.0f64;
+    for (i, blk) in w.chunks_exact(ty.block_bytes()).enumerate() {
+        for j in 0..QK_K / QK {
+            let b = i * QK_K / QK + j;
+            let qa = &a.qs[b * QK..(b + 1) * QK];
+            let mut iabs = 0i64;
+            for (l, &x) in qa.iter().enumerate() {
+                let e = j * QK + l;
+                let scaled = if ty == DType::Q4_K {
+                    let q = (blk[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 15;
+                    q4_k_scale_min(&blk[4..16], j).0 * q as i64
+                } else {
+                    let (h, k, r) = (e / 128, (e % 128) / 32, e % 32);
+                    let lo = (blk[64 * h + 32 * (k % 2) + r] >> (4 * (k / 2))) & 15;
+                    let hi = (blk[128 + 32 * h + r] >> (2 * k)) & 3;
+                    let sc = blk[192 + e / 16] as i8 as i64;
+                    sc * ((lo | hi << 4) as i64 - 32)
+                };
+                iabs += (scaled * x as i64).abs();
+            }
+            let d = half_at(blk, if ty == DType::Q4_K { 0 } else { 208 });
+            m += (d * a.d[b]).abs() as f64 * iabs as f64;
+            if ty == DType::Q4_K {
+                let min = q4_k_scale_min(&blk[4..16], j).1 as f32;
+                m += (half_at(blk, 2) * min * a.s[b]).abs() as f64;
+            }
+        }
+    }
+    m as f32
+}
+
 fn float_magnitude(w: impl Iterator<Item = f32>, x: &[f32]) -> f32 {
     w.zip(x)
         .map(|(a, b)| (a as f64 * *b as f64).abs())
@@ -266,7 +363,11 @@ fn check_quant(
     q8.quantize_from(&case.x);
     let (w, a) = (case.weights(), q8.blocks());
     let want = reference(w, a);
-    let tol = quant_tolerance(case.nb, quant_magnitude(ty, w, a));
+    let tol = match ty {
+        // Two terms per sub-block for Q4_K (scale and min), one for Q6_K; counted generously.
+        DType::Q4_K | DType::Q6_K => quant_tolerance(2 * case.nb, k_magnitude(ty, w, a)),
+        _ => quant_tolerance(case.nb, quant_magnitude(ty, w, a)),
+    };
     for k in simd_tables(test) {
         let got = simd(k)(w, a);
         prop_assert!(
@@ -296,6 +397,16 @@ proptest! {
     #[test]
     fn dot_q4_1_matches_scalar(case in quant_case(DType::Q4_1)) {
         check_quant("dot_q4_1", DType::Q4_1, &case, |k| k.dot_q4_1, scalar::dot_q4_1)?;
+    }
+
+    #[test]
+    fn dot_q4_k_matches_scalar(case in k_case(DType::Q4_K)) {
+        check_quant("dot_q4_k", DType::Q4_K, &case, |k| k.dot_q4_k, kquants::scalar::dot_q4_k)?;
+    }
+
+    #[test]
+    fn dot_q6_k_matches_scalar(case in k_case(DType::Q6_K)) {
+        check_quant("dot_q6_k", DType::Q6_K, &case, |k| k.dot_q6_k, kquants::scalar::dot_q6_k)?;
     }
 
     #[test]

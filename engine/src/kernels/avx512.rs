@@ -19,6 +19,8 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Maddubs>,
     dot_q4_0: dot_q4_0::<Maddubs>,
     dot_q4_1: dot_q4_1::<Maddubs>,
+    dot_q4_k: super::kquants::avx512::dot_q4_k,
+    dot_q6_k: super::kquants::avx512::dot_q6_k,
     packed: Some(&super::avx512_packed::PACKED),
 };
 
@@ -29,6 +31,8 @@ static KERNELS_VNNI: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Vnni>,
     dot_q4_0: dot_q4_0::<Vnni>,
     dot_q4_1: dot_q4_1::<Vnni>,
+    dot_q4_k: super::kquants::avx512::dot_q4_k_vnni,
+    dot_q6_k: super::kquants::avx512::dot_q6_k_vnni,
     packed: Some(&super::avx512_packed::PACKED_VNNI),
 };
 

@@ -151,6 +151,8 @@ pub fn quantize_row(ty: DType, x: &[f32], out: &mut [u8]) {
                 }
             }
         }
+        // Callers check `DType::can_quantize` first and report this as an error.
+        DType::Q5_0 | DType::Q4_K | DType::Q6_K => panic!("no quantizer for {ty} yet"),
     }
 }
 
@@ -209,6 +211,23 @@ pub fn dequantize_row(ty: DType, data: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        DType::Q5_0 => super::q5_0::dequantize(data, out),
+        DType::Q4_K => {
+            for (ob, b) in out
+                .chunks_exact_mut(ty.block_elems())
+                .zip(data.chunks_exact(ty.block_bytes()))
+            {
+                super::kquants::dequantize_q4_k(b, ob);
+            }
+        }
+        DType::Q6_K => {
+            for (ob, b) in out
+                .chunks_exact_mut(ty.block_elems())
+                .zip(data.chunks_exact(ty.block_bytes()))
+            {
+                super::kquants::dequantize_q6_k(b, ob);
+            }
+        }
     }
 }
 
@@ -236,6 +255,7 @@ mod tests {
                 DType::F16 => 1e-2,
                 DType::Q8_0 => range / 127.0,
                 DType::Q4_0 | DType::Q4_1 => range / 7.0,
+                DType::Q4_K | DType::Q6_K => unreachable!("not in DType::ALL"),
             };
             for (a, b) in x.iter().zip(&dec) {
                 assert!((a - b).abs() <= step * 0.51 + 1e-6, "{ty}: {a} vs {b}");

@@ -4,6 +4,7 @@
 //! so an older core falls back to an older table instead of meeting an illegal instruction.
 
 pub mod blocks;
+pub mod kquants;
 pub mod packed;
 pub mod q5_0;
 pub mod scalar;
@@ -59,6 +60,8 @@ pub struct Kernels {
     pub dot_q8_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_1: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q4_k: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q6_k: fn(&[u8], Q8Blocks<'_>) -> f32,
     /// Kernels for the packed layout of Q8_0, Q4_0 and Q4_1 rows ([`packed`]), when this ISA
     /// has them; a session packs those matrices only then.
     pub packed: Option<&'static PackedKernels>,

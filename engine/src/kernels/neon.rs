@@ -18,6 +18,8 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Mull>,
     dot_q4_0: dot_q4_0::<Mull>,
     dot_q4_1: dot_q4_1::<Mull>,
+    dot_q4_k: super::kquants::neon::dot_q4_k,
+    dot_q6_k: super::kquants::neon::dot_q6_k,
     packed: None,
 };
 
@@ -28,6 +30,8 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Sdot>,
     dot_q4_0: dot_q4_0::<Sdot>,
     dot_q4_1: dot_q4_1::<Sdot>,
+    dot_q4_k: super::kquants::neon::dot_q4_k_dotprod,
+    dot_q6_k: super::kquants::neon::dot_q6_k_dotprod,
     packed: None,
 };
 

@@ -13,6 +13,8 @@ pub(super) static KERNELS: Kernels = Kernels {
     dot_q8_0,
     dot_q4_0,
     dot_q4_1,
+    dot_q4_k: super::kquants::scalar::dot_q4_k,
+    dot_q6_k: super::kquants::scalar::dot_q6_k,
     packed: None,
 };
 
