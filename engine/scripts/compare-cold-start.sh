@@ -26,13 +26,14 @@ LLAMA_ARGS=${LLAMA_ARGS:-}
 [[ -x /usr/bin/time ]] || { echo "error: /usr/bin/time is needed for peak RSS (Debian package time)" >&2; exit 2; }
 
 samples=$(mktemp)
-trap 'rm -f "$samples"' EXIT
+timing=$(mktemp)
+trap 'rm -f "$samples" "$timing"' EXIT
 
 # Prints "<wall ms> <peak RSS KiB>" for one run of the given command.
 measure() {
-    local out
-    out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-    awk '{printf "%.1f %d\n", $1 * 1000, $2}' <<<"$out"
+    /usr/bin/time -o "$timing" -f '%e %M' "$@" >/dev/null 2>&1 ||
+        { echo "error: $* failed" >&2; exit 1; }
+    awk '{printf "%.1f %d\n", $1 * 1000, $2}' "$timing"
 }
 
 ours() { measure "$ENGINE" generate "$1" -p Hello -n 1 -t "$THREADS"; }

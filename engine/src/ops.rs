@@ -4,7 +4,7 @@
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::{Q8Blocks, Q8Row};
 use crate::kernels::packed::pack_activations;
-use crate::kernels::{Kernels, PackedKernels};
+use crate::kernels::{Kernels, PackedKernels, FLOAT_TILE};
 use crate::model::Matrix;
 use crate::pool::{SharedMut, ThreadPool};
 
@@ -191,8 +191,8 @@ fn packed_rows(
     }
 }
 
-/// Rows `rs` of an f16 or f32 matrix for every token, four tokens at a time so each weight is
-/// loaded (and converted) once per four tokens.
+/// Rows `rs` of an f16 or f32 matrix for every token, eight tokens at a time so each weight is
+/// loaded (and converted) once per eight tokens.
 fn float_rows(
     pk: &PackedKernels,
     w: &Matrix,
@@ -202,9 +202,9 @@ fn float_rows(
 ) {
     let mut t0 = 0;
     while t0 < input.n {
-        let tn = (input.n - t0).min(MAX_TILE);
-        let xs: [&[f32]; MAX_TILE] = std::array::from_fn(|i| input.row(t0 + i.min(tn - 1)));
-        let mut res = [0f32; 2 * MAX_TILE];
+        let tn = (input.n - t0).min(FLOAT_TILE);
+        let xs: [&[f32]; FLOAT_TILE] = std::array::from_fn(|i| input.row(t0 + i.min(tn - 1)));
+        let mut res = [0f32; 2 * FLOAT_TILE];
         let mut r = rs.start;
         while r < rs.end {
             let nr = (rs.end - r).min(2);

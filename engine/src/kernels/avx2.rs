@@ -19,6 +19,7 @@ static KERNELS: Kernels = Kernels {
     dot_q4_1,
     dot_q4_k: super::kquants::avx2::dot_q4_k,
     dot_q6_k: super::kquants::avx2::dot_q6_k,
+    axpy,
     packed: None,
 };
 
@@ -33,6 +34,20 @@ pub(super) fn kernels() -> Option<&'static Kernels> {
 // `kernels()` hands out only after the CPU has reported avx2, fma and f16c, so the
 // `target_feature` functions they call never run on a CPU without those features. The length
 // checks are what keep the raw-pointer loads inside the slices.
+
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "axpy: lengths differ");
+    unsafe { axpy_avx2(a, x, y) }
+}
+
+/// The scalar loop compiled with this table's features, so LLVM vectorises it at full width
+/// (the rest of the crate is built for the baseline ISA).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += a * v;
+    }
+}
 
 fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     assert_eq!(w.len(), x.len(), "dot_f32: row lengths differ");

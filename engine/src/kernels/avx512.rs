@@ -21,6 +21,7 @@ static KERNELS: Kernels = Kernels {
     dot_q4_1: dot_q4_1::<Maddubs>,
     dot_q4_k: super::kquants::avx512::dot_q4_k,
     dot_q6_k: super::kquants::avx512::dot_q6_k,
+    axpy,
     packed: Some(&super::avx512_packed::PACKED),
 };
 
@@ -33,6 +34,7 @@ static KERNELS_VNNI: Kernels = Kernels {
     dot_q4_1: dot_q4_1::<Vnni>,
     dot_q4_k: super::kquants::avx512::dot_q4_k_vnni,
     dot_q6_k: super::kquants::avx512::dot_q6_k_vnni,
+    axpy,
     packed: Some(&super::avx512_packed::PACKED_VNNI),
 };
 
@@ -75,6 +77,20 @@ fn all_tables() -> Vec<(&'static str, &'static Kernels)> {
 // are handed out only after `has_avx512()` (and, for the VNNI table, avx512vnni) was detected,
 // so the `target_feature` functions they call never run on a CPU without those features. The
 // length checks keep the raw-pointer loads inside the slices.
+
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "axpy: lengths differ");
+    unsafe { axpy_avx512(a, x, y) }
+}
+
+/// The scalar loop compiled with this table's features, so LLVM vectorises it at full width
+/// (the rest of the crate is built for the baseline ISA).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn axpy_avx512(a: f32, x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += a * v;
+    }
+}
 
 fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     assert_eq!(w.len(), x.len(), "dot_f32: row lengths differ");

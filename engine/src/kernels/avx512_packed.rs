@@ -28,8 +28,13 @@ pub(super) static PACKED_VNNI: PackedKernels = PackedKernels {
     dot_f32: float_tile::<f32>,
 };
 
-/// Largest number of activation rows one call takes.
+/// Largest number of activation rows one packed call takes.
 pub const MAX_TILE: usize = 4;
+
+// Float calls take up to `FLOAT_TILE` (8) activation rows: eight tokens share each converted f16
+// weight vector, so the conversions (which compete with the FMAs for the same ports) are an
+// eighth of the work.
+use super::FLOAT_TILE;
 
 // Soundness: `dot::<D>` is only reachable through the two statics, which `avx512.rs` hands out
 // only after detecting AVX-512 F/BW/VL (and VNNI for `PACKED_VNNI`). The asserts in `dot`
@@ -369,8 +374,8 @@ impl FloatWeight for u16 {
 /// every token of the tile, and each activation vector once for both rows.
 fn float_tile<W: FloatWeight>(ws: &[&[W]], xs: &[&[f32]], out: &mut [f32]) {
     assert!(
-        (1..=MAX_TILE).contains(&xs.len()) && (1..=2).contains(&ws.len()),
-        "a tile takes 1 or 2 weight rows and 1 to {MAX_TILE} activation rows"
+        (1..=FLOAT_TILE).contains(&xs.len()) && (1..=2).contains(&ws.len()),
+        "a float tile takes 1 or 2 weight rows and 1 to {FLOAT_TILE} activation rows"
     );
     assert_eq!(out.len(), ws.len() * xs.len(), "float tile: output size");
     let n = ws[0].len();
@@ -381,15 +386,24 @@ fn float_tile<W: FloatWeight>(ws: &[&[W]], xs: &[&[f32]], out: &mut [f32]) {
     // SAFETY: only reachable through the tables above (AVX-512 F/BW/VL, F16C detected); the
     // masked loads stay inside the slices checked above.
     unsafe {
-        match (ws.len(), xs.len()) {
-            (1, 1) => float_tile_avx512::<W, 1, 1>(ws, xs, out),
-            (1, 2) => float_tile_avx512::<W, 1, 2>(ws, xs, out),
-            (1, 3) => float_tile_avx512::<W, 1, 3>(ws, xs, out),
-            (1, _) => float_tile_avx512::<W, 1, 4>(ws, xs, out),
-            (_, 1) => float_tile_avx512::<W, 2, 1>(ws, xs, out),
-            (_, 2) => float_tile_avx512::<W, 2, 2>(ws, xs, out),
-            (_, 3) => float_tile_avx512::<W, 2, 3>(ws, xs, out),
-            _ => float_tile_avx512::<W, 2, 4>(ws, xs, out),
+        macro_rules! by_tokens {
+            ($r:literal) => {
+                match xs.len() {
+                    1 => float_tile_avx512::<W, $r, 1>(ws, xs, out),
+                    2 => float_tile_avx512::<W, $r, 2>(ws, xs, out),
+                    3 => float_tile_avx512::<W, $r, 3>(ws, xs, out),
+                    4 => float_tile_avx512::<W, $r, 4>(ws, xs, out),
+                    5 => float_tile_avx512::<W, $r, 5>(ws, xs, out),
+                    6 => float_tile_avx512::<W, $r, 6>(ws, xs, out),
+                    7 => float_tile_avx512::<W, $r, 7>(ws, xs, out),
+                    _ => float_tile_avx512::<W, $r, 8>(ws, xs, out),
+                }
+            };
+        }
+        if ws.len() == 1 {
+            by_tokens!(1)
+        } else {
+            by_tokens!(2)
         }
     }
 }
@@ -401,8 +415,8 @@ unsafe fn float_tile_avx512<W: FloatWeight, const R: usize, const T: usize>(
     out: &mut [f32],
 ) {
     let n = ws[0].len();
-    // One accumulator per (row, token): 2 x 4 chains keep both FMA ports busy; a smaller tile
-    // (decode's 1 x 1) is latency-bound, which is why decode does not come through here.
+    // One accumulator per (row, token): up to 2 x 8 chains keep both FMA ports busy; a small
+    // tile (decode's 1 x 1) is latency-bound, which is why decode does not come through here.
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     let mut i = 0;
     while i < n {
@@ -542,10 +556,10 @@ mod tests {
                     .iter()
                     .map(|&v| half::f16::from_f32(v).to_bits())
                     .collect();
-                let xs: Vec<Vec<f32>> = (0..MAX_TILE)
+                let xs: Vec<Vec<f32>> = (0..FLOAT_TILE)
                     .map(|_| (0..n).map(|_| rng.f32()).collect())
                     .collect();
-                for tn in 1..=MAX_TILE {
+                for tn in 1..=FLOAT_TILE {
                     let rows: Vec<&[f32]> = xs[..tn].iter().map(|x| x.as_slice()).collect();
                     let (mut g32, mut g16) = (vec![0f32; tn], vec![0f32; tn]);
                     (k.dot_f32)(&[&w], &rows, &mut g32);

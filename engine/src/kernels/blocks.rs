@@ -255,7 +255,7 @@ mod tests {
                 DType::F16 => 1e-2,
                 DType::Q8_0 => range / 127.0,
                 DType::Q4_0 | DType::Q4_1 => range / 7.0,
-                DType::Q4_K | DType::Q6_K => unreachable!("not in DType::ALL"),
+                DType::Q5_0 | DType::Q4_K | DType::Q6_K => unreachable!("not in DType::ALL"),
             };
             for (a, b) in x.iter().zip(&dec) {
                 assert!((a - b).abs() <= step * 0.51 + 1e-6, "{ty}: {a} vs {b}");

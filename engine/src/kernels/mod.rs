@@ -62,10 +62,15 @@ pub struct Kernels {
     pub dot_q4_1: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_k: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q6_k: fn(&[u8], Q8Blocks<'_>) -> f32,
+    /// `y += a * x`, attention's weighted sum of value rows.
+    pub axpy: fn(f32, &[f32], &mut [f32]),
     /// Kernels for the packed layout of Q8_0, Q4_0 and Q4_1 rows ([`packed`]), when this ISA
     /// has them; a session packs those matrices only then.
     pub packed: Option<&'static PackedKernels>,
 }
+
+/// Most activation rows a float tile call takes.
+pub const FLOAT_TILE: usize = 8;
 
 /// `out[r * T + t] = dot(rows[r], xs[t])` for float weight rows of element type `W`.
 pub type FloatTile<W> = fn(&[&[W]], &[&[f32]], &mut [f32]);
@@ -76,7 +81,7 @@ pub struct PackedKernels {
     /// `out[t] = dot(row, acts[t])`; `acts.len() == out.len()`, at most 4.
     pub dot: fn(DType, &[u8], &[Q8Blocks<'_>], &mut [f32]),
     /// `out[r * T + t] = dot(rows[r], xs[t])` for one or two f16 rows (as bits) and `T` (1 to
-    /// 4) f32 activation rows.
+    /// [`FLOAT_TILE`]) f32 activation rows.
     pub dot_f16: FloatTile<u16>,
     /// The same for f32 rows.
     pub dot_f32: FloatTile<f32>,

@@ -20,6 +20,7 @@ static KERNELS: Kernels = Kernels {
     dot_q4_1: dot_q4_1::<Mull>,
     dot_q4_k: super::kquants::neon::dot_q4_k,
     dot_q6_k: super::kquants::neon::dot_q6_k,
+    axpy: super::scalar::axpy,
     packed: None,
 };
 
@@ -32,6 +33,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     dot_q4_1: dot_q4_1::<Sdot>,
     dot_q4_k: super::kquants::neon::dot_q4_k_dotprod,
     dot_q6_k: super::kquants::neon::dot_q6_k_dotprod,
+    axpy: super::scalar::axpy,
     packed: None,
 };
 

@@ -15,8 +15,17 @@ pub(super) static KERNELS: Kernels = Kernels {
     dot_q4_1,
     dot_q4_k: super::kquants::scalar::dot_q4_k,
     dot_q6_k: super::kquants::scalar::dot_q6_k,
+    axpy,
     packed: None,
 };
+
+/// `y += a * x`; a plain loop, which LLVM vectorises for the baseline ISA.
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "axpy: lengths differ");
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += a * v;
+    }
+}
 
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     debug_assert_eq!(w.len(), x.len());

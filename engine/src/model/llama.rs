@@ -215,9 +215,7 @@ impl<'m> Session<'m> {
                 out.fill(0.0);
                 for (p, &a) in sc.iter().enumerate() {
                     let vh = &vc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                    for (o, &v) in out.iter_mut().zip(vh) {
-                        *o += a * v;
-                    }
+                    (k.axpy)(a, vh, out);
                 }
             });
 
