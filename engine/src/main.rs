@@ -23,7 +23,7 @@ use std::time::Instant;
     version,
     about = "The quantized llama-family inference engine that meltbench runs on every device",
     long_about = "The quantized llama-family inference engine that meltbench pushes to every device.\n\
-                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K weights) and picks the fastest \
+                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K weights) and picks the fastest \
                   kernels the CPU supports (AVX-512, AVX2, NEON, or plain Rust)."
 )]
 struct Cli {

@@ -69,7 +69,7 @@ impl SignCalibration {
 
     pub fn describe_unit(&self) -> &'static str {
         match self.unit {
-            Some(d) if d == 1e3 => "mA",
+            Some(1e3) => "mA",
             Some(_) => "µA",
             None => "an undecided unit (no discharging sample yet)",
         }
