@@ -6,21 +6,12 @@ mod common;
 use meltbench_engine::dtype::DType;
 use meltbench_engine::load::load;
 use meltbench_engine::pool::{allowed_cpus, cpu_list};
-use meltbench_engine::synth::{write_synth, SynthConfig};
 use meltbench_protocol::engine::EngineRecord;
 
 #[test]
 fn load_record_has_the_bytes_per_token_threads_cpus_and_kernels() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("synth.gguf");
-    write_synth(
-        &model,
-        &SynthConfig {
-            dtype: DType::Q4_1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let model = common::synth_model(dir.path(), DType::Q4_1);
     let out = common::engine()
         .args([
             "bench",

@@ -90,15 +90,7 @@ fn greedy_tokens_match_the_reference_on_every_kernel_table() {
 #[test]
 fn bench_writes_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("synth.gguf");
-    write_synth(
-        &model,
-        &SynthConfig {
-            dtype: DType::Q4_0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let model = common::synth_model(dir.path(), DType::Q4_0);
     let out = common::engine()
         .args([
             "bench",

@@ -69,3 +69,17 @@ pub fn threads() -> usize {
         .map_or(1, |n| n.get())
         .min(2)
 }
+
+/// A default synthetic model of weight type `dtype`, written to `dir/synth.gguf`.
+pub fn synth_model(dir: &std::path::Path, dtype: meltbench_engine::dtype::DType) -> PathBuf {
+    let path = dir.join("synth.gguf");
+    meltbench_engine::synth::write_synth(
+        &path,
+        &meltbench_engine::synth::SynthConfig {
+            dtype,
+            ..Default::default()
+        },
+    )
+    .expect("writing the synthetic model");
+    path
+}

@@ -35,7 +35,7 @@ pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
 }
 
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -57,6 +57,35 @@ unsafe fn transpose_sum(v: &[__m256i; SUB]) -> __m256i {
         _mm256_permute2x128_si256::<0x20>(h0123, h4567),
         _mm256_permute2x128_si256::<0x31>(h0123, h4567),
     )
+}
+
+/// Adds super-block `i` of a Q4_K row to the accumulators, given its eight sub-block integer
+/// sums (`isum`, one per lane, unscaled): the 6-bit scales go in after the reduction (one
+/// multiply instead of eight), and the minimums meet the activation sums in `macc`. Shared
+/// with the AVX-512 kernels, which differ only in how they form `isum`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn q4_k_accumulate(
+    isum: __m256i,
+    sc: &[u8; 8],
+    m: &[u8; 8],
+    blk: &[u8],
+    a: &Q8Blocks<'_>,
+    i: usize,
+    acc: &mut __m256,
+    macc: &mut __m256,
+) {
+    let scales = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.as_ptr() as *const __m128i));
+    let x = _mm256_mullo_epi32(isum, scales);
+    let da = _mm256_loadu_ps(a.d.as_ptr().add(i * SUB));
+    let dd = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk.as_ptr())), da);
+    *acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(x), *acc);
+    let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+        m.as_ptr() as *const __m128i
+    )));
+    let dm = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk.as_ptr().add(2))), mins);
+    let s = _mm256_loadu_ps(a.s.as_ptr().add(i * SUB));
+    *macc = _mm256_fmadd_ps(dm, s, *macc);
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -84,18 +113,7 @@ unsafe fn dot_q4_k_avx2(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
             v[2 * c] = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, qa0), ones);
             v[2 * c + 1] = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, qa1), ones);
         }
-        // Scales go in after the reduction: one multiply instead of eight.
-        let scales = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.as_ptr() as *const __m128i));
-        let x = _mm256_mullo_epi32(transpose_sum(&v), scales);
-        let da = _mm256_loadu_ps(a.d.as_ptr().add(i * SUB));
-        let dd = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk.as_ptr())), da);
-        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(x), acc);
-        let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-            m.as_ptr() as *const __m128i
-        )));
-        let dm = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk.as_ptr().add(2))), mins);
-        let s = _mm256_loadu_ps(a.s.as_ptr().add(i * SUB));
-        macc = _mm256_fmadd_ps(dm, s, macc);
+        q4_k_accumulate(transpose_sum(&v), &sc, &m, blk, &a, i, &mut acc, &mut macc);
     }
     hsum(acc) - hsum(macc)
 }

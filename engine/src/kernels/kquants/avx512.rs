@@ -5,7 +5,7 @@
 //! sub-block sums, which meets the activation scales in a single FMA. VNNI only changes how
 //! byte products reach i32 lanes, so both variants give bit-identical results.
 
-use super::avx2::f16_at;
+use super::avx2::{f16_at, hsum, q4_k_accumulate};
 use super::scalar::check_len;
 use super::{q4_k_scales_mins, Q4_K_QS, Q4_K_SCALES, Q6_K_D, Q6_K_QH, Q6_K_SCALES, SUB};
 use crate::dtype::{DType, QK};
@@ -130,14 +130,6 @@ unsafe fn transpose_sum(u: &[__m512i; 4]) -> __m256i {
     _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, t))
 }
 
-#[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
 /// Two copies of the 32 bytes at `p`, one per 256-bit half.
 #[inline(always)]
 unsafe fn load_twice(p: *const u8) -> __m512i {
@@ -170,17 +162,7 @@ unsafe fn dot_q4_k_impl<U: Udot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
             // Each i16 pair is at most 2 * 15 * 128: no saturation for any activation.
             *uc = U::udot(nib, qa);
         }
-        let scales = _mm256_cvtepu8_epi32(_mm_loadl_epi64(sc.as_ptr() as *const __m128i));
-        let x = _mm256_mullo_epi32(transpose_sum(&u), scales);
-        let da = _mm256_loadu_ps(a.d.as_ptr().add(i * SUB));
-        let dd = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk.as_ptr())), da);
-        acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(x), acc);
-        let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-            m.as_ptr() as *const __m128i
-        )));
-        let dm = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk.as_ptr().add(2))), mins);
-        let s = _mm256_loadu_ps(a.s.as_ptr().add(i * SUB));
-        macc = _mm256_fmadd_ps(dm, s, macc);
+        q4_k_accumulate(transpose_sum(&u), &sc, &m, blk, &a, i, &mut acc, &mut macc);
     }
     hsum(acc) - hsum(macc)
 }
