@@ -212,49 +212,51 @@ fn elementwise(c: &mut Criterion) {
     g.finish();
 }
 
-/// A whole `matmul` of SmolLM2's gate projection (1536 rows of 576 Q4_1 values) on the best
-/// table and a 2-thread pool, for one token (decode) and 64 (a prefill batch), with the matrix
-/// packed when the table reads packed rows, as a session would. A `Matrix` only
-/// comes from a mapped GGUF, so the weights come from a synthetic model with these widths.
-/// Throughput counts the matrix once per product, so at 64 tokens it shows how much the batch
-/// reuses each byte it loads.
+/// A whole `matmul` of SmolLM2's gate projection (1536 rows of 576 values) in Q4_1 and in F16
+/// on the best table and a 2-thread pool, for one token (decode) and 64 (a prefill batch), with
+/// the matrix packed (Q4_1) or interleaved (F16) when the table reads that layout, as a session
+/// would. A `Matrix` only comes from a mapped GGUF, so the weights come from a synthetic model
+/// with these widths. Throughput counts the matrix once per product, so at 64 tokens it shows
+/// how much the batch reuses each byte it loads.
 fn matmuls(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let path = dir.path().join("bench.gguf");
-    write_synth(
-        &path,
-        &SynthConfig {
-            dim: 576,
-            ffn_dim: 1536,
-            n_layers: 1,
-            n_heads: 9,
-            n_kv_heads: 3,
-            ctx_len: 64,
-            dtype: DType::Q4_1,
-            ..SynthConfig::default()
-        },
-    )
-    .expect("writing the synthetic model");
-    let l = load(&path).expect("loading the synthetic model");
-    let w = &l.model.weights.layers[0].w_gate;
-    assert_eq!((w.rows, w.cols, w.dtype), (1536, 576, DType::Q4_1));
     let k = kernels::best();
-    if k.packed.is_some() {
-        w.pack();
-    }
     let pool = ThreadPool::new(2);
-    let mut g = c.benchmark_group(format!("matmul_q4_1_1536x576/{}", k.isa));
-    g.throughput(Throughput::Bytes(w.n_bytes() as u64));
-    for n in [1, 64] {
-        let x = random(n * w.cols, 11);
-        let mut scratch = Q8Scratch::default();
-        let input = Input::new(k, &x, w.cols, &[w], &mut scratch);
-        let mut out = vec![0.0; n * w.rows];
-        g.bench_function(BenchmarkId::new("2_threads_tokens", n), |b| {
-            b.iter(|| matmul(&pool, k, w, black_box(&input), &mut out))
-        });
+    for dtype in [DType::Q4_1, DType::F16] {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("bench.gguf");
+        write_synth(
+            &path,
+            &SynthConfig {
+                dim: 576,
+                ffn_dim: 1536,
+                n_layers: 1,
+                n_heads: 9,
+                n_kv_heads: 3,
+                ctx_len: 64,
+                dtype,
+                ..SynthConfig::default()
+            },
+        )
+        .expect("writing the synthetic model");
+        let l = load(&path).expect("loading the synthetic model");
+        let w = &l.model.weights.layers[0].w_gate;
+        assert_eq!((w.rows, w.cols, w.dtype), (1536, 576, dtype));
+        if k.packed.is_some() {
+            w.pack();
+        }
+        let mut g = c.benchmark_group(format!("matmul_{dtype}_1536x576/{}", k.isa));
+        g.throughput(Throughput::Bytes(w.n_bytes() as u64));
+        for n in [1, 64] {
+            let x = random(n * w.cols, 11);
+            let mut scratch = Q8Scratch::default();
+            let input = Input::new(&pool, k, &x, w.cols, &[w], &mut scratch);
+            let mut out = vec![0.0; n * w.rows];
+            g.bench_function(BenchmarkId::new("2_threads_tokens", n), |b| {
+                b.iter(|| matmul(&pool, k, w, black_box(&input), &mut out))
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 /// Short runs by default: the kernels take micro- to milliseconds, so a second of samples per

@@ -20,6 +20,7 @@ static KERNELS: Kernels = Kernels {
     dot_q4_k: super::kquants::avx2::dot_q4_k,
     dot_q6_k: super::kquants::avx2::dot_q6_k,
     axpy,
+    attend: None,
     packed: None,
 };
 

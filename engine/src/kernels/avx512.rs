@@ -5,6 +5,7 @@
 //! half of the activations zeroed and its scale forced to 0. Both variants report
 //! [`Isa::Avx512`]: VNNI only changes how the integer products are summed, not the results.
 
+use super::attention::{attend_rows, AttnHead};
 use super::{Isa, Kernels};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
@@ -22,6 +23,7 @@ static KERNELS: Kernels = Kernels {
     dot_q4_k: super::kquants::avx512::dot_q4_k,
     dot_q6_k: super::kquants::avx512::dot_q6_k,
     axpy,
+    attend: Some(attend),
     packed: Some(&super::avx512_packed::PACKED),
 };
 
@@ -35,6 +37,7 @@ static KERNELS_VNNI: Kernels = Kernels {
     dot_q4_k: super::kquants::avx512::dot_q4_k_vnni,
     dot_q6_k: super::kquants::avx512::dot_q6_k_vnni,
     axpy,
+    attend: Some(attend),
     packed: Some(&super::avx512_packed::PACKED_VNNI),
 };
 
@@ -89,6 +92,63 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 unsafe fn axpy_avx512(a: f32, x: &[f32], y: &mut [f32]) {
     for (o, &v) in y.iter_mut().zip(x) {
         *o += a * v;
+    }
+}
+
+/// One head's attention with the query and the output head held in registers (head sizes that
+/// are a multiple of 16, up to 128); other sizes take the generic per-position form.
+fn attend(h: &AttnHead<'_>, scores: &mut [f32], out: &mut [f32]) {
+    h.check(scores, out);
+    unsafe {
+        match h.q.len() {
+            16 => attend_avx512::<1>(h, scores, out),
+            32 => attend_avx512::<2>(h, scores, out),
+            48 => attend_avx512::<3>(h, scores, out),
+            64 => attend_avx512::<4>(h, scores, out),
+            80 => attend_avx512::<5>(h, scores, out),
+            96 => attend_avx512::<6>(h, scores, out),
+            112 => attend_avx512::<7>(h, scores, out),
+            128 => attend_avx512::<8>(h, scores, out),
+            _ => attend_rows(&KERNELS, h, scores, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn attend_avx512<const C: usize>(h: &AttnHead<'_>, scores: &mut [f32], out: &mut [f32]) {
+    let (kp, vp, n, stride) = (h.keys.as_ptr(), h.values.as_ptr(), h.n, h.stride);
+    let q: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(h.q.as_ptr().add(16 * c)));
+    let score = |p: usize| {
+        let k = kp.add(p * stride);
+        let mut acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(k));
+        for (c, qc) in q.iter().enumerate().skip(1) {
+            acc = _mm512_fmadd_ps(*qc, _mm512_loadu_ps(k.add(16 * c)), acc);
+        }
+        _mm512_reduce_add_ps(acc) * h.scale
+    };
+    let sc = &mut scores[..n];
+    let mut max = f32::NEG_INFINITY;
+    for (p, s) in sc.iter_mut().enumerate() {
+        *s = score(p);
+        max = max.max(*s);
+    }
+    let mut sum = 0.0;
+    for s in sc.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    // The output head stays in registers across positions instead of being loaded and stored
+    // once per position, and is scaled by the softmax's 1 / sum once at the end.
+    let mut acc = [_mm512_setzero_ps(); C];
+    for (p, &a) in sc.iter().enumerate() {
+        let (a, v) = (_mm512_set1_ps(a), vp.add(p * stride));
+        for (c, o) in acc.iter_mut().enumerate() {
+            *o = _mm512_fmadd_ps(a, _mm512_loadu_ps(v.add(16 * c)), *o);
+        }
+    }
+    let inv = _mm512_set1_ps(1.0 / sum);
+    for (c, o) in acc.iter().enumerate() {
+        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), _mm512_mul_ps(*o, inv));
     }
 }
 

@@ -20,12 +20,14 @@ pub(super) static PACKED: PackedKernels = PackedKernels {
     dot: dot::<Maddubs>,
     dot_f16: float_tile::<u16>,
     dot_f32: float_tile::<f32>,
+    dot_interleaved: super::avx512_interleaved::dot,
 };
 
 pub(super) static PACKED_VNNI: PackedKernels = PackedKernels {
     dot: dot::<Vnni>,
     dot_f16: float_tile::<u16>,
     dot_f32: float_tile::<f32>,
+    dot_interleaved: super::avx512_interleaved::dot,
 };
 
 /// Largest number of activation rows one packed call takes.
@@ -350,7 +352,7 @@ unsafe fn tile<B: Packed, D: Dp, const T: usize>(
 }
 
 /// A float weight element: f32, or f16 read as its bits.
-trait FloatWeight: Copy {
+pub(super) trait FloatWeight: Copy {
     /// Sixteen weights at `p` as f32, lanes beyond `k` zero.
     unsafe fn load16(p: *const Self, k: __mmask16) -> __m512;
 }

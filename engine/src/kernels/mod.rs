@@ -3,7 +3,9 @@
 //! A table is only handed out after the CPU has been checked for every feature its kernels use,
 //! so an older core falls back to an older table instead of meeting an illegal instruction.
 
+pub mod attention;
 pub mod blocks;
+pub mod interleaved;
 pub mod kquants;
 pub mod packed;
 pub mod q5_0;
@@ -15,6 +17,8 @@ mod test_support;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_interleaved;
 #[cfg(target_arch = "x86_64")]
 mod avx512_packed;
 #[cfg(target_arch = "aarch64")]
@@ -64,6 +68,9 @@ pub struct Kernels {
     pub dot_q6_k: fn(&[u8], Q8Blocks<'_>) -> f32,
     /// `y += a * x`, attention's weighted sum of value rows.
     pub axpy: fn(f32, &[f32], &mut [f32]),
+    /// One head's whole attention, when this ISA has a kernel for it; otherwise
+    /// [`attention::attend_rows`] runs it with `dot_f32` and `axpy`.
+    pub attend: Option<attention::Attend>,
     /// Kernels for the packed layout of Q8_0, Q4_0 and Q4_1 rows ([`packed`]), when this ISA
     /// has them; a session packs those matrices only then.
     pub packed: Option<&'static PackedKernels>,
@@ -85,7 +92,18 @@ pub struct PackedKernels {
     pub dot_f16: FloatTile<u16>,
     /// The same for f32 rows.
     pub dot_f32: FloatTile<f32>,
+    /// F16 and F32 matrices in the row-interleaved layout ([`interleaved`]):
+    /// `out[t * stride + j] = dot(row j, xs[t])` for every row of the blocks given, 1 to
+    /// [`INTERLEAVED_TILE`] tokens. Unsafe: `out` must be valid (and not otherwise accessed)
+    /// at every such element.
+    pub dot_interleaved: InterleavedTile,
 }
+
+/// Most activation rows an interleaved call takes.
+pub const INTERLEAVED_TILE: usize = 12;
+
+/// See [`PackedKernels::dot_interleaved`]: `(type, row blocks, cols, xs, out, stride)`.
+pub type InterleavedTile = unsafe fn(DType, &[u8], usize, &[&[f32]], *mut f32, usize);
 
 impl fmt::Debug for Kernels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

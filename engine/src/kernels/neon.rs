@@ -21,6 +21,7 @@ static KERNELS: Kernels = Kernels {
     dot_q4_k: super::kquants::neon::dot_q4_k,
     dot_q6_k: super::kquants::neon::dot_q6_k,
     axpy: super::scalar::axpy,
+    attend: None,
     packed: None,
 };
 
@@ -34,6 +35,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     dot_q4_k: super::kquants::neon::dot_q4_k_dotprod,
     dot_q6_k: super::kquants::neon::dot_q6_k_dotprod,
     axpy: super::scalar::axpy,
+    attend: None,
     packed: None,
 };
 

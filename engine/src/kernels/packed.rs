@@ -132,15 +132,18 @@ pub fn unpack_row(ty: DType, packed: &[u8], out: &mut [u8]) {
 /// row's quants into the packed activation order.
 pub fn pack_activations(x: &[f32], cols: usize, out: &mut Q8Row) {
     out.quantize_from(x);
+    out.qs.chunks_exact_mut(cols).for_each(pack_activation_row);
+}
+
+/// Rearranges one row of quantized activations (in block order) into the packed order.
+pub fn pack_activation_row(row: &mut [i8]) {
     let mut tmp = [[0i8; 4]; GROUP * QK / 4];
-    for row in out.qs.chunks_exact_mut(cols) {
-        for (b0, g) in groups(cols / QK) {
-            let grp: &mut [[i8; 4]] = bytemuck::cast_slice_mut(&mut row[b0 * QK..(b0 + g) * QK]);
-            tmp[..grp.len()].copy_from_slice(grp);
-            for b in 0..g {
-                for s in 0..QK / 4 {
-                    grp[word_at(8, g, b, s)] = tmp[b * QK / 4 + s];
-                }
+    for (b0, g) in groups(row.len() / QK) {
+        let grp: &mut [[i8; 4]] = bytemuck::cast_slice_mut(&mut row[b0 * QK..(b0 + g) * QK]);
+        tmp[..grp.len()].copy_from_slice(grp);
+        for b in 0..g {
+            for s in 0..QK / 4 {
+                grp[word_at(8, g, b, s)] = tmp[b * QK / 4 + s];
             }
         }
     }
@@ -183,31 +186,50 @@ pub fn dequantize_packed_row(ty: DType, packed: &[u8], out: &mut [f32]) {
 
 /// Bytes with 64-byte alignment, so a packed group's vector loads never split a cache line
 /// more than the row layout forces.
+///
+/// Allocated zeroed by the allocator (fresh pages from the OS for a large matrix) rather than
+/// by writing zeros: packing a model is part of cold start, and writing 260 MB of zeros before
+/// writing the packed copy over them cost as much as the copy.
 pub struct AlignedBytes {
-    words: Vec<Line>,
+    ptr: std::ptr::NonNull<u8>,
     len: usize,
 }
 
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
+// SAFETY: AlignedBytes owns its allocation like a Vec<u8>; shared access only reads.
+unsafe impl Send for AlignedBytes {}
+unsafe impl Sync for AlignedBytes {}
 
 impl AlignedBytes {
+    const ALIGN: usize = 64;
+
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(len.max(1), Self::ALIGN).expect("allocation size")
+    }
+
     pub fn zeroed(len: usize) -> Self {
-        AlignedBytes {
-            words: vec![Line([0; 64]); len.div_ceil(64)],
-            len,
-        }
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr =
+            std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedBytes { ptr, len }
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `words` holds at least `len` initialised bytes; Line is plain bytes.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.len) }
+        // SAFETY: the allocation holds `len` initialised (zeroed, then written) bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as above, and we hold the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBytes {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this same layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.len)) }
     }
 }
 

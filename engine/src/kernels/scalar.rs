@@ -16,6 +16,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     dot_q4_k: super::kquants::scalar::dot_q4_k,
     dot_q6_k: super::kquants::scalar::dot_q6_k,
     axpy,
+    attend: None,
     packed: None,
 };
 

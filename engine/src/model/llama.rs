@@ -1,9 +1,12 @@
 //! The llama forward pass, top to bottom in one function ([`Session::forward`]).
 
 use super::Model;
+use crate::kernels::attention::{attend, AttnHead};
 use crate::kernels::Kernels;
 use crate::kv_cache::KvCache;
-use crate::ops::{matmul, matmul_many, rmsnorm, rope, softmax, swiglu, Input, Q8Scratch};
+use crate::ops::{
+    matmul, matmul_many, par_rows, rmsnorm, rope_angles, rope_apply, swiglu, Input, Q8Scratch,
+};
 use crate::pool::{SharedMut, ThreadPool};
 
 /// Largest number of prompt tokens pushed through the network at once; longer prompts go in
@@ -44,6 +47,8 @@ struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     logits: Vec<f32>,
+    /// `(sin, cos)` per token and rotated pair.
+    angles: Vec<(f32, f32)>,
     q8: Q8Scratch,
 }
 
@@ -160,18 +165,22 @@ impl<'m> Session<'m> {
                 .dequantize_row(tok as usize, &mut s.x[t * dim..(t + 1) * dim]);
         }
 
+        // Each position's rotation angles, shared by all heads of q and k.
+        let half = self.inv_freq.len();
+        s.angles.resize(n * half, (0.0, 0.0));
+        for (t, a) in s.angles.chunks_exact_mut(half.max(1)).enumerate() {
+            rope_angles((p0 + t) as f32, &self.inv_freq, a);
+        }
+
         for (l, layer) in w.layers.iter().enumerate() {
             // Attention: normalise, project to q, k, v.
-            for t in 0..n {
-                rmsnorm(
-                    &mut s.xb[t * dim..(t + 1) * dim],
-                    &s.x[t * dim..(t + 1) * dim],
-                    &layer.attn_norm,
-                    c.rms_eps,
-                );
-            }
+            let x = &s.x;
+            par_rows(pool, &mut s.xb[..n * dim], dim, &|t, o| {
+                rmsnorm(o, &x[t * dim..(t + 1) * dim], &layer.attn_norm, c.rms_eps)
+            });
             let xb = &s.xb[..n * dim];
-            let input = Input::new(k, xb, dim, &[&layer.wq, &layer.wk, &layer.wv], &mut s.q8);
+            let readers = [&layer.wq, &layer.wk, &layer.wv];
+            let input = Input::new(pool, k, xb, dim, &readers, &mut s.q8);
             let qkv = [
                 (&layer.wq, &mut s.q),
                 (&layer.wk, &mut s.k),
@@ -180,14 +189,13 @@ impl<'m> Session<'m> {
             matmul_many(pool, k, &mut qkv.map(|(w, o)| (w, &mut o[..])), &input);
 
             // Rotate q and k by position, then append k and v to the cache.
-            for t in 0..n {
-                let pos = (p0 + t) as f32;
-                for h in s.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(hd) {
-                    rope(&mut h[..c.rope_dim], pos, &self.inv_freq);
-                }
-                for h in s.k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(hd) {
-                    rope(&mut h[..c.rope_dim], pos, &self.inv_freq);
-                }
+            let angles = &s.angles;
+            for (m, width) in [(&mut s.q, q_dim), (&mut s.k, kv_dim)] {
+                par_rows(pool, &mut m[..n * width], width, &|t, row| {
+                    for h in row.chunks_exact_mut(hd) {
+                        rope_apply(h, &angles[t * half..(t + 1) * half]);
+                    }
+                });
             }
             let (kc, vc) = (&mut self.cache.k[l], &mut self.cache.v[l]);
             kc[p0 * kv_dim..kv_len * kv_dim].copy_from_slice(&s.k[..n * kv_dim]);
@@ -203,45 +211,49 @@ impl<'m> Session<'m> {
                 let (t, h) = (task / c.n_heads, task % c.n_heads);
                 let kvh = h / group;
                 let seen = p0 + t + 1;
-                let qh = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
                 // SAFETY: each (t, h) task owns its own scores row and output head.
                 let sc = unsafe { scores.slice(task * kv_len, seen) };
                 let out = unsafe { att.slice(t * q_dim + h * hd, hd) };
-                for (p, scv) in sc.iter_mut().enumerate() {
-                    let kh = &kc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                    *scv = (k.dot_f32)(qh, kh) * scale;
-                }
-                softmax(sc);
-                out.fill(0.0);
-                for (p, &a) in sc.iter().enumerate() {
-                    let vh = &vc[p * kv_dim + kvh * hd..p * kv_dim + (kvh + 1) * hd];
-                    (k.axpy)(a, vh, out);
-                }
+                let head = AttnHead {
+                    q: &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd],
+                    keys: &kc[kvh * hd..],
+                    values: &vc[kvh * hd..],
+                    stride: kv_dim,
+                    n: seen,
+                    scale,
+                };
+                attend(k, &head, sc, out);
             });
 
             // Output projection and residual.
             let att = &s.att[..n * q_dim];
-            let input = Input::new(k, att, q_dim, &[&layer.wo], &mut s.q8);
+            let input = Input::new(pool, k, att, q_dim, &[&layer.wo], &mut s.q8);
             matmul(pool, k, &layer.wo, &input, &mut s.xb[..n * dim]);
-            add(&mut s.x, &s.xb[..n * dim]);
+            let xb = &s.xb;
+            par_rows(pool, &mut s.x[..n * dim], dim, &|t, x| {
+                add(x, &xb[t * dim..(t + 1) * dim])
+            });
 
             // Feed-forward: SwiGLU.
-            for t in 0..n {
-                rmsnorm(
-                    &mut s.xb[t * dim..(t + 1) * dim],
-                    &s.x[t * dim..(t + 1) * dim],
-                    &layer.ffn_norm,
-                    c.rms_eps,
-                );
-            }
+            let x = &s.x;
+            par_rows(pool, &mut s.xb[..n * dim], dim, &|t, o| {
+                rmsnorm(o, &x[t * dim..(t + 1) * dim], &layer.ffn_norm, c.rms_eps)
+            });
             let xb = &s.xb[..n * dim];
-            let input = Input::new(k, xb, dim, &[&layer.w_gate, &layer.w_up], &mut s.q8);
+            let readers = [&layer.w_gate, &layer.w_up];
+            let input = Input::new(pool, k, xb, dim, &readers, &mut s.q8);
             let gate_up = [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)];
             matmul_many(pool, k, &mut gate_up.map(|(w, o)| (w, &mut o[..])), &input);
-            swiglu(&mut s.gate, &s.up);
-            let input = Input::new(k, &s.gate, c.ffn_dim, &[&layer.w_down], &mut s.q8);
+            let (up, ffn) = (&s.up, c.ffn_dim);
+            par_rows(pool, &mut s.gate[..n * ffn], ffn, &|t, g| {
+                swiglu(g, &up[t * ffn..(t + 1) * ffn])
+            });
+            let input = Input::new(pool, k, &s.gate, c.ffn_dim, &[&layer.w_down], &mut s.q8);
             matmul(pool, k, &layer.w_down, &input, &mut s.xb[..n * dim]);
-            add(&mut s.x, &s.xb[..n * dim]);
+            let xb = &s.xb;
+            par_rows(pool, &mut s.x[..n * dim], dim, &|t, x| {
+                add(x, &xb[t * dim..(t + 1) * dim])
+            });
         }
         self.cache.len = kv_len;
 
@@ -261,7 +273,7 @@ impl<'m> Session<'m> {
             );
         }
         let xb = &s.xb[..m * dim];
-        let input = Input::new(k, xb, dim, &[out_w], &mut s.q8);
+        let input = Input::new(pool, k, xb, dim, &[out_w], &mut s.q8);
         matmul(pool, k, out_w, &input, &mut s.logits);
     }
 }

@@ -5,6 +5,7 @@ pub mod llama;
 use crate::dtype::DType;
 use crate::gguf::{Gguf, GgufError, TensorInfo, Value};
 use crate::kernels::blocks::dequantize_row;
+use crate::kernels::interleaved;
 use crate::kernels::packed::{self, AlignedBytes};
 use memmap2::Mmap;
 use std::sync::{Arc, OnceLock};
@@ -86,26 +87,57 @@ impl Matrix {
     /// once). The mapped pages are then dropped from this process's resident set, so the
     /// copy replaces them rather than doubling the model's memory; the page cache keeps
     /// them, and an embedding look-up faults a row back in.
+    ///
+    /// Q8_0, Q4_0 and Q4_1 rows are packed one by one ([`packed`]); F16 and F32 matrices are
+    /// interleaved 16 rows at a time ([`interleaved`]).
     pub fn pack(&self) {
-        if !packed::packs(self.dtype) {
+        let interleave = interleaved::interleaves(self.dtype, self.rows);
+        if !packed::packs(self.dtype) && !interleave {
             return;
         }
         self.packed.get_or_init(|| {
             let mut out = AlignedBytes::zeroed(self.n_bytes());
-            let rb = self.row_bytes;
-            for (r, dst) in out.as_mut_slice().chunks_exact_mut(rb).enumerate() {
-                packed::pack_row(self.dtype, self.row(r), dst);
+            let src = self.rows_bytes(0, self.rows);
+            if interleave {
+                let elem = self.row_bytes / self.cols;
+                interleaved::interleave(src, out.as_mut_slice(), self.cols, elem);
+            } else {
+                let rb = self.row_bytes;
+                for (s, dst) in src
+                    .chunks_exact(rb)
+                    .zip(out.as_mut_slice().chunks_exact_mut(rb))
+                {
+                    packed::pack_row(self.dtype, s, dst);
+                }
             }
             self.release_mapped_rows();
             out
         });
     }
 
-    /// Packed row `r`, when [`Matrix::pack`] has run.
+    /// Packed row `r`, when [`Matrix::pack`] has run on a quantized matrix.
     pub fn packed_row(&self, r: usize) -> Option<&[u8]> {
+        debug_assert!(packed::packs(self.dtype));
         self.packed
             .get()
             .map(|p| &p.as_slice()[r * self.row_bytes..(r + 1) * self.row_bytes])
+    }
+
+    /// Rows `r0..r1` (both multiples of [`interleaved::ROWS`]) of an interleaved float
+    /// matrix, when [`Matrix::pack`] has interleaved it.
+    pub fn interleaved_rows(&self, r0: usize, r1: usize) -> Option<&[u8]> {
+        if !self.is_interleaved() {
+            return None;
+        }
+        assert!(r0.is_multiple_of(interleaved::ROWS) && r1.is_multiple_of(interleaved::ROWS));
+        self.packed
+            .get()
+            .map(|p| &p.as_slice()[r0 * self.row_bytes..r1 * self.row_bytes])
+    }
+
+    /// Whether [`Matrix::pack`] has interleaved this float matrix.
+    pub fn is_interleaved(&self) -> bool {
+        self.is_packed() && interleaved::interleaves(self.dtype, self.rows)
     }
 
     pub fn is_packed(&self) -> bool {
