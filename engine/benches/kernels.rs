@@ -201,10 +201,13 @@ fn elementwise(c: &mut Criterion) {
         let inv_freq: Vec<f32> = (0..32)
             .map(|i| 10000f32.powf(-2.0 * i as f32 / 64.0))
             .collect();
+        // The angles once per token, as a forward pass computes them, then every head.
+        let mut angles = vec![(0.0, 0.0); inv_freq.len()];
         g.bench_function(BenchmarkId::new("rope", cols), |b| {
             b.iter(|| {
+                ops::rope_angles(black_box(17.0), &inv_freq, &mut angles);
                 for head in y.chunks_exact_mut(64) {
-                    ops::rope(head, black_box(17.0), &inv_freq);
+                    ops::rope_apply(head, &angles);
                 }
             })
         });

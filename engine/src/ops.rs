@@ -368,14 +368,9 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
 /// Rotary position embedding in GGML's "normal" layout (adjacent pairs), which is how GGUF
 /// llama conversions store the q and k projections. `inv_freq[i]` is the angle per position of
 /// pair `i`.
-pub fn rope(head: &mut [f32], pos: f32, inv_freq: &[f32]) {
-    let mut angles = vec![(0.0, 0.0); inv_freq.len()];
-    rope_angles(pos, inv_freq, &mut angles);
-    rope_apply(head, &angles);
-}
-
+///
 /// `(sin, cos)` of each pair's angle at `pos`: computed once per token and shared by all its
-/// heads, q and k alike.
+/// heads, q and k alike; [`rope_apply`] then rotates each head.
 pub fn rope_angles(pos: f32, inv_freq: &[f32], out: &mut [(f32, f32)]) {
     for (o, &f) in out.iter_mut().zip(inv_freq) {
         *o = (pos * f).sin_cos();
@@ -424,6 +419,11 @@ mod tests {
 
     #[test]
     fn rope_preserves_norm_and_is_identity_at_zero() {
+        let rope = |h: &mut [f32], pos: f32, inv_freq: &[f32]| {
+            let mut angles = vec![(0.0, 0.0); inv_freq.len()];
+            rope_angles(pos, inv_freq, &mut angles);
+            rope_apply(h, &angles);
+        };
         let mut h = vec![1.0, 2.0, 3.0, 4.0];
         rope(&mut h, 0.0, &[1.0, 0.1]);
         assert_eq!(h, vec![1.0, 2.0, 3.0, 4.0]);

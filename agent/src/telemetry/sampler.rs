@@ -63,8 +63,10 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 
 fn sleep_until(deadline_ns: u64) {
     let ts = libc::timespec {
-        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+        // `as _` takes the field's own type: naming `libc::time_t` warns on musl, whose
+        // definition libc is about to change.
+        tv_sec: (deadline_ns / 1_000_000_000) as _,
+        tv_nsec: (deadline_ns % 1_000_000_000) as _,
     };
     // SAFETY: plain syscall with a timespec we own; EINTR just ends the sleep early, and the
     // loop re-checks the time.
