@@ -103,6 +103,10 @@ mod tests {
                 for k in crate::kernels::available() {
                     let mut got = vec![f32::NAN; hd];
                     attend(k, &h, &mut scratch, &mut got);
+                    // Same table, same order of operations: the same bits.
+                    let mut rows = vec![f32::NAN; hd];
+                    attend_rows(k, &h, &mut scratch, &mut rows);
+                    assert_eq!(got, rows, "{} hd {hd} n {n}", k.isa);
                     for (g, w) in got.iter().zip(&want) {
                         assert!((g - w).abs() <= 1e-5, "{} hd {hd} n {n}: {g} vs {w}", k.isa);
                     }

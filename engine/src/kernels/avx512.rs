@@ -9,6 +9,7 @@ use super::attention::{attend_rows, AttnHead};
 use super::{Isa, Kernels};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
+use crate::ops::softmax;
 use half::f16;
 use std::arch::x86_64::*;
 use std::ptr;
@@ -114,41 +115,28 @@ fn attend(h: &AttnHead<'_>, scores: &mut [f32], out: &mut [f32]) {
     }
 }
 
+/// The same arithmetic as [`attend_rows`] with this table's `dot_f32` and `axpy`, in the same
+/// order, so results are bit for bit those of the per-position form (greedy continuations
+/// near a tie stay where they were); only the calls and the output's loads and stores go.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn attend_avx512<const C: usize>(h: &AttnHead<'_>, scores: &mut [f32], out: &mut [f32]) {
-    let (kp, vp, n, stride) = (h.keys.as_ptr(), h.values.as_ptr(), h.n, h.stride);
-    let q: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(h.q.as_ptr().add(16 * c)));
-    let score = |p: usize| {
-        let k = kp.add(p * stride);
-        let mut acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(k));
-        for (c, qc) in q.iter().enumerate().skip(1) {
-            acc = _mm512_fmadd_ps(*qc, _mm512_loadu_ps(k.add(16 * c)), acc);
-        }
-        _mm512_reduce_add_ps(acc) * h.scale
-    };
-    let sc = &mut scores[..n];
-    let mut max = f32::NEG_INFINITY;
+    let (hd, stride) = (16 * C, h.stride);
+    let sc = &mut scores[..h.n];
     for (p, s) in sc.iter_mut().enumerate() {
-        *s = score(p);
-        max = max.max(*s);
+        *s = dot_f32_avx512(h.q, &h.keys[p * stride..p * stride + hd]) * h.scale;
     }
-    let mut sum = 0.0;
-    for s in sc.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    // The output head stays in registers across positions instead of being loaded and stored
-    // once per position, and is scaled by the softmax's 1 / sum once at the end.
+    softmax(sc);
+    let vp = h.values.as_ptr();
     let mut acc = [_mm512_setzero_ps(); C];
     for (p, &a) in sc.iter().enumerate() {
         let (a, v) = (_mm512_set1_ps(a), vp.add(p * stride));
         for (c, o) in acc.iter_mut().enumerate() {
-            *o = _mm512_fmadd_ps(a, _mm512_loadu_ps(v.add(16 * c)), *o);
+            // A multiply then an add, as `axpy`'s loop compiles, not a fused multiply-add.
+            *o = _mm512_add_ps(*o, _mm512_mul_ps(a, _mm512_loadu_ps(v.add(16 * c))));
         }
     }
-    let inv = _mm512_set1_ps(1.0 / sum);
     for (c, o) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), _mm512_mul_ps(*o, inv));
+        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), *o);
     }
 }
 
@@ -175,6 +163,7 @@ fn dot_q4_1<U: Udot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+#[inline]
 unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
     let n = w.len();
     let (wp, xp) = (w.as_ptr(), x.as_ptr());
