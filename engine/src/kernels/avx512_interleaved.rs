@@ -49,32 +49,19 @@ pub(super) unsafe fn dot(
         "interleaved: output rows overlap"
     );
     let xp: [*const f32; TILE] = std::array::from_fn(|i| xs[i.min(xs.len() - 1)].as_ptr());
-    if ty == DType::F16 {
-        by_tokens(
-            w.as_ptr() as *const u16,
-            rows / ROWS,
-            cols,
-            &xp,
-            xs.len(),
-            out,
-            stride,
-        )
+    let tiles: ByTokens = if ty == DType::F16 {
+        by_tokens::<u16>
     } else {
-        by_tokens(
-            w.as_ptr() as *const f32,
-            rows / ROWS,
-            cols,
-            &xp,
-            xs.len(),
-            out,
-            stride,
-        )
-    }
+        by_tokens::<f32>
+    };
+    tiles(w.as_ptr(), rows / ROWS, cols, &xp, xs.len(), out, stride)
 }
 
-#[inline(always)]
+/// `(weights, row blocks, cols, activation rows, tokens, out, stride)`.
+type ByTokens = unsafe fn(*const u8, usize, usize, &[*const f32; TILE], usize, *mut f32, usize);
+
 unsafe fn by_tokens<W: FloatWeight>(
-    w: *const W,
+    w: *const u8,
     blocks: usize,
     cols: usize,
     xp: &[*const f32; TILE],
@@ -82,6 +69,7 @@ unsafe fn by_tokens<W: FloatWeight>(
     out: *mut f32,
     stride: usize,
 ) {
+    let w = w as *const W;
     macro_rules! tokens {
         ($($t:literal)*) => {
             match n {
