@@ -67,9 +67,19 @@ impl PeakSampler {
         }
     }
 
+    /// Folds in a peak the engine reported about itself (its pass and done records). Without
+    /// it, an engine that finishes before its first pass line is read leaves only the reading
+    /// taken just after exec (a few hundred KiB) to stand in for every pass.
+    pub fn note(&self, reported: Option<u64>) {
+        if let Some(v) = reported {
+            self.max.fetch_max(v, Ordering::Relaxed);
+        }
+    }
+
     /// Reads VmHWM now (folding it into the maximum) and returns it. The engine may already
     /// have exited by the time its last line is read (a zombie's status has no VmHWM): then the
-    /// largest reading so far stands in, since VmHWM only ever grows.
+    /// largest value so far (read or [`PeakSampler::note`]d) stands in, since VmHWM only ever
+    /// grows.
     pub fn sample(&self) -> Option<u64> {
         match vm_hwm_bytes(self.pid) {
             Some(v) => {

@@ -489,6 +489,7 @@ impl Runner<'_> {
                     } else {
                         measured += 1;
                     }
+                    sampler.note(pass.rss_hwm_bytes);
                     let rss_hwm_bytes = sampler.sample();
                     let mut telemetry = tel.and_then(|t| pass_telemetry(t, &pass, idle_w));
                     if let Some(l) = label {
@@ -506,7 +507,10 @@ impl Runner<'_> {
                         telemetry,
                     });
                 }
-                Ok(EngineRecord::Done(d)) => done = Some(d),
+                Ok(EngineRecord::Done(d)) => {
+                    sampler.note(d.peak_rss_bytes);
+                    done = Some(d)
+                }
                 Err(text) => log.emit(&stray_warning(&id, &text)),
             },
         )

@@ -103,6 +103,8 @@ pub fn run(
             stop: if g.stopped_at_eos { "eos" } else { "length" }.to_string(),
             start_mono_ns,
             end_mono_ns: monotonic_ns(),
+            // Fields evaluate in order: the /proc read falls after the pass's end stamp.
+            rss_hwm_bytes: peak_rss_bytes(),
         };
         emit(out, &EngineRecord::Pass(rec))?;
     }

@@ -105,6 +105,11 @@ pub struct PassRecord {
     pub stop: String,
     pub start_mono_ns: u64,
     pub end_mono_ns: u64,
+    /// The engine's own peak resident set (VmHWM) when the pass ended, read after
+    /// `end_mono_ns`. The agent reads the same figure from outside, but a fast engine can exit
+    /// before the agent gets to its pass lines, and then only this one is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_hwm_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
