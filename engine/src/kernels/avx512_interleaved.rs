@@ -132,6 +132,7 @@ unsafe fn tile<W: FloatWeight, const RB: usize, const T: usize>(
 mod tests {
     use super::*;
     use crate::kernels::interleaved::interleave;
+    use crate::kernels::packed::AlignedBytes;
     use crate::kernels::scalar;
     use crate::kernels::test_support::Rng;
     use half::f16;
@@ -161,13 +162,14 @@ mod tests {
                     DType::F16 => bytemuck::cast_slice(&h).to_vec(),
                     _ => bytemuck::cast_slice(&f).to_vec(),
                 };
-                let mut w = vec![0u8; raw.len()];
-                interleave(&raw, &mut w, cols, raw.len() / (rows * cols));
+                let mut packed = AlignedBytes::zeroed(raw.len());
+                interleave(&raw, packed.as_mut_slice(), cols, raw.len() / (rows * cols));
+                let w = packed.as_slice();
                 for n in 1..=TILE {
                     let x: Vec<&[f32]> = xs[..n].iter().map(|v| &v[..]).collect();
                     let stride = rows + 3;
                     let mut out = vec![f32::NAN; n * stride];
-                    unsafe { dot(ty, &w, cols, &x, out.as_mut_ptr(), stride) };
+                    unsafe { dot(ty, w, cols, &x, out.as_mut_ptr(), stride) };
                     for t in 0..n {
                         for j in 0..rows {
                             let want = match ty {

@@ -21,7 +21,7 @@ pub fn interleaves(ty: DType, rows: usize) -> bool {
 }
 
 /// Rewrites a row-major matrix of `cols` columns (elements of `elem` bytes, 2 or 4) into row
-/// blocks. Part of cold start, so it copies typed elements (the 16 rows of a block are read
+/// blocks. `dst` must be aligned for the element type, as [`super::packed::AlignedBytes`] is. Part of cold start, so it copies typed elements (the 16 rows of a block are read
 /// side by side, the block written front to back) rather than byte ranges.
 pub fn interleave(src: &[u8], dst: &mut [u8], cols: usize, elem: usize) {
     assert_eq!(src.len(), dst.len(), "interleave: sizes differ");
@@ -64,8 +64,9 @@ fn transpose_blocks<T: bytemuck::Pod>(src: &[u8], dst: &mut [u8], cols: usize) {
     }
 }
 
-/// The inverse of [`interleave`] (tests and references).
-pub fn deinterleave(src: &[u8], dst: &mut [u8], cols: usize, elem: usize) {
+/// The inverse of [`interleave`], to check it.
+#[cfg(test)]
+fn deinterleave(src: &[u8], dst: &mut [u8], cols: usize, elem: usize) {
     assert_eq!(src.len(), dst.len(), "deinterleave: sizes differ");
     let block = ROWS * cols * elem;
     for (s, d) in src.chunks_exact(block).zip(dst.chunks_exact_mut(block)) {
@@ -81,6 +82,7 @@ pub fn deinterleave(src: &[u8], dst: &mut [u8], cols: usize, elem: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::packed::AlignedBytes;
 
     #[test]
     fn interleave_round_trips_and_puts_column_k_of_16_rows_together() {
@@ -88,14 +90,15 @@ mod tests {
         let src: Vec<u8> = (0..rows * cols * elem)
             .map(|i| (i * 7 % 251) as u8)
             .collect();
-        let mut mid = vec![0u8; src.len()];
-        interleave(&src, &mut mid, cols, elem);
+        let mut mid = AlignedBytes::zeroed(src.len());
+        interleave(&src, mid.as_mut_slice(), cols, elem);
+        let mid = mid.as_slice();
         // Row 17 (block 1, lane 1), column 3.
         let at = (ROWS * cols + 3 * ROWS + 1) * elem;
         let want = (17 * cols + 3) * elem;
         assert_eq!(mid[at..at + elem], src[want..want + elem]);
         let mut back = vec![0u8; src.len()];
-        deinterleave(&mid, &mut back, cols, elem);
+        deinterleave(mid, &mut back, cols, elem);
         assert_eq!(back, src);
     }
 
