@@ -3,8 +3,8 @@
 
 use crate::generate::generate;
 use crate::load::{monotonic_ns, peak_rss_bytes, Loaded};
-use crate::model::llama::{ForwardError, Session};
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::session::{ForwardError, Session};
 use crate::tokenizer::Tokenizer;
 use meltbench_protocol::engine::{
     DoneRecord, EngineJob, EngineRecord, LoadRecord, PassRecord, Prompt,

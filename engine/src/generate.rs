@@ -1,7 +1,7 @@
 //! Text generation: prefill the prompt, then sample one token at a time until a stop.
 
-use crate::model::llama::{ForwardError, Logits, Session};
 use crate::sampler::Sampler;
+use crate::session::{ForwardError, Logits, Session};
 use crate::tokenizer::Tokenizer;
 use std::time::{Duration, Instant};
 

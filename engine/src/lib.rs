@@ -1,7 +1,7 @@
 //! meltbench-engine: a small, readable quantized inference engine for llama-family GGUF models.
 //!
 //! Reading order: [`gguf`] (the file), [`tokenizer`], [`model`] (weights) and
-//! [`model::llama::Session::forward`] (the network), [`ops`] and [`kernels`] (the arithmetic),
+//! [`session::Session::forward`] (the network, every architecture), [`ops`] and [`kernels`] (the arithmetic),
 //! [`sampler`], then the tools built on them: [`generate`], [`bench`], [`perplexity`],
 //! [`quantize`], [`synth`], and [`bandwidth`], the memory ceiling decode runs against.
 
@@ -21,5 +21,6 @@ pub mod perplexity;
 pub mod pool;
 pub mod quantize;
 pub mod sampler;
+pub mod session;
 pub mod synth;
 pub mod tokenizer;

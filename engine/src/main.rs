@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::{self, monotonic_ns};
-use meltbench_engine::model::llama::Session;
 use meltbench_engine::pool::{allowed_cpus, cpu_list, default_threads};
 use meltbench_engine::sampler::{Sampler, SamplerConfig};
+use meltbench_engine::session::Session;
 use meltbench_engine::{bandwidth, bench, generate, info, perplexity, quantize, synth};
 use meltbench_protocol::engine::{EngineJob, LoadRecord, Prompt};
 use meltbench_protocol::PROTOCOL_VERSION;
@@ -135,6 +135,9 @@ enum Command {
         /// Tokenizer: bpe (byte-level, like SmolLM2) or spm (SentencePiece, like Llama 2).
         #[arg(long, default_value = "bpe")]
         vocab: synth::SynthVocab,
+        /// Layout: llama (SmolLM2-like), llama3 (rope_freqs, llama-bpe), qwen2, qwen3 or gemma3.
+        #[arg(long, default_value = "llama")]
+        arch: synth::SynthArch,
     },
     /// Main-memory read bandwidth in GB/s at 1 and at all threads: the ceiling decode runs against.
     Bandwidth {
@@ -192,7 +195,7 @@ fn main() -> ExitCode {
                     || c.is::<load::LoadError>()
                     || c.is::<meltbench_engine::gguf::GgufError>()
                     || c.is::<meltbench_engine::perplexity::PerplexityError>()
-                    || c.is::<meltbench_engine::model::llama::ForwardError>()
+                    || c.is::<meltbench_engine::session::ForwardError>()
             });
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
@@ -435,6 +438,7 @@ fn run(cli: Cli) -> Result<()> {
             dtype,
             seed,
             vocab,
+            arch,
         } => {
             if !dtype.can_quantize() {
                 return Err(BadInput(format!(
@@ -446,6 +450,7 @@ fn run(cli: Cli) -> Result<()> {
                 dtype,
                 seed,
                 vocab,
+                arch,
                 ..Default::default()
             };
             synth::write_synth(&output, &cfg)

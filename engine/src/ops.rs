@@ -365,6 +365,15 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     }
 }
 
+/// `x = x / rms(x) * weight`, in place (per-head q/k norms and post-norms).
+pub fn rmsnorm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (ss + eps).sqrt();
+    for (v, &w) in x.iter_mut().zip(weight) {
+        *v = *v * scale * w;
+    }
+}
+
 /// Rotary position embedding in GGML's "normal" layout (adjacent pairs), which is how GGUF
 /// llama conversions store the q and k projections. `inv_freq[i]` is the angle per position of
 /// pair `i`.
@@ -386,6 +395,18 @@ pub fn rope_apply(head: &mut [f32], angles: &[(f32, f32)]) {
     }
 }
 
+/// Rotates the leading `2 * angles.len()` values of `head` in GPT-NeoX's layout: pair `i` is
+/// `(head[i], head[i + angles.len()])`, the halves of the rotated part (Qwen, Gemma).
+pub fn rope_apply_neox(head: &mut [f32], angles: &[(f32, f32)]) {
+    let half = angles.len();
+    let (lo, hi) = head[..2 * half].split_at_mut(half);
+    for ((a, b), &(sin, cos)) in lo.iter_mut().zip(hi.iter_mut()).zip(angles) {
+        let (x, y) = (*a, *b);
+        *a = x * cos - y * sin;
+        *b = x * sin + y * cos;
+    }
+}
+
 /// In-place softmax.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -402,6 +423,16 @@ pub fn softmax(x: &mut [f32]) {
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `gate = gelu(gate) * up` with GELU's tanh approximation: GeGLU, Gemma's feed-forward.
+pub fn gelu_tanh_glu(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh()) * u;
     }
 }
 
@@ -430,5 +461,29 @@ mod tests {
         rope(&mut h, 7.0, &[1.0, 0.1]);
         let n: f32 = h.iter().map(|v| v * v).sum();
         assert!((n - 30.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn neox_rope_rotates_halves_and_keeps_the_unrotated_tail() {
+        // Two pairs rotated over a head of 6: (h0, h2) and (h1, h3); h4, h5 untouched.
+        let mut h = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut a = vec![(0.0, 0.0); 2];
+        rope_angles(1.0, &[std::f32::consts::FRAC_PI_2, 0.0], &mut a);
+        rope_apply_neox(&mut h, &a);
+        // Pair 0 turned by 90 degrees: (1, 3) -> (-3, 1); pair 1 by 0: unchanged.
+        let want = [-3.0, 2.0, 1.0, 4.0, 5.0, 6.0];
+        for (g, w) in h.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn gelu_glu_matches_known_values() {
+        // gelu_tanh(1) = 0.841192, gelu_tanh(-1) = -0.158808, gelu_tanh(0) = 0.
+        let mut g = vec![1.0, -1.0, 0.0];
+        gelu_tanh_glu(&mut g, &[2.0, 1.0, 5.0]);
+        assert!((g[0] - 2.0 * 0.841_192).abs() < 1e-5, "{g:?}");
+        assert!((g[1] + 0.158_808).abs() < 1e-5, "{g:?}");
+        assert_eq!(g[2], 0.0);
     }
 }

@@ -2,7 +2,7 @@
 //! text is cut into chunks of `ctx` tokens, each evaluated from an empty cache, and only the
 //! second half of each chunk is scored (so every scored token has at least ctx/2 of context).
 
-use crate::model::llama::{ForwardError, Logits, Session};
+use crate::session::{ForwardError, Logits, Session};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
-//! A deterministic tiny llama model for fast tests: random weights from a fixed seed, a real
+//! A deterministic tiny model for fast tests: random weights from a fixed seed, a real
 //! vocabulary: byte-level BPE (all 256 byte symbols, some English merges, chat control tokens)
-//! or SentencePiece (pieces with scores, byte fallback).
+//! or SentencePiece (pieces with scores, byte fallback), in the layout of any architecture the
+//! engine runs ([`SynthArch`]), so each can be checked against llama.cpp on a file both load.
 
 use crate::dtype::DType;
 use crate::gguf::{self, TensorOut, Value};
@@ -21,6 +22,7 @@ pub struct SynthConfig {
     pub dtype: DType,
     pub seed: u64,
     pub vocab: SynthVocab,
+    pub arch: SynthArch,
 }
 
 impl Default for SynthConfig {
@@ -35,6 +37,7 @@ impl Default for SynthConfig {
             dtype: DType::F32,
             seed: 1,
             vocab: SynthVocab::Bpe,
+            arch: SynthArch::Llama,
         }
     }
 }
@@ -70,8 +73,94 @@ impl std::str::FromStr for SynthVocab {
     }
 }
 
+/// The tensor layout and metadata the synthetic model follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynthArch {
+    /// Plain llama, as SmolLM2 (the default; its files are what the older fixtures describe).
+    Llama,
+    /// Llama 3 style: `llama` with a `rope_freqs` tensor and the `llama-bpe` pre-tokenizer.
+    Llama3,
+    /// Qwen2: q/k/v biases, NeoX RoPE, the `qwen2` pre-tokenizer.
+    Qwen2,
+    /// Qwen3: per-head q/k norms, a head size of its own (`attention.key_length`).
+    Qwen3,
+    /// Gemma 3: GeGLU, scaled embeddings, q/k norms, post-norms, sliding-window layers.
+    Gemma3,
+}
+
+impl SynthArch {
+    pub const ALL: [SynthArch; 5] = [
+        SynthArch::Llama,
+        SynthArch::Llama3,
+        SynthArch::Qwen2,
+        SynthArch::Qwen3,
+        SynthArch::Gemma3,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SynthArch::Llama => "llama",
+            SynthArch::Llama3 => "llama3",
+            SynthArch::Qwen2 => "qwen2",
+            SynthArch::Qwen3 => "qwen3",
+            SynthArch::Gemma3 => "gemma3",
+        }
+    }
+
+    /// `general.architecture` of the file.
+    fn gguf_arch(self) -> &'static str {
+        match self {
+            SynthArch::Llama | SynthArch::Llama3 => "llama",
+            other => other.name(),
+        }
+    }
+
+    /// The BPE pre-tokenizer its family's files name.
+    fn bpe_pre(self) -> &'static str {
+        match self {
+            SynthArch::Llama | SynthArch::Gemma3 => "smollm",
+            SynthArch::Llama3 => "llama-bpe",
+            SynthArch::Qwen2 | SynthArch::Qwen3 => "qwen2",
+        }
+    }
+
+    /// The global RoPE base: Gemma 3's global layers use 1e6 (its local ones keep 10000).
+    fn rope_theta(self) -> f32 {
+        if self == SynthArch::Gemma3 {
+            1_000_000.0
+        } else {
+            10_000.0
+        }
+    }
+
+    /// Values per head, when it is not dim / heads: Qwen3 and Gemma 3 files say it.
+    fn head_dim(self, dim: usize, n_heads: usize) -> usize {
+        match self {
+            SynthArch::Qwen3 | SynthArch::Gemma3 => 2 * dim / n_heads,
+            _ => dim / n_heads,
+        }
+    }
+}
+
+impl std::str::FromStr for SynthArch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SynthArch::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown architecture '{s}': expected llama, llama3, qwen2, qwen3 or gemma3"
+                )
+            })
+    }
+}
+
+/// Sliding window of the synthetic Gemma 3's local layers: small, so short tests cross it.
+const SYNTH_WINDOW: usize = 8;
+
 /// The `tokenizer.ggml.*` metadata of a synthetic vocabulary.
-fn vocab_metadata(kind: SynthVocab) -> Vec<(String, Value)> {
+fn vocab_metadata(kind: SynthVocab, arch: SynthArch) -> Vec<(String, Value)> {
     let s = |v: &str| Value::String(v.to_string());
     let mut tokens: Vec<String> = Vec::new();
     let mut types: Vec<i32> = Vec::new();
@@ -98,7 +187,7 @@ fn vocab_metadata(kind: SynthVocab) -> Vec<(String, Value)> {
                 push(m.replace(' ', ""), 1, 0.0);
             }
             meta.push(("tokenizer.ggml.model".into(), s("gpt2")));
-            meta.push(("tokenizer.ggml.pre".into(), s("smollm")));
+            meta.push(("tokenizer.ggml.pre".into(), s(arch.bpe_pre())));
             meta.push(("tokenizer.ggml.merges".into(), Value::Array(8, merges)));
             meta.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(1)));
             meta.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(2)));
@@ -143,18 +232,20 @@ fn vocab_metadata(kind: SynthVocab) -> Vec<(String, Value)> {
 
 /// Writes the synthetic model to `path`.
 pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
-    let vocab_meta = vocab_metadata(c.vocab);
+    let vocab_meta = vocab_metadata(c.vocab, c.arch);
     let vocab = vocab_meta
         .iter()
         .find(|(k, _)| k == "tokenizer.ggml.tokens")
         .and_then(|(_, v)| v.as_array())
         .map_or(0, |a| a.len());
-    let head_dim = c.dim / c.n_heads;
-    let kv_dim = c.n_kv_heads * head_dim;
+    let head_dim = c.arch.head_dim(c.dim, c.n_heads);
+    let (q_dim, kv_dim) = (c.n_heads * head_dim, c.n_kv_heads * head_dim);
     let s = |v: &str| Value::String(v.to_string());
     let u = |v: usize| Value::U32(v as u32);
+    let arch = c.arch.gguf_arch();
+    let k = |key: &str| format!("{arch}.{key}");
     let mut meta: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), s("llama")),
+        ("general.architecture".into(), s(arch)),
         ("general.name".into(), s("meltbench synth")),
         (
             "general.file_type".into(),
@@ -162,20 +253,26 @@ pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
         ),
         ("general.alignment".into(), Value::U32(32)),
         ("meltbench.synth_seed".into(), Value::U64(c.seed)),
-        ("llama.context_length".into(), u(c.ctx_len)),
-        ("llama.embedding_length".into(), u(c.dim)),
-        ("llama.block_count".into(), u(c.n_layers)),
-        ("llama.feed_forward_length".into(), u(c.ffn_dim)),
-        ("llama.attention.head_count".into(), u(c.n_heads)),
-        ("llama.attention.head_count_kv".into(), u(c.n_kv_heads)),
-        ("llama.rope.freq_base".into(), Value::F32(10000.0)),
-        ("llama.rope.dimension_count".into(), u(head_dim)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            Value::F32(1e-5),
-        ),
-        ("llama.vocab_size".into(), u(vocab)),
+        (k("context_length"), u(c.ctx_len)),
+        (k("embedding_length"), u(c.dim)),
+        (k("block_count"), u(c.n_layers)),
+        (k("feed_forward_length"), u(c.ffn_dim)),
+        (k("attention.head_count"), u(c.n_heads)),
+        (k("attention.head_count_kv"), u(c.n_kv_heads)),
+        (k("rope.freq_base"), Value::F32(c.arch.rope_theta())),
+        (k("rope.dimension_count"), u(head_dim)),
+        (k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+        (k("vocab_size"), u(vocab)),
     ];
+    if matches!(c.arch, SynthArch::Qwen3 | SynthArch::Gemma3) {
+        meta.push((k("attention.key_length"), u(head_dim)));
+        meta.push((k("attention.value_length"), u(head_dim)));
+    }
+    if c.arch == SynthArch::Gemma3 {
+        meta.push((k("attention.sliding_window"), u(SYNTH_WINDOW)));
+        // Two layers: make the second global, as every sixth is in the real model.
+        meta.push((k("attention.sliding_window_pattern"), u(2)));
+    }
     meta.extend(vocab_meta);
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut out = Vec::new();
@@ -195,18 +292,41 @@ pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
         out.push(encode(name, vec![cols as u64, rows as u64], c.dtype, &vals));
     };
     matrix("token_embd.weight".into(), c.dim, vocab, &mut out);
+    // The other architectures' vectors (biases, norms around 1) come from a stream of their
+    // own, so the plain llama file stays byte for byte what it always was.
+    let mut extra = ChaCha8Rng::seed_from_u64(c.seed ^ 0x5EED);
+    let mut vector = |name: String, len: usize, around: f32, out: &mut Vec<TensorOut>| {
+        let vals: Vec<f32> = (0..len)
+            .map(|_| around + (uniform(&mut extra) - 0.5) * 0.5)
+            .collect();
+        out.push(encode(name, vec![len as u64], DType::F32, &vals));
+    };
+    let a = c.arch;
     for l in 0..c.n_layers {
         let n = |s: &str| format!("blk.{l}.{s}.weight");
+        let b = |s: &str| format!("blk.{l}.{s}.bias");
         out.push(encode(
             n("attn_norm"),
             vec![c.dim as u64],
             DType::F32,
             &vec![1.0; c.dim],
         ));
-        matrix(n("attn_q"), c.dim, c.dim, &mut out);
+        matrix(n("attn_q"), c.dim, q_dim, &mut out);
         matrix(n("attn_k"), c.dim, kv_dim, &mut out);
         matrix(n("attn_v"), c.dim, kv_dim, &mut out);
-        matrix(n("attn_output"), c.dim, c.dim, &mut out);
+        if a == SynthArch::Qwen2 {
+            vector(b("attn_q"), q_dim, 0.0, &mut out);
+            vector(b("attn_k"), kv_dim, 0.0, &mut out);
+            vector(b("attn_v"), kv_dim, 0.0, &mut out);
+        }
+        if matches!(a, SynthArch::Qwen3 | SynthArch::Gemma3) {
+            vector(n("attn_q_norm"), head_dim, 1.0, &mut out);
+            vector(n("attn_k_norm"), head_dim, 1.0, &mut out);
+        }
+        matrix(n("attn_output"), q_dim, c.dim, &mut out);
+        if a == SynthArch::Gemma3 {
+            vector(n("post_attention_norm"), c.dim, 1.0, &mut out);
+        }
         out.push(encode(
             n("ffn_norm"),
             vec![c.dim as u64],
@@ -216,6 +336,22 @@ pub fn write_synth(path: &Path, c: &SynthConfig) -> std::io::Result<()> {
         matrix(n("ffn_gate"), c.dim, c.ffn_dim, &mut out);
         matrix(n("ffn_up"), c.dim, c.ffn_dim, &mut out);
         matrix(n("ffn_down"), c.ffn_dim, c.dim, &mut out);
+        if a == SynthArch::Gemma3 {
+            vector(n("post_ffw_norm"), c.dim, 1.0, &mut out);
+        }
+    }
+    if a == SynthArch::Llama3 {
+        // Llama 3's per-frequency divisors: low frequencies stretched, as its scaling does.
+        let half = head_dim / 2;
+        let div: Vec<f32> = (0..half)
+            .map(|i| 1.0 + 7.0 * i as f32 / half as f32)
+            .collect();
+        out.push(encode(
+            "rope_freqs.weight".into(),
+            vec![half as u64],
+            DType::F32,
+            &div,
+        ));
     }
     out.push(encode(
         "output_norm.weight".into(),

@@ -5,8 +5,8 @@ mod common;
 use meltbench_engine::generate::generate;
 use meltbench_engine::kernels;
 use meltbench_engine::load::load;
-use meltbench_engine::model::llama::Session;
 use meltbench_engine::sampler::{Sampler, SamplerConfig};
+use meltbench_engine::session::Session;
 
 /// The acceptance bar: at least this many leading tokens equal on every prompt. More usually
 /// match; the count is printed. (Later tokens may legitimately differ: llama.cpp keeps its KV

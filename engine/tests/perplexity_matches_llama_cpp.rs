@@ -9,9 +9,9 @@ mod common;
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels;
 use meltbench_engine::load::load;
-use meltbench_engine::model::llama::Session;
 use meltbench_engine::perplexity::perplexity;
 use meltbench_engine::quantize::{hex, quantize, quantize_q4_k_m};
+use meltbench_engine::session::Session;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 

@@ -1,6 +1,16 @@
 //! A loaded model: hyper-parameters from metadata and weight matrices that point into the map.
+//!
+//! [`arch`] holds what differs between architectures and the registry that picks one; one
+//! small file per architecture ([`llama`], [`qwen2`], [`qwen3`], [`gemma3`]) reads its switches.
+//! The forward pass that runs them is [`crate::session`].
 
+pub mod arch;
+pub mod gemma3;
 pub mod llama;
+pub mod qwen2;
+pub mod qwen3;
+
+use arch::Family;
 
 use crate::dtype::DType;
 use crate::gguf::{Gguf, GgufError, TensorInfo, Value};
@@ -14,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error("architecture '{0}' is not supported (supported: llama); this engine runs llama-family models such as SmolLM2, TinyLlama and Llama 3")]
+    #[error("architecture '{0}' is not supported (supported: {supported}); `meltbench-engine info MODEL` lists what the file needs", supported = arch::names())]
     UnsupportedArchitecture(String),
     #[error("the model has no '{0}' metadata, which a {1} model needs")]
     MissingKey(String, &'static str),
@@ -40,6 +50,7 @@ pub struct Config {
     pub n_layers: usize,
     pub n_heads: usize,
     pub n_kv_heads: usize,
+    /// Values per attention head (`attention.key_length`, or dim / heads).
     pub head_dim: usize,
     pub ffn_dim: usize,
     pub vocab: usize,
@@ -50,6 +61,61 @@ pub struct Config {
     pub rope_dim: usize,
     /// Linear position scaling (1.0 = none).
     pub rope_linear_factor: f32,
+    /// What this architecture does differently from plain llama.
+    pub family: Family,
+}
+
+impl Config {
+    /// Width of the concatenated query heads (the attention output), which need not equal
+    /// `dim` (Gemma 3 270M: 4 heads of 256 over a 640-wide stream).
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+/// The generic hyper-parameters every architecture has, and typed access to its other
+/// `<arch>.*` keys for the architecture files.
+pub struct Hparams<'g> {
+    g: &'g Gguf,
+    arch: String,
+    pub dim: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Hparams<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("{}.{k}", self.arch)
+    }
+
+    /// `<arch>.k` as an integer, if present.
+    pub fn int(&self, k: &str) -> Option<usize> {
+        self.g
+            .get(&self.key(k))
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+    }
+
+    /// `<arch>.k` as a float, if present.
+    pub fn float(&self, k: &str) -> Option<f64> {
+        self.g.get(&self.key(k)).and_then(Value::as_f64)
+    }
+
+    /// `<arch>.k` as an array of booleans, if it is one.
+    pub fn bools(&self, k: &str) -> Option<Vec<bool>> {
+        let a = self.g.get(&self.key(k)).and_then(Value::as_array)?;
+        a.iter().map(Value::as_bool).collect()
+    }
+
+    fn required(&self, k: &str) -> Result<usize, ModelError> {
+        self.int(k)
+            .ok_or_else(|| ModelError::MissingKey(self.key(k), "transformer"))
+    }
 }
 
 /// A weight matrix: `rows` rows of `cols` elements, stored in `dtype` blocks.
@@ -183,11 +249,22 @@ pub struct Layer {
     pub wq: Matrix,
     pub wk: Matrix,
     pub wv: Matrix,
+    /// Biases of q, k and v (Qwen2), each present only where the file has it.
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    /// Per-head RMSNorm weights of q and k (one head's width), when the family has them.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
     pub wo: Matrix,
+    /// Norm of the attention output before the residual add (Gemma).
+    pub attn_post_norm: Option<Vec<f32>>,
     pub ffn_norm: Vec<f32>,
     pub w_gate: Matrix,
     pub w_up: Matrix,
     pub w_down: Matrix,
+    /// Norm of the feed-forward output before the residual add (Gemma).
+    pub ffn_post_norm: Option<Vec<f32>>,
 }
 
 pub struct Weights {
@@ -257,65 +334,83 @@ fn read_config(g: &Gguf) -> Result<Config, ModelError> {
         .and_then(Value::as_str)
         .ok_or_else(|| ModelError::MissingKey("general.architecture".into(), "GGUF"))?
         .to_string();
-    if arch != "llama" {
-        return Err(ModelError::UnsupportedArchitecture(arch));
-    }
-    let key = |k: &str| format!("{arch}.{k}");
-    let int = |k: &str| -> Result<usize, ModelError> {
-        g.get(&key(k))
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-            .ok_or_else(|| ModelError::MissingKey(key(k), "llama"))
+    let entry =
+        arch::find(&arch).ok_or_else(|| ModelError::UnsupportedArchitecture(arch.clone()))?;
+    let mut h = Hparams {
+        g,
+        arch,
+        dim: 0,
+        n_layers: 0,
+        n_heads: 0,
+        head_dim: 0,
     };
-    let float = |k: &str| g.get(&key(k)).and_then(Value::as_f64);
-    let dim = int("embedding_length")?;
-    let n_heads = int("attention.head_count")?;
-    let n_kv_heads = int("attention.head_count_kv").unwrap_or(n_heads);
-    if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
+    h.dim = h.required("embedding_length")?;
+    h.n_layers = h.required("block_count")?;
+    h.n_heads = h.required("attention.head_count")?;
+    let n_kv_heads = h.int("attention.head_count_kv").unwrap_or(h.n_heads);
+    if h.n_heads == 0 || n_kv_heads == 0 || h.n_heads % n_kv_heads != 0 {
         return Err(ModelError::Inconsistent(format!(
-            "embedding {dim}, {n_heads} heads, {n_kv_heads} key/value heads"
+            "{} heads, {n_kv_heads} key/value heads",
+            h.n_heads
         )));
     }
-    let head_dim = dim / n_heads;
-    let rope_dim = int("rope.dimension_count").unwrap_or(head_dim);
-    if rope_dim > head_dim || rope_dim % 2 != 0 {
+    h.head_dim = match h.int("attention.key_length") {
+        Some(k) => k,
+        None if h.dim % h.n_heads == 0 => h.dim / h.n_heads,
+        None => return Err(ModelError::Inconsistent(format!(
+            "embedding {} is not a whole number of {} heads, and attention.key_length is missing",
+            h.dim, h.n_heads
+        ))),
+    };
+    let value_len = h.int("attention.value_length").unwrap_or(h.head_dim);
+    if h.head_dim == 0 || value_len != h.head_dim {
         return Err(ModelError::Inconsistent(format!(
-            "rope dimension {rope_dim} for heads of {head_dim}"
+            "key heads of {} and value heads of {value_len} (the engine needs them equal and non-zero)",
+            h.head_dim
+        )));
+    }
+    let rope_dim = h.int("rope.dimension_count").unwrap_or(h.head_dim);
+    if rope_dim > h.head_dim || rope_dim % 2 != 0 {
+        return Err(ModelError::Inconsistent(format!(
+            "rope dimension {rope_dim} for heads of {}",
+            h.head_dim
         )));
     }
     let scaling = g
-        .get(&key("rope.scaling.type"))
+        .get(&h.key("rope.scaling.type"))
         .and_then(Value::as_str)
         .unwrap_or("none");
     let rope_linear_factor = match scaling {
         "none" => 1.0,
-        "linear" => float("rope.scaling.factor").unwrap_or(1.0) as f32,
+        "linear" => h.float("rope.scaling.factor").unwrap_or(1.0) as f32,
         other => return Err(ModelError::UnsupportedRope(other.to_string())),
     };
     let n_vocab_tokens = g
         .get("tokenizer.ggml.tokens")
         .and_then(Value::as_array)
         .map(|a| a.len());
-    let vocab = int("vocab_size").ok().or(n_vocab_tokens).unwrap_or(0);
+    let vocab = h.int("vocab_size").or(n_vocab_tokens).unwrap_or(0);
+    let family = (entry.family)(&h)?;
     Ok(Config {
-        dim,
-        n_layers: int("block_count")?,
-        n_heads,
+        dim: h.dim,
+        n_layers: h.n_layers,
+        n_heads: h.n_heads,
         n_kv_heads,
-        head_dim,
-        ffn_dim: int("feed_forward_length")?,
+        head_dim: h.head_dim,
+        ffn_dim: h.required("feed_forward_length")?,
         vocab,
-        ctx_len: int("context_length").unwrap_or(2048),
-        rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f32,
-        rope_theta: float("rope.freq_base").unwrap_or(10000.0) as f32,
+        ctx_len: h.int("context_length").unwrap_or(2048),
+        rms_eps: h.float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f32,
+        rope_theta: h.float("rope.freq_base").unwrap_or(10000.0) as f32,
         rope_dim,
         rope_linear_factor,
-        arch,
+        family,
+        arch: h.arch,
     })
 }
 
 fn load_weights(g: &Gguf, c: &Config) -> Result<Weights, ModelError> {
-    let kv_dim = c.n_kv_heads * c.head_dim;
+    let kv_dim = c.kv_dim();
     let matrix = |name: &str, cols: usize, rows: usize| -> Result<Matrix, ModelError> {
         let t = g
             .tensor(name)
@@ -350,19 +445,36 @@ fn load_weights(g: &Gguf, c: &Config) -> Result<Weights, ModelError> {
         dequantize_row(dtype, data, &mut v);
         Ok(v)
     };
+    // A vector the file may or may not have; `required` makes its absence an error.
+    let optional = |name: String, len: usize, required: bool| -> Result<_, ModelError> {
+        match g.tensor(&name) {
+            Some(_) => vector(&name, len).map(Some),
+            None if required => Err(ModelError::MissingTensor(name)),
+            None => Ok(None),
+        }
+    };
+    let f = &c.family;
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let bias = |s: &str| format!("blk.{i}.{s}.bias");
         layers.push(Layer {
             attn_norm: vector(&n("attn_norm"), c.dim)?,
-            wq: matrix(&n("attn_q"), c.dim, c.n_heads * c.head_dim)?,
+            wq: matrix(&n("attn_q"), c.dim, c.q_dim())?,
             wk: matrix(&n("attn_k"), c.dim, kv_dim)?,
             wv: matrix(&n("attn_v"), c.dim, kv_dim)?,
-            wo: matrix(&n("attn_output"), c.n_heads * c.head_dim, c.dim)?,
+            bq: optional(bias("attn_q"), c.q_dim(), false)?,
+            bk: optional(bias("attn_k"), kv_dim, false)?,
+            bv: optional(bias("attn_v"), kv_dim, false)?,
+            q_norm: optional(n("attn_q_norm"), c.head_dim, f.qk_norm)?,
+            k_norm: optional(n("attn_k_norm"), c.head_dim, f.qk_norm)?,
+            wo: matrix(&n("attn_output"), c.q_dim(), c.dim)?,
+            attn_post_norm: optional(n("post_attention_norm"), c.dim, f.post_norms)?,
             ffn_norm: vector(&n("ffn_norm"), c.dim)?,
             w_gate: matrix(&n("ffn_gate"), c.dim, c.ffn_dim)?,
             w_up: matrix(&n("ffn_up"), c.dim, c.ffn_dim)?,
             w_down: matrix(&n("ffn_down"), c.ffn_dim, c.dim)?,
+            ffn_post_norm: optional(n("post_ffw_norm"), c.dim, f.post_norms)?,
         });
     }
     let embd_rows =
