@@ -357,10 +357,12 @@ fn read_config(g: &Gguf) -> Result<Config, ModelError> {
     h.head_dim = match h.int("attention.key_length") {
         Some(k) => k,
         None if h.dim % h.n_heads == 0 => h.dim / h.n_heads,
-        None => return Err(ModelError::Inconsistent(format!(
+        None => {
+            return Err(ModelError::Inconsistent(format!(
             "embedding {} is not a whole number of {} heads, and attention.key_length is missing",
             h.dim, h.n_heads
-        ))),
+        )))
+        }
     };
     let value_len = h.int("attention.value_length").unwrap_or(h.head_dim);
     if h.head_dim == 0 || value_len != h.head_dim {
