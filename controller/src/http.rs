@@ -128,6 +128,17 @@ impl Default for Http {
 
 impl Http {
     pub fn new() -> Self {
+        Self::with_proxy(true)
+    }
+
+    /// A client that ignores the proxy variables: for tests that talk to a server on loopback,
+    /// which a CI runner's proxy could not reach.
+    #[cfg(test)]
+    pub(crate) fn direct() -> Self {
+        Self::with_proxy(false)
+    }
+
+    fn with_proxy(from_env: bool) -> Self {
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .root_certs(RootCerts::PlatformVerifier)
@@ -139,6 +150,11 @@ impl Http {
             .timeout_recv_response(Some(Duration::from_secs(60)))
             // Only a stalled connection is an error; a slow one may take as long as it needs.
             .timeout_per_read(Some(Duration::from_secs(60)))
+            .proxy(if from_env {
+                ureq::Proxy::try_from_env()
+            } else {
+                None
+            })
             .build();
         Self {
             agent: Agent::new_with_config(config),

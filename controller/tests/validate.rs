@@ -67,7 +67,7 @@ const CASES: &[Case] = &[
     case("zero-threads.yaml", 7, 14, "threads must be a whole number from 1 to 1024, got '0'"),
     case("empty-models.yaml", 1, 9, "models is empty"),
     case("missing-models.yaml", 1, 1, "missing key 'models'"),
-    case("unknown-model.yaml", 2, 11, "unknown model 'gpt-17' (registry: smollm2-135m; also allowed: synth"),
+    case("unknown-model.yaml", 2, 11, "unknown model 'gpt-17' (registry: smollm2-135m, gemma3-270m, "),
     case("missing-model-file.yaml", 2, 11, "model file 'weights/missing.gguf' does not exist"),
     case("missing-prompt-file.yaml", 5, 18, "cannot read prompt_file 'prompts/missing.txt'"),
     case("new-tokens-not-number.yaml", 6, 17, "new_tokens must be a whole number from 1 to 1000000, got 'lots'"),

@@ -36,7 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show a model's architecture, dimensions, tensor types and sizes, parameters and SHA-256.
+    /// Show any GGUF file's architecture, dimensions, tensor types and sizes, parameters,
+    /// SHA-256 and tokenizer, and what this engine would need to run it (exit 2 if it cannot).
     Info {
         model: PathBuf,
         /// Also list every tensor.
@@ -214,18 +215,30 @@ fn run(cli: Cli) -> Result<()> {
             tensors,
             metadata,
         } => {
-            let l = load::load(&model)?;
-            print!("{}", info::describe(&l));
+            // The header alone: an architecture or weight type the engine cannot run is still
+            // described, and then named as what is missing (exit 2, like any model it refuses).
+            let g = meltbench_engine::gguf::Gguf::open(&model)?;
+            print!("{}", info::describe(&g));
             println!(
                 "kernels       {} (available: {})",
                 kernels.isa,
                 available_names()
             );
+            let missing = info::missing(&g);
+            print!("{}", info::verdict(&g, &missing));
             if metadata {
-                print!("{}", info::metadata_table(&l.gguf));
+                print!("{}", info::metadata_table(&g));
             }
             if tensors {
-                print!("{}", info::tensor_table(&l.gguf));
+                print!("{}", info::tensor_table(&g));
+            }
+            if !missing.is_empty() {
+                return Err(BadInput(format!(
+                    "{}: this engine cannot run it: {}",
+                    model.display(),
+                    missing.join("; ")
+                ))
+                .into());
             }
         }
         Command::Generate {
