@@ -505,7 +505,7 @@ impl KlDivergence {
             self.mean_dp, self.mean_dp_stderr
         ));
         for (name, v) in self.dp.named() {
-            line(format!("{name}  Δp: {v:6.3}%"));
+            line(format!("{name} Δp: {v:6.3}%"));
         }
         line(format!(
             "RMS Δp    : {:6.3} ± {:5.3} %",
