@@ -386,7 +386,7 @@ impl Percentiles {
         let p = |f: f32| unit * percentile(sorted, f) as f64;
         let n = sorted.len();
         // The median is the mean of the middle two, not the interpolated 50% point.
-        let median = if n % 2 == 0 {
+        let median = if n.is_multiple_of(2) {
             0.5 * (sorted[n / 2] + sorted[n / 2 - 1])
         } else {
             sorted[n / 2]
