@@ -460,7 +460,8 @@ fn run(cli: Cli) -> Result<()> {
                         );
                     }
                 }
-                let mut session = new_session(h.n_ctx)?;
+                // kl_divergence says so if the file's chunks do not fit the model's context.
+                let mut session = Session::new(&l.model, kernels, n_threads, h.n_ctx);
                 eprintln!(
                     "comparing with {}: {} chunks of {} tokens, vocabulary {}",
                     base_path.display(),
