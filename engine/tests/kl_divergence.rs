@@ -293,3 +293,41 @@ fn cli_writes_reads_and_refuses_mismatches() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("truncated"), "{err}");
 }
+
+#[test]
+fn base_chunks_longer_than_the_model_context_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::synth_model(dir.path(), DType::F32);
+    let base = dir.path().join("base.kld");
+    let l = load(&model).unwrap();
+    let mut session = Session::new(&l.model, kernels::best(), common::threads(), 64);
+    perplexity_saving(
+        &mut session,
+        &l.tokenizer,
+        TEXT,
+        64,
+        Some(&base),
+        |_, _, _| {},
+    )
+    .unwrap();
+    let short = dir.path().join("short.gguf");
+    meltbench_engine::synth::write_synth(
+        &short,
+        &meltbench_engine::synth::SynthConfig {
+            ctx_len: 32,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let l = load(&short).unwrap();
+    let mut reader = LogitsReader::open(&base).unwrap();
+    let mut session = Session::new(&l.model, kernels::best(), 1, 64);
+    let e = kl_divergence(&mut session, &l.tokenizer, &mut reader, |_, _, _| {}).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            meltbench_engine::perplexity::PerplexityError::CtxTooLarge { file: 64, .. }
+        ),
+        "{e}"
+    );
+}
