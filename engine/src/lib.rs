@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod kquants_quantize;
 pub mod kv_cache;
 pub mod load;
+pub mod logits_file;
 pub mod model;
 pub mod ops;
 pub mod perplexity;

@@ -109,15 +109,24 @@ enum Command {
         #[arg(long = "type", short = 't')]
         dtype: quantize::Target,
     },
-    /// Perplexity over a text file, computed as llama.cpp's llama-perplexity does.
+    /// Perplexity over a text file, computed as llama.cpp's llama-perplexity does; also writes
+    /// and reads llama.cpp's logits files (KL divergence against a base model).
     Perplexity {
         model: PathBuf,
-        /// The text to score.
+        /// The text to score (with --kl-divergence the base file's tokens are scored instead).
+        #[arg(short, long, required_unless_present = "kl_divergence")]
+        file: Option<PathBuf>,
+        /// Chunk length in tokens; the second half of each chunk is scored [default: 512, or
+        /// the base file's with --kl-divergence].
         #[arg(short, long)]
-        file: PathBuf,
-        /// Chunk length in tokens; the second half of each chunk is scored.
-        #[arg(short, long, default_value_t = 512)]
-        ctx: usize,
+        ctx: Option<usize>,
+        /// Save every scored position's log-probabilities to FILE, as `llama-perplexity
+        /// --kl-divergence-base FILE` does; with --kl-divergence, the file to compare against.
+        #[arg(long, value_name = "FILE")]
+        kl_divergence_base: Option<PathBuf>,
+        /// Compare this model with the base file's: KL divergence, same top token, Δp.
+        #[arg(long, requires = "kl_divergence_base")]
+        kl_divergence: bool,
         #[command(flatten)]
         threads: Threads,
         /// Print the result as JSON.
@@ -415,28 +424,103 @@ fn run(cli: Cli) -> Result<()> {
             model,
             file,
             ctx,
+            kl_divergence_base,
+            kl_divergence,
             threads,
             json,
         } => {
             let l = load::load(&model)?;
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read the text file {}", file.display()))?;
+            let n_threads = threads.threads.unwrap_or_else(default_threads);
             // llama.cpp drops one trailing newline from a prompt file; do the same so both
             // engines score the same token stream.
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            let n_threads = threads.threads.unwrap_or_else(default_threads);
-            let mut session = Session::new(&l.model, kernels, n_threads, ctx);
-            if session.cache.capacity < ctx {
-                return Err(BadInput(format!(
-                    "--ctx {ctx} exceeds the model's context length {}",
-                    l.model.config.ctx_len
-                ))
-                .into());
+            let read_text = |file: &Path| -> Result<String> {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the text file {}", file.display()))?;
+                Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+            };
+            let new_session = |ctx: usize| -> Result<Session<'_>> {
+                let session = Session::new(&l.model, kernels, n_threads, ctx);
+                if session.cache.capacity < ctx {
+                    return Err(BadInput(format!(
+                        "--ctx {ctx} exceeds the model's context length {}",
+                        l.model.config.ctx_len
+                    ))
+                    .into());
+                }
+                Ok(session)
+            };
+            if kl_divergence {
+                let base_path = kl_divergence_base.expect("clap requires it");
+                // A file that is not a logits file is the user's to fix (exit code 2).
+                let mut base = meltbench_engine::logits_file::LogitsReader::open(&base_path)
+                    .map_err(perplexity::PerplexityError::from)?;
+                let h = base.header.clone();
+                if let Some(c) = ctx.filter(|&c| c != h.n_ctx) {
+                    return Err(BadInput(format!(
+                        "{} was computed with --ctx {} but --ctx {c} was given; leave --ctx out (the file's is used) or make the base file again with --ctx {c}",
+                        base_path.display(),
+                        h.n_ctx
+                    ))
+                    .into());
+                }
+                if let Some(file) = &file {
+                    // Only a hint: the stored tokens are what both sides score.
+                    let ours = l.tokenizer.encode(&read_text(file)?, true, false);
+                    if let Some(i) =
+                        (0..base.tokens.len()).find(|&i| ours.get(i) != Some(&base.tokens[i]))
+                    {
+                        eprintln!(
+                            "note: {} does not tokenize to the tokens stored in {} (first difference at token {i}); scoring the stored tokens, as llama-perplexity does",
+                            file.display(),
+                            base_path.display()
+                        );
+                    }
+                }
+                // kl_divergence says so if the file's chunks do not fit the model's context.
+                let mut session = Session::new(&l.model, kernels, n_threads, h.n_ctx);
+                eprintln!(
+                    "comparing with {}: {} chunks of {} tokens, vocabulary {}",
+                    base_path.display(),
+                    h.n_chunk,
+                    h.n_ctx,
+                    h.n_vocab
+                );
+                let k =
+                    perplexity::kl_divergence(&mut session, &l.tokenizer, &mut base, |i, n, r| {
+                        eprintln!(
+                            "[{i}/{n}] PPL {:.4}  KLD {:.6}  same top {:.3}%",
+                            r.ppl, r.mean_kld, r.same_top1
+                        );
+                    })?;
+                if json {
+                    println!("{}", serde_json::to_string(&k)?);
+                } else {
+                    print!("{}", k.report());
+                }
+                return Ok(());
             }
-            let p = perplexity::perplexity(&mut session, &l.tokenizer, text, ctx, |i, n, ppl| {
-                eprint!("[{i}/{n}] {ppl:.4}  ");
-            })?;
+            let ctx = ctx.unwrap_or(512);
+            let file = file.expect("clap requires --file without --kl-divergence");
+            let text = read_text(&file)?;
+            let mut session = new_session(ctx)?;
+            let p = perplexity::perplexity_saving(
+                &mut session,
+                &l.tokenizer,
+                &text,
+                ctx,
+                kl_divergence_base.as_deref(),
+                |i, n, ppl| {
+                    eprint!("[{i}/{n}] {ppl:.4}  ");
+                },
+            )?;
             eprintln!();
+            if let Some(base) = &kl_divergence_base {
+                eprintln!(
+                    "saved the log-probabilities of {} positions to {}",
+                    p.scored,
+                    base.display()
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string(&p)?);
             } else {
