@@ -676,4 +676,51 @@ mod tests {
         assert_eq!(level(0), 20);
         assert_eq!(level(31), 20);
     }
+
+    #[test]
+    fn q5_1_round_trip_is_within_half_a_step() {
+        use crate::dtype::DType;
+        let x = ramp(4 * QK5_0);
+        let q = quantize_row_q5_1(&x);
+        assert_eq!(q.len(), 4 * Q5_1_BLOCK_BYTES);
+        let mut y = vec![0f32; x.len()];
+        crate::kernels::blocks::dequantize_row(DType::Q5_1, &q, &mut y);
+        for (xb, yb) in x.chunks(QK5_0).zip(y.chunks(QK5_0)) {
+            let (lo, hi) = xb
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            // Half a step of 31, plus the f16 rounding of d and min.
+            let tol = (hi - lo) / 31.0 * 0.5 + 1e-3 * (hi - lo) + 1e-4;
+            for (a, b) in xb.iter().zip(yb) {
+                assert!((a - b).abs() <= tol, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn q5_k_round_trip_is_close() {
+        use crate::dtype::DType;
+        let x = ramp(2 * QK_K);
+        let q = quantize_row_q5_k(&x);
+        assert_eq!(q.len(), 2 * Q5_K_BLOCK_BYTES);
+        let mut y = vec![0f32; x.len()];
+        crate::kernels::blocks::dequantize_row(DType::Q5_K, &q, &mut y);
+        // 5 bits over a 0.1 range: a step is ~0.0033, so half a step plus scale rounding.
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() < 0.003, "{a} vs {b}");
+        }
+        // Q4_K's error on the same row is larger: the fifth bit is really used.
+        let q4 = quantize_row_q4_k(&x);
+        let mut y4 = vec![0f32; x.len()];
+        crate::kernels::blocks::dequantize_row(DType::Q4_K, &q4, &mut y4);
+        let err = |y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum::<f32>();
+        assert!(err(&y) < err(&y4) / 2.0, "{} vs q4_k {}", err(&y), err(&y4));
+    }
+
+    #[test]
+    fn q5_1_and_q5_k_zero_rows() {
+        // Q5_1: d = 0 and min = 0 (f16 +0), levels 0.
+        assert!(quantize_row_q5_1(&[0f32; 32]).iter().all(|&b| b == 0));
+        assert!(quantize_row_q5_k(&[0f32; QK_K]).iter().all(|&b| b == 0));
+    }
 }

@@ -11,9 +11,8 @@ use crate::dtype::DType;
 use crate::gguf::{self, Gguf, GgufError, RawTensorOut, TensorOut, Value};
 use crate::kernels::blocks::{dequantize_row, quantize_row};
 use crate::kquants_quantize::{
-    quantize_row_q4_k, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q5_k,
-    quantize_row_q6_k, GGML_TYPE_Q4_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q5_K,
-    GGML_TYPE_Q6_K, QK5_0, QK_K,
+    quantize_row_q4_k, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q5_k, quantize_row_q6_k,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, QK5_0, QK_K,
 };
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -96,9 +95,7 @@ pub fn quantize_to(
 ) -> Result<QuantizeReport, QuantizeError> {
     match target {
         Target::Type(t) => quantize(input, output, t),
-        Target::Q4KM | Target::Q5KM => {
-            quantize_k_mix(input, output, target.mix().expect("a mix"))
-        }
+        Target::Q4KM | Target::Q5KM => quantize_k_mix(input, output, target.mix().expect("a mix")),
     }
 }
 
@@ -303,9 +300,9 @@ pub fn quantize_k_mix(
     let arch = match g.metadata.iter().find(|(k, _)| k == "general.architecture") {
         Some((_, Value::String(a))) => a.clone(),
         _ => {
-            return Err(QuantizeError::Unsupported(
-                format!("{mname}: no general.architecture"),
-            ))
+            return Err(QuantizeError::Unsupported(format!(
+                "{mname}: no general.architecture"
+            )))
         }
     };
     let meta_u64 = |key: &str| {

@@ -392,7 +392,9 @@ fn check_quant(
     let tol = match ty {
         // Two terms per sub-block for Q4_K and Q5_K (scale and min), one for Q6_K; counted
         // generously.
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => quant_tolerance(2 * case.nb, k_magnitude(ty, w, a)),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => {
+            quant_tolerance(2 * case.nb, k_magnitude(ty, w, a))
+        }
         _ => quant_tolerance(case.nb, quant_magnitude(ty, w, a)),
     };
     for k in simd_tables(test) {

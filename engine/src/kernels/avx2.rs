@@ -257,7 +257,10 @@ unsafe fn quants5(p: *const u8) -> __m256i {
     let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(qh), pick);
     let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    _mm256_or_si256(nibbles(p.add(4)), _mm256_and_si256(set, _mm256_set1_epi8(16)))
+    _mm256_or_si256(
+        nibbles(p.add(4)),
+        _mm256_and_si256(set, _mm256_set1_epi8(16)),
+    )
 }
 
 impl Block for Q5_0 {

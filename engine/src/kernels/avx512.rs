@@ -553,7 +553,13 @@ mod tests {
             let mut q8 = Q8Row::default();
             q8.quantize_from(&x);
             let ab = q8.blocks();
-            for ty in [DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+            for ty in [
+                DType::Q8_0,
+                DType::Q4_0,
+                DType::Q4_1,
+                DType::Q5_0,
+                DType::Q5_1,
+            ] {
                 let w = random_blocks(&mut rng, ty, n);
                 let pick = |k: &Kernels| match ty {
                     DType::Q8_0 => (k.dot_q8_0)(&w, ab),

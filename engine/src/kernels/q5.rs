@@ -100,4 +100,36 @@ mod tests {
         assert_eq!(x[30], 3.0);
         assert_eq!(x[0], -1.0);
     }
+
+    #[test]
+    fn scalar_dots_equal_the_dot_of_the_dequantized_rows() {
+        // Ties the reference kernels' reading of the layout to the decoders above, which the
+        // hand-built blocks pin to ggml's.
+        use crate::kernels::blocks::{dequantize_row, Q8Row};
+        use crate::kernels::scalar;
+        use crate::kernels::test_support::{random_blocks, Rng};
+        let mut rng = Rng(0x0005_0005_0005_0005);
+        for ty in DType::FIVE_BIT {
+            for nb in [1, 3, 20] {
+                let n = nb * QK;
+                let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+                let mut q8 = Q8Row::default();
+                q8.quantize_from(&x);
+                let w = random_blocks(&mut rng, ty, n);
+                let mut wf = vec![0f32; n];
+                dequantize_row(ty, &w, &mut wf);
+                let terms = (0..n).map(|i| wf[i] as f64 * (q8.d[i / QK] * q8.qs[i] as f32) as f64);
+                let want: f64 = terms.clone().sum();
+                let scale: f64 = terms.map(f64::abs).sum();
+                let got = match ty {
+                    DType::Q5_0 => scalar::dot_q5_0(&w, q8.blocks()),
+                    _ => scalar::dot_q5_1(&w, q8.blocks()),
+                };
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * scale,
+                    "{ty} {nb}: {got} vs {want}"
+                );
+            }
+        }
+    }
 }

@@ -87,7 +87,13 @@ pub fn assert_quant_tables_match_scalar(tables: &[(&str, &Kernels)]) {
             let mut q8 = Q8Row::default();
             q8.quantize_from(&x);
             let ab = q8.blocks();
-            for ty in [DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+            for ty in [
+                DType::Q8_0,
+                DType::Q4_0,
+                DType::Q4_1,
+                DType::Q5_0,
+                DType::Q5_1,
+            ] {
                 let w = random_blocks(&mut rng, ty, n);
                 let (got, want) = match ty {
                     DType::Q8_0 => ((k.dot_q8_0)(&w, ab), scalar::dot_q8_0(&w, ab)),

@@ -222,11 +222,7 @@ unsafe fn dot_q5_k_impl<D: Dot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
                 let lo = vorrq_u8(vandq_u8(b[h], low4), he);
                 let hi = vorrq_u8(vshrq_n_u8::<4>(b[h]), ho);
                 even = D::dot(even, vreinterpretq_s8_u8(lo), vld1q_s8(qa.add(16 * h)));
-                odd = D::dot(
-                    odd,
-                    vreinterpretq_s8_u8(hi),
-                    vld1q_s8(qa.add(QK + 16 * h)),
-                );
+                odd = D::dot(odd, vreinterpretq_s8_u8(hi), vld1q_s8(qa.add(QK + 16 * h)));
             }
             v[2 * c] = even;
             v[2 * c + 1] = odd;
