@@ -1,5 +1,7 @@
 //! K-quant weights (GGML's Q4_K, Q5_K and Q6_K): 256-element super-blocks with 6- or 8-bit
-//! sub-block scales under one f16 scale.
+//! sub-block scales under one f16 scale. Like every weight type they run in the file's own
+//! format; the 32-element types the K-quant mixes fall back to (Q5_0, Q5_1, Q8_0) have their
+//! own kernels too ([`super::q5`] and each ISA's table), so nothing is widened at load.
 //!
 //! The activations stay in the engine's 32-element [`Q8Blocks`](super::blocks::Q8Blocks)
 //! rather than GGML's 256-element Q8_K, so one quantized activation row serves every weight
