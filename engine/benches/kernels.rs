@@ -135,6 +135,16 @@ fn row_kernels(k: &'static Kernels) -> Vec<(&'static str, DType, Dot)> {
             DType::Q4_1,
             Box::new(|o| (k.dot_q4_1)(o.w(), o.q8.blocks())),
         ),
+        (
+            "dot_q5_0",
+            DType::Q5_0,
+            Box::new(|o| (k.dot_q5_0)(o.w(), o.q8.blocks())),
+        ),
+        (
+            "dot_q5_1",
+            DType::Q5_1,
+            Box::new(|o| (k.dot_q5_1)(o.w(), o.q8.blocks())),
+        ),
     ]
 }
 

@@ -17,12 +17,16 @@ pub enum DType {
     F16 = 1,
     Q4_0 = 2,
     Q4_1 = 3,
-    /// Run as Q8_0 (see [`crate::kernels::q5_0`]): llama.cpp's K-quant mixes fall back to it.
+    /// llama.cpp's K-quant mixes fall back to it for rows that are not a multiple of 256.
     Q5_0 = 6,
+    /// Q5_K_M's fallback for rows that are not a multiple of 256.
+    Q5_1 = 7,
     Q8_0 = 8,
     // GGML's own spelling, so the variants read like the names in llama.cpp's output.
     #[allow(non_camel_case_types)]
     Q4_K = 12,
+    #[allow(non_camel_case_types)]
+    Q5_K = 13,
     #[allow(non_camel_case_types)]
     Q6_K = 14,
 }
@@ -37,23 +41,17 @@ impl DType {
         DType::Q4_1,
     ];
 
-    /// The K-quant types, which the engine runs but cannot write yet (no quantizer), so they
-    /// are kept out of [`DType::ALL`].
-    pub const K_QUANTS: [DType; 2] = [DType::Q4_K, DType::Q6_K];
+    /// The 5-bit 32-element types, which `quantize --type` writes (with ggml's reference
+    /// quantizers) but `synth` does not offer, so they are kept out of [`DType::ALL`].
+    pub const FIVE_BIT: [DType; 2] = [DType::Q5_0, DType::Q5_1];
 
-    /// The type a matrix of this type is run as: Q5_0 values are exactly Q8_0 values, so Q5_0
-    /// rows are widened once at load instead of having kernels of their own.
-    pub fn runs_as(self) -> DType {
-        if self == DType::Q5_0 {
-            DType::Q8_0
-        } else {
-            self
-        }
-    }
+    /// The K-quant types, which the engine runs and writes only as parts of llama.cpp's mixes
+    /// (`quantize --type q4_k_m|q5_k_m`), so they are kept out of [`DType::ALL`].
+    pub const K_QUANTS: [DType; 3] = [DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
     /// Whether [`crate::kernels::blocks::quantize_row`] can encode this type.
     pub fn can_quantize(self) -> bool {
-        DType::ALL.contains(&self)
+        DType::ALL.contains(&self) || DType::FIVE_BIT.contains(&self)
     }
 
     /// Maps a GGML type id to a type we run; `None` for ids we know but do not run yet
@@ -65,8 +63,10 @@ impl DType {
             2 => DType::Q4_0,
             3 => DType::Q4_1,
             6 => DType::Q5_0,
+            7 => DType::Q5_1,
             8 => DType::Q8_0,
             12 => DType::Q4_K,
+            13 => DType::Q5_K,
             14 => DType::Q6_K,
             _ => return None,
         })
@@ -80,8 +80,8 @@ impl DType {
     pub fn block_elems(self) -> usize {
         match self {
             DType::F32 | DType::F16 => 1,
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 => QK,
-            DType::Q4_K | DType::Q6_K => QK_K,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => QK,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => QK_K,
         }
     }
 
@@ -96,10 +96,14 @@ impl DType {
             DType::Q4_1 => 2 + 2 + QK / 2,
             // f16 scale + 32 high bits + 16 bytes of nibbles
             DType::Q5_0 => 2 + 4 + QK / 2,
+            // f16 scale + f16 minimum + 32 high bits + 16 bytes of nibbles
+            DType::Q5_1 => 2 + 2 + 4 + QK / 2,
             // f16 scale + 32 signed bytes
             DType::Q8_0 => 2 + QK,
             // f16 d + f16 dmin + 12 bytes of packed 6-bit scales and mins + 128 bytes of nibbles
             DType::Q4_K => 2 + 2 + 12 + QK_K / 2,
+            // Q4_K's header and nibbles with 32 bytes of fifth bits between them
+            DType::Q5_K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
             // 128 bytes of low nibbles + 64 of high 2-bit pairs + 16 i8 scales + f16 d
             DType::Q6_K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
         }
@@ -118,8 +122,10 @@ impl DType {
             DType::Q4_0 => "q4_0",
             DType::Q4_1 => "q4_1",
             DType::Q5_0 => "q5_0",
+            DType::Q5_1 => "q5_1",
             DType::Q8_0 => "q8_0",
             DType::Q4_K => "q4_k",
+            DType::Q5_K => "q5_k",
             DType::Q6_K => "q6_k",
         }
     }
@@ -132,10 +138,13 @@ impl DType {
             DType::Q4_0 => 2,
             DType::Q4_1 => 3,
             DType::Q5_0 => 8,
+            DType::Q5_1 => 9,
             DType::Q8_0 => 7,
-            // A file of K-quant matrices is one of llama.cpp's mixes; Q4_K_M is the usual one
-            // built mostly from Q4_K (with some Q6_K), and Q6_K files are pure Q6_K.
+            // A file of K-quant matrices is one of llama.cpp's mixes; Q4_K_M and Q5_K_M are the
+            // usual ones built mostly from Q4_K / Q5_K (with some Q6_K), and Q6_K files are
+            // pure Q6_K.
             DType::Q4_K => 15,
+            DType::Q5_K => 17,
             DType::Q6_K => 18,
         }
     }
@@ -154,11 +163,12 @@ impl FromStr for DType {
         // write this type yet" error rather than claiming the type does not exist.
         DType::ALL
             .into_iter()
+            .chain(DType::FIVE_BIT)
             .chain(DType::K_QUANTS)
             .find(|t| t.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 format!(
-                    "unknown type '{s}': expected one of f32, f16, q8_0, q4_0, q4_1, q4_k, q6_k"
+                    "unknown type '{s}': expected one of f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k"
                 )
             })
     }
@@ -193,14 +203,26 @@ mod tests {
         assert_eq!(DType::Q6_K.block_bytes(), 210);
         assert_eq!(DType::Q4_K.bytes_for(512), Some(288));
         assert_eq!(DType::Q6_K.bytes_for(576), None);
+        // ggml's sizeof(block_q5_0), block_q5_1, block_q5_K.
+        assert_eq!(DType::Q5_0.block_bytes(), 22);
+        assert_eq!(DType::Q5_1.block_bytes(), 24);
+        assert_eq!(DType::Q5_K.block_bytes(), 176);
+        assert_eq!(DType::Q5_1.bytes_for(640), Some(480));
+        assert_eq!(DType::Q5_K.bytes_for(576), None);
     }
 
     #[test]
     fn names_round_trip() {
-        for t in DType::ALL.into_iter().chain(DType::K_QUANTS) {
+        for t in DType::ALL
+            .into_iter()
+            .chain(DType::FIVE_BIT)
+            .chain(DType::K_QUANTS)
+        {
             assert_eq!(t.name().parse::<DType>().unwrap(), t);
             assert_eq!(DType::from_ggml(t.ggml_id()), Some(t));
         }
         assert_eq!(ggml_type_name(14), "q6_k");
+        assert_eq!(ggml_type_name(7), DType::Q5_1.name());
+        assert_eq!(ggml_type_name(13), DType::Q5_K.name());
     }
 }

@@ -1,5 +1,5 @@
-//! Quantizers for the types a llama.cpp Q4_K_M file mixes in besides Q8_0: Q4_K, Q6_K and
-//! (the fallback for rows that are not a multiple of 256) Q5_0.
+//! Quantizers for the types llama.cpp's Q4_K_M and Q5_K_M files mix in besides Q8_0: Q4_K,
+//! Q5_K, Q6_K and (the fallbacks for rows that are not a multiple of 256) Q5_0 and Q5_1.
 //!
 //! They reproduce ggml's reference quantizers (`quantize_row_*_ref` in ggml-quants.c, the ones
 //! `llama-quantize` uses when no importance matrix is given) bit for bit, because the perplexity
@@ -15,13 +15,19 @@ use half::f16;
 pub const QK_K: usize = 256;
 /// GGML type id of Q5_0 (32 elements, 22 bytes per block).
 pub const GGML_TYPE_Q5_0: u32 = 6;
+/// GGML type id of Q5_1 (32 elements, 24 bytes per block).
+pub const GGML_TYPE_Q5_1: u32 = 7;
 /// GGML type id of Q4_K.
 pub const GGML_TYPE_Q4_K: u32 = 12;
+/// GGML type id of Q5_K.
+pub const GGML_TYPE_Q5_K: u32 = 13;
 /// GGML type id of Q6_K.
 pub const GGML_TYPE_Q6_K: u32 = 14;
 pub const Q4_K_BLOCK_BYTES: usize = 144;
 pub const Q6_K_BLOCK_BYTES: usize = 210;
+pub const Q5_K_BLOCK_BYTES: usize = 176;
 pub const Q5_0_BLOCK_BYTES: usize = 22;
+pub const Q5_1_BLOCK_BYTES: usize = 24;
 pub const QK5_0: usize = 32;
 
 /// ggml's `GROUP_MAX_EPS`: groups whose largest magnitude is below it count as all zero.
@@ -406,6 +412,149 @@ pub fn quantize_row_q5_0(x: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Quantizes a row (a multiple of 32 values) to Q5_1: per 32, an f16 scale and minimum, 32
+/// high bits and 16 bytes of low nibbles; levels 0..=31 span [min, max].
+pub fn quantize_row_q5_1(x: &[f32]) -> Vec<u8> {
+    assert!(
+        x.len().is_multiple_of(QK5_0),
+        "Q5_1 rows are whole 32-blocks"
+    );
+    let mut out = vec![0u8; x.len() / QK5_0 * Q5_1_BLOCK_BYTES];
+    for (xb, y) in x
+        .chunks_exact(QK5_0)
+        .zip(out.chunks_exact_mut(Q5_1_BLOCK_BYTES))
+    {
+        let mut min = f32::MAX;
+        let mut max = -f32::MAX;
+        for &v in xb {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        y[..2].copy_from_slice(&to_f16_bytes(d));
+        y[2..4].copy_from_slice(&to_f16_bytes(min));
+        let mut qh = 0u32;
+        // ggml converts with a C cast to uint8_t, which truncates (levels are at most 31.5).
+        let level = |v: f32| ((v - min) * id + 0.5) as u8;
+        for j in 0..QK5_0 / 2 {
+            let x0 = level(xb[j]);
+            let x1 = level(xb[j + QK5_0 / 2]);
+            y[8 + j] = (x0 & 0x0F) | ((x1 & 0x0F) << 4);
+            qh |= (((x0 & 0x10) >> 4) as u32) << j;
+            qh |= (((x1 & 0x10) >> 4) as u32) << (j + QK5_0 / 2);
+        }
+        y[4..8].copy_from_slice(&qh.to_le_bytes());
+    }
+    out
+}
+
+/// Quantizes a row (a multiple of 256 values) to Q5_K: Q4_K's scheme with 5-bit levels, whose
+/// fifth bits go in 32 bytes between the packed scales and the nibbles.
+pub fn quantize_row_q5_k(x: &[f32]) -> Vec<u8> {
+    assert!(
+        x.len().is_multiple_of(QK_K),
+        "Q5_K rows are whole 256-blocks"
+    );
+    let mut out = vec![0u8; x.len() / QK_K * Q5_K_BLOCK_BYTES];
+    let mut l = [0u8; QK_K];
+    let mut laux = [0u8; 32];
+    let mut weights = [0f32; 32];
+    for (xb, y) in x
+        .chunks_exact(QK_K)
+        .zip(out.chunks_exact_mut(Q5_K_BLOCK_BYTES))
+    {
+        let mut scales = [0f32; 8];
+        let mut mins = [0f32; 8];
+        let mut max_scale = 0.0f32;
+        let mut max_min = 0.0f32;
+        for j in 0..8 {
+            let xs = &xb[32 * j..32 * j + 32];
+            let mut sum_x2 = 0.0f32;
+            for &v in xs {
+                sum_x2 += v * v;
+            }
+            let av_x = (sum_x2 / 32.0).sqrt();
+            for (w, &v) in weights.iter_mut().zip(xs) {
+                *w = av_x + v.abs();
+            }
+            let (s, m) = make_qkx2_quants(
+                31,
+                xs,
+                &weights,
+                &mut l[32 * j..32 * j + 32],
+                &mut laux,
+                -0.5,
+                0.1,
+                15,
+            );
+            scales[j] = s;
+            mins[j] = m;
+            if s > max_scale {
+                max_scale = s;
+            }
+            if m > max_min {
+                max_min = m;
+            }
+        }
+        let inv_scale = if max_scale > 0.0 {
+            63.0 / max_scale
+        } else {
+            0.0
+        };
+        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+        let (dh, rest) = y.split_at_mut(4);
+        let (sc, rest) = rest.split_at_mut(12);
+        let (qh, ql) = rest.split_at_mut(QK_K / 8);
+        for j in 0..8 {
+            // ggml stores the int into a uint8_t before clamping, so truncate the same way.
+            let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+            let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+            if j < 4 {
+                sc[j] = ls;
+                sc[j + 4] = lm;
+            } else {
+                sc[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+                sc[j - 4] |= (ls >> 4) << 6;
+                sc[j] |= (lm >> 4) << 6;
+            }
+        }
+        dh[..2].copy_from_slice(&to_f16_bytes(max_scale / 63.0));
+        dh[2..].copy_from_slice(&to_f16_bytes(max_min / 63.0));
+        // Levels are recomputed from the rounded scales actually stored, as ggml does; a
+        // sub-block whose scale rounds to 0 keeps the levels of its fit.
+        let d_all = f16_round_trip(max_scale / 63.0);
+        let dmin_all = f16_round_trip(max_min / 63.0);
+        for j in 0..8 {
+            let (s, m) = scale_min_k4(j, sc);
+            let d = d_all * s as f32;
+            if d == 0.0 {
+                continue;
+            }
+            let dm = dmin_all * m as f32;
+            for ii in 0..32 {
+                let q = nearest_int((xb[32 * j + ii] + dm) / d).clamp(0, 31);
+                l[32 * j + ii] = q as u8;
+            }
+        }
+        // Sub-blocks 2c and 2c + 1 share nibble bytes 32c..32c + 32 (low and high) and take
+        // their fifth bits from bits 2c and 2c + 1 of qh.
+        for (c, q) in ql.chunks_exact_mut(32).enumerate() {
+            let n = 64 * c;
+            for j in 0..32 {
+                let (l1, l2) = (l[n + j], l[n + j + 32]);
+                qh[j] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
+                q[j] = (l1 & 0x0F) | ((l2 & 0x0F) << 4);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,5 +675,52 @@ mod tests {
         assert_eq!(level(3), 0);
         assert_eq!(level(0), 20);
         assert_eq!(level(31), 20);
+    }
+
+    #[test]
+    fn q5_1_round_trip_is_within_half_a_step() {
+        use crate::dtype::DType;
+        let x = ramp(4 * QK5_0);
+        let q = quantize_row_q5_1(&x);
+        assert_eq!(q.len(), 4 * Q5_1_BLOCK_BYTES);
+        let mut y = vec![0f32; x.len()];
+        crate::kernels::blocks::dequantize_row(DType::Q5_1, &q, &mut y);
+        for (xb, yb) in x.chunks(QK5_0).zip(y.chunks(QK5_0)) {
+            let (lo, hi) = xb
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            // Half a step of 31, plus the f16 rounding of d and min.
+            let tol = (hi - lo) / 31.0 * 0.5 + 1e-3 * (hi - lo) + 1e-4;
+            for (a, b) in xb.iter().zip(yb) {
+                assert!((a - b).abs() <= tol, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn q5_k_round_trip_is_close() {
+        use crate::dtype::DType;
+        let x = ramp(2 * QK_K);
+        let q = quantize_row_q5_k(&x);
+        assert_eq!(q.len(), 2 * Q5_K_BLOCK_BYTES);
+        let mut y = vec![0f32; x.len()];
+        crate::kernels::blocks::dequantize_row(DType::Q5_K, &q, &mut y);
+        // 5 bits over a 0.1 range: a step is ~0.0033, so half a step plus scale rounding.
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() < 0.003, "{a} vs {b}");
+        }
+        // Q4_K's error on the same row is larger: the fifth bit is really used.
+        let q4 = quantize_row_q4_k(&x);
+        let mut y4 = vec![0f32; x.len()];
+        crate::kernels::blocks::dequantize_row(DType::Q4_K, &q4, &mut y4);
+        let err = |y: &[f32]| x.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum::<f32>();
+        assert!(err(&y) < err(&y4) / 2.0, "{} vs q4_k {}", err(&y), err(&y4));
+    }
+
+    #[test]
+    fn q5_1_and_q5_k_zero_rows() {
+        // Q5_1: d = 0 and min = 0 (f16 +0), levels 0.
+        assert!(quantize_row_q5_1(&[0f32; 32]).iter().all(|&b| b == 0));
+        assert!(quantize_row_q5_k(&[0f32; QK_K]).iter().all(|&b| b == 0));
     }
 }

@@ -104,8 +104,9 @@ enum Command {
     Quantize {
         input: PathBuf,
         output: PathBuf,
-        /// Target type: f32, f16, q8_0, q4_0, q4_1, or q4_k_m (llama.cpp's mix of q4_k, q6_k and
-        /// its fallbacks, written byte for byte as llama-quantize writes it).
+        /// Target type: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, or q4_k_m / q5_k_m (llama.cpp's
+        /// mixes of q4_k / q5_k, q6_k and their fallbacks, written byte for byte as
+        /// llama-quantize writes them).
         #[arg(long = "type", short = 't')]
         dtype: quantize::Target,
     },

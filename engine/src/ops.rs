@@ -155,7 +155,14 @@ pub fn par_rows(
 pub fn wants_q8(dtype: DType) -> bool {
     matches!(
         dtype,
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q4_K | DType::Q6_K
+        DType::Q8_0
+            | DType::Q4_0
+            | DType::Q4_1
+            | DType::Q5_0
+            | DType::Q5_1
+            | DType::Q4_K
+            | DType::Q5_K
+            | DType::Q6_K
     )
 }
 
@@ -339,12 +346,21 @@ fn dot_rows(k: &Kernels, w: &Matrix, r0: usize, input: &Input<'_>, t: usize, out
                 *o = (k.dot_f16)(bytemuck::cast_slice(w.row(r0 + i)), x);
             }
         }
-        DType::Q5_0 => unreachable!("{}: Q5_0 matrices are widened to Q8_0 at load", w.name),
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q4_K | DType::Q6_K => {
+        DType::Q8_0
+        | DType::Q4_0
+        | DType::Q4_1
+        | DType::Q5_0
+        | DType::Q5_1
+        | DType::Q4_K
+        | DType::Q5_K
+        | DType::Q6_K => {
             let dot = match w.dtype {
                 DType::Q8_0 => k.dot_q8_0,
                 DType::Q4_0 => k.dot_q4_0,
+                DType::Q5_0 => k.dot_q5_0,
+                DType::Q5_1 => k.dot_q5_1,
                 DType::Q4_K => k.dot_q4_k,
+                DType::Q5_K => k.dot_q5_k,
                 DType::Q6_K => k.dot_q6_k,
                 _ => k.dot_q4_1,
             };

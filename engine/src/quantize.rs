@@ -2,16 +2,17 @@
 //! precision ladder. Matrices change type; norms and other vectors stay F32; metadata is kept,
 //! with the conversion recorded under `meltbench.*`.
 //!
-//! The one exception is [`Target::Q4KM`], llama.cpp's Q4_K_M mix: it is written exactly as
-//! `llama-quantize IN OUT Q4_K_M` writes it (same tensor types, order, metadata and padding),
-//! so a file llama.cpp scored can be re-created here byte for byte and identified by its hash.
+//! The exceptions are [`Target::Q4KM`] and [`Target::Q5KM`], llama.cpp's Q4_K_M and Q5_K_M
+//! mixes: they are written exactly as `llama-quantize IN OUT Q4_K_M` (or `Q5_K_M`) writes them
+//! (same tensor types, order, metadata and padding), so a file llama.cpp scored can be
+//! re-created here byte for byte and identified by its hash.
 
 use crate::dtype::DType;
 use crate::gguf::{self, Gguf, GgufError, RawTensorOut, TensorOut, Value};
 use crate::kernels::blocks::{dequantize_row, quantize_row};
 use crate::kquants_quantize::{
-    quantize_row_q4_k, quantize_row_q5_0, quantize_row_q6_k, GGML_TYPE_Q4_K, GGML_TYPE_Q5_0,
-    GGML_TYPE_Q6_K, QK5_0, QK_K,
+    quantize_row_q4_k, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q5_k, quantize_row_q6_k,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, QK5_0, QK_K,
 };
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -24,7 +25,7 @@ pub enum QuantizeError {
     Gguf(#[from] GgufError),
     #[error("{0}")]
     Unsupported(String),
-    #[error("cannot quantize to {0}: the engine runs {0} files (from llama-quantize) but has no {0} quantizer of its own; targets: f32, f16, q8_0, q4_0, q4_1, or q4_k_m (llama.cpp's mix, which holds q4_k and q6_k)")]
+    #[error("cannot quantize to {0} on its own: the engine writes {0} only inside llama.cpp's mixes; targets: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m or q5_k_m (llama.cpp's mixes, which hold q4_k / q5_k and q6_k)")]
     NoQuantizer(DType),
     #[error("writing {path}: {source}")]
     Write {
@@ -49,13 +50,25 @@ pub enum Target {
     /// projections of some layers and for the output matrix, and llama.cpp's fallbacks where a
     /// row is not a multiple of 256.
     Q4KM,
+    /// llama.cpp's `Q5_K_M`: the same rules with Q5_K as the base type (falling back to Q5_1).
+    Q5KM,
+}
+
+impl Target {
+    fn mix(self) -> Option<Mix> {
+        match self {
+            Target::Type(_) => None,
+            Target::Q4KM => Some(Mix::Q4KM),
+            Target::Q5KM => Some(Mix::Q5KM),
+        }
+    }
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Type(t) => t.fmt(f),
-            Target::Q4KM => f.write_str("q4_k_m"),
+            Target::Q4KM | Target::Q5KM => f.write_str(self.mix().expect("a mix").name()),
         }
     }
 }
@@ -66,9 +79,12 @@ impl FromStr for Target {
         if s.eq_ignore_ascii_case("q4_k_m") {
             return Ok(Target::Q4KM);
         }
+        if s.eq_ignore_ascii_case("q5_k_m") {
+            return Ok(Target::Q5KM);
+        }
         s.parse::<DType>()
             .map(Target::Type)
-            .map_err(|e| format!("{e}, or q4_k_m"))
+            .map_err(|e| format!("{e}, or q4_k_m, q5_k_m"))
     }
 }
 
@@ -79,7 +95,7 @@ pub fn quantize_to(
 ) -> Result<QuantizeReport, QuantizeError> {
     match target {
         Target::Type(t) => quantize(input, output, t),
-        Target::Q4KM => quantize_q4_k_m(input, output),
+        Target::Q4KM | Target::Q5KM => quantize_k_mix(input, output, target.mix().expect("a mix")),
     }
 }
 
@@ -162,8 +178,37 @@ pub fn quantize(
     Ok(report)
 }
 
-/// `LLAMA_FTYPE_MOSTLY_Q4_K_M`.
-const LLAMA_FTYPE_Q4_K_M: u32 = 15;
+/// One of llama-quantize's K-quant mixes that this module reproduces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    Q4KM,
+    Q5KM,
+}
+
+impl Mix {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mix::Q4KM => "q4_k_m",
+            Mix::Q5KM => "q5_k_m",
+        }
+    }
+
+    /// The type most matrices get.
+    fn base(self) -> u32 {
+        match self {
+            Mix::Q4KM => GGML_TYPE_Q4_K,
+            Mix::Q5KM => GGML_TYPE_Q5_K,
+        }
+    }
+
+    /// `LLAMA_FTYPE_MOSTLY_Q4_K_M` / `_Q5_K_M`.
+    fn ftype(self) -> u32 {
+        match self {
+            Mix::Q4KM => 15,
+            Mix::Q5KM => 17,
+        }
+    }
+}
 /// `GGML_QNT_VERSION`, which llama-quantize stamps into every file it writes.
 const GGML_QNT_VERSION: u32 = 2;
 const GGML_TYPE_F32: u32 = 0;
@@ -226,8 +271,8 @@ fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
 
 fn ggml_block_elems(ty: u32) -> u64 {
     match ty {
-        GGML_TYPE_Q4_K | GGML_TYPE_Q6_K => QK_K as u64,
-        GGML_TYPE_Q5_0 | GGML_TYPE_Q8_0 => QK5_0 as u64,
+        GGML_TYPE_Q4_K | GGML_TYPE_Q5_K | GGML_TYPE_Q6_K => QK_K as u64,
+        GGML_TYPE_Q5_0 | GGML_TYPE_Q5_1 | GGML_TYPE_Q8_0 => QK5_0 as u64,
         _ => 1,
     }
 }
@@ -235,13 +280,29 @@ fn ggml_block_elems(ty: u32) -> u64 {
 /// Writes the file `llama-quantize IN OUT Q4_K_M` writes (no importance matrix, default
 /// options), for dense llama-style models.
 pub fn quantize_q4_k_m(input: &Path, output: &Path) -> Result<QuantizeReport, QuantizeError> {
+    quantize_k_mix(input, output, Mix::Q4KM)
+}
+
+/// Writes the file `llama-quantize IN OUT Q5_K_M` writes, as [`quantize_q4_k_m`] does for Q4_K_M.
+pub fn quantize_q5_k_m(input: &Path, output: &Path) -> Result<QuantizeReport, QuantizeError> {
+    quantize_k_mix(input, output, Mix::Q5KM)
+}
+
+/// llama-quant.cpp's type choice for Q4_K_M and Q5_K_M, which differ only in the base type
+/// (and so in its fallback), and in the `general.file_type` written.
+pub fn quantize_k_mix(
+    input: &Path,
+    output: &Path,
+    mix: Mix,
+) -> Result<QuantizeReport, QuantizeError> {
+    let mname = mix.name();
     let g = Gguf::open(input)?;
     let arch = match g.metadata.iter().find(|(k, _)| k == "general.architecture") {
         Some((_, Value::String(a))) => a.clone(),
         _ => {
-            return Err(QuantizeError::Unsupported(
-                "q4_k_m: no general.architecture".into(),
-            ))
+            return Err(QuantizeError::Unsupported(format!(
+                "{mname}: no general.architecture"
+            )))
         }
     };
     let meta_u64 = |key: &str| {
@@ -253,11 +314,11 @@ pub fn quantize_q4_k_m(input: &Path, output: &Path) -> Result<QuantizeReport, Qu
     // The mixture-of-experts, Falcon and 70B rules of llama.cpp are not reproduced.
     if arch == "falcon" || meta_u64(&format!("{arch}.expert_count")).unwrap_or(0) > 1 {
         return Err(QuantizeError::Unsupported(format!(
-            "q4_k_m: llama.cpp's rules for {arch} / mixture-of-experts models are not implemented"
+            "{mname}: llama.cpp's rules for {arch} / mixture-of-experts models are not implemented"
         )));
     }
     let n_layer = meta_u64(&format!("{arch}.block_count"))
-        .ok_or_else(|| QuantizeError::Unsupported(format!("q4_k_m: no {arch}.block_count")))?
+        .ok_or_else(|| QuantizeError::Unsupported(format!("{mname}: no {arch}.block_count")))?
         as i64;
 
     // llama.cpp's loader keeps tensors in a map ordered by layer (non-layer tensors first),
@@ -288,7 +349,7 @@ pub fn quantize_q4_k_m(input: &Path, output: &Path) -> Result<QuantizeReport, Qu
             n_dims(&t.dims) >= 2 && t.name.ends_with("weight") && !t.name.contains("_norm.weight");
         let mut ty = t.ggml_type;
         if allowed {
-            ty = GGML_TYPE_Q4_K;
+            ty = mix.base();
             let cat = category(&t.name);
             if cat == Category::Output || (tied && cat == Category::TokenEmbd) {
                 ty = if ncols % QK_K as u64 != 0 {
@@ -310,6 +371,7 @@ pub fn quantize_q4_k_m(input: &Path, output: &Path) -> Result<QuantizeReport, Qu
             if ncols % ggml_block_elems(ty) != 0 {
                 ty = match ty {
                     GGML_TYPE_Q4_K => GGML_TYPE_Q5_0,
+                    GGML_TYPE_Q5_K => GGML_TYPE_Q5_1,
                     GGML_TYPE_Q6_K => GGML_TYPE_Q8_0,
                     other => other,
                 };
@@ -358,7 +420,7 @@ pub fn quantize_q4_k_m(input: &Path, output: &Path) -> Result<QuantizeReport, Qu
         "general.quantization_version".into(),
         Value::U32(GGML_QNT_VERSION),
     ));
-    meta.push(("general.file_type".into(), Value::U32(LLAMA_FTYPE_Q4_K_M)));
+    meta.push(("general.file_type".into(), Value::U32(mix.ftype())));
     gguf::write_raw(output, &meta, &tensors).map_err(|source| QuantizeError::Write {
         path: output.display().to_string(),
         source,
@@ -374,14 +436,16 @@ fn quantize_rows(ty: u32, f: &[f32], ncols: usize) -> Vec<u8> {
         match ty {
             GGML_TYPE_Q4_K => quantize_row_q4_k(rows),
             GGML_TYPE_Q6_K => quantize_row_q6_k(rows),
+            GGML_TYPE_Q5_K => quantize_row_q5_k(rows),
             GGML_TYPE_Q5_0 => quantize_row_q5_0(rows),
+            GGML_TYPE_Q5_1 => quantize_row_q5_1(rows),
             GGML_TYPE_Q8_0 | GGML_TYPE_F16 | GGML_TYPE_F32 => {
                 let dt = DType::from_ggml(ty).expect("plain type");
                 let mut out = vec![0u8; dt.bytes_for(rows.len()).expect("whole blocks")];
                 quantize_row(dt, rows, &mut out);
                 out
             }
-            _ => unreachable!("q4_k_m only picks the types above"),
+            _ => unreachable!("the k-quant mixes only pick the types above"),
         }
     };
     let nrows = f.len() / ncols;

@@ -16,12 +16,15 @@
 //!   |simd - scalar| <= (n / 4 + 64) * eps * M with M = sum |w_i * x_i| (f16 weights convert
 //!   to f32 exactly). That is about 7e-5 * M for n = 2048.
 //!
-//! * K-quants (Q4_K, Q6_K): the same argument per 32-element sub-block. Each sub-block's
+//! * Q5_0 and Q5_1 are block-quantized like Q4_0 and Q4_1 (with Q5_1's minimum term as Q4_1's),
+//!   so the first bound holds as it stands.
+//! * K-quants (Q4_K, Q5_K, Q6_K): the same argument per 32-element sub-block. Each sub-block's
 //!   integer sum, its sub-block scales already multiplied in, is exact in every kernel, and
 //!   `d * d_a` is one identical f32 product, so again only the order of the f32 additions
-//!   differs. Q4_K adds two terms per sub-block (scale and minimum), Q6_K one; the bound is
-//!   the one above with nb = 2 * 8 per super-block, and M = sum over sub-blocks of
-//!   |d * d_a| * sum |sc * q_w * q_a| (+ |dmin * m * s| for Q4_K), q_w already unbiased.
+//!   differs. Q4_K and Q5_K add two terms per sub-block (scale and minimum), Q6_K one; the
+//!   bound is the one above with nb = 2 * 8 per super-block, and M = sum over sub-blocks of
+//!   |d * d_a| * sum |sc * q_w * q_a| (+ |dmin * m * s| for Q4_K and Q5_K), q_w already
+//!   unbiased.
 //!
 //! Both bounds get `f32::MIN_POSITIVE` of absolute slack, since with tiny scales some products
 //! are subnormal and carry an absolute rather than a relative rounding error.
@@ -117,9 +120,15 @@ fn quant_byte() -> impl Strategy<Value = u8> {
     ]
 }
 
-/// One block of `ty`: its f16 header fields (scale, and minimum for Q4_1) then random bytes.
+/// Whether a 32-element block type has an f16 minimum at byte 2.
+fn has_min(ty: DType) -> bool {
+    matches!(ty, DType::Q4_1 | DType::Q5_1)
+}
+
+/// One block of `ty`: its f16 header fields (scale, and minimum for Q4_1 and Q5_1) then random
+/// bytes (for Q5_0 and Q5_1 the high-bit word is among them, so every bit pattern is reached).
 fn block(ty: DType) -> impl Strategy<Value = Vec<u8>> {
-    let header = if ty == DType::Q4_1 { 2 } else { 1 };
+    let header = if has_min(ty) { 2 } else { 1 };
     let body = ty.block_bytes() - 2 * header;
     (
         prop::collection::vec(f16_scale(), header),
@@ -227,7 +236,7 @@ fn super_block_count() -> impl Strategy<Value = usize> {
 /// packed 6-bit scales and Q6_K's i8 scales at their limits) with the f16 fields drawn like
 /// the other types' scales.
 fn k_block(ty: DType) -> impl Strategy<Value = Vec<u8>> {
-    let halves: &'static [usize] = if ty == DType::Q4_K { &[0, 2] } else { &[208] };
+    let halves: &'static [usize] = if ty == DType::Q6_K { &[208] } else { &[0, 2] };
     (
         prop::collection::vec(quant_byte(), ty.block_bytes()),
         prop::collection::vec(f16_scale(), halves.len()),
@@ -275,6 +284,18 @@ fn block_ints(ty: DType, blk: &[u8]) -> Vec<i32> {
             let hi = nib.iter().map(|&b| (b >> 4) as i32 - bias);
             lo.chain(hi).collect()
         }
+        DType::Q5_0 | DType::Q5_1 => {
+            // Decoded bit by bit here, independently of the engine's helpers.
+            let (at, bias) = if ty == DType::Q5_0 { (2, 16) } else { (4, 0) };
+            let qh = u32::from_le_bytes(blk[at..at + 4].try_into().unwrap());
+            (0..QK)
+                .map(|e| {
+                    let byte = blk[at + 4 + e % 16];
+                    let nib = if e < 16 { byte & 0x0F } else { byte >> 4 };
+                    (nib as i32 | (((qh >> e) & 1) as i32) << 4) - bias
+                })
+                .collect()
+        }
         _ => unreachable!("{ty} is not block-quantized"),
     }
 }
@@ -290,7 +311,7 @@ fn quant_magnitude(ty: DType, w: &[u8], a: Q8Blocks<'_>) -> f32 {
             .map(|(&q, &x)| (q as i64 * x as i64).abs())
             .sum();
         m += (half_at(blk, 0) * a.d[i]).abs() as f64 * iabs as f64;
-        if ty == DType::Q4_1 {
+        if has_min(ty) {
             m += (half_at(blk, 2) * a.s[i]).abs() as f64;
         }
     }
@@ -323,6 +344,11 @@ fn k_magnitude(ty: DType, w: &[u8], a: Q8Blocks<'_>) -> f32 {
                 let scaled = if ty == DType::Q4_K {
                     let q = (blk[16 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 15;
                     q4_k_scale_min(&blk[4..16], j).0 * q as i64
+                } else if ty == DType::Q5_K {
+                    // Nibbles at 48 as Q4_K's at 16; the fifth bit is bit j of qh[l] (at 16).
+                    let lo = (blk[48 + 32 * (j / 2) + l] >> (4 * (j % 2))) & 15;
+                    let q = lo | ((blk[16 + l] >> j) & 1) << 4;
+                    q4_k_scale_min(&blk[4..16], j).0 * q as i64
                 } else {
                     let (h, k, r) = (e / 128, (e % 128) / 32, e % 32);
                     let lo = (blk[64 * h + 32 * (k % 2) + r] >> (4 * (k / 2))) & 15;
@@ -332,9 +358,9 @@ fn k_magnitude(ty: DType, w: &[u8], a: Q8Blocks<'_>) -> f32 {
                 };
                 iabs += (scaled * x as i64).abs();
             }
-            let d = half_at(blk, if ty == DType::Q4_K { 0 } else { 208 });
+            let d = half_at(blk, if ty == DType::Q6_K { 208 } else { 0 });
             m += (d * a.d[b]).abs() as f64 * iabs as f64;
-            if ty == DType::Q4_K {
+            if ty != DType::Q6_K {
                 let min = q4_k_scale_min(&blk[4..16], j).1 as f32;
                 m += (half_at(blk, 2) * min * a.s[b]).abs() as f64;
             }
@@ -364,8 +390,11 @@ fn check_quant(
     let (w, a) = (case.weights(), q8.blocks());
     let want = reference(w, a);
     let tol = match ty {
-        // Two terms per sub-block for Q4_K (scale and min), one for Q6_K; counted generously.
-        DType::Q4_K | DType::Q6_K => quant_tolerance(2 * case.nb, k_magnitude(ty, w, a)),
+        // Two terms per sub-block for Q4_K and Q5_K (scale and min), one for Q6_K; counted
+        // generously.
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => {
+            quant_tolerance(2 * case.nb, k_magnitude(ty, w, a))
+        }
         _ => quant_tolerance(case.nb, quant_magnitude(ty, w, a)),
     };
     for k in simd_tables(test) {
@@ -397,6 +426,21 @@ proptest! {
     #[test]
     fn dot_q4_1_matches_scalar(case in quant_case(DType::Q4_1)) {
         check_quant("dot_q4_1", DType::Q4_1, &case, |k| k.dot_q4_1, scalar::dot_q4_1)?;
+    }
+
+    #[test]
+    fn dot_q5_0_matches_scalar(case in quant_case(DType::Q5_0)) {
+        check_quant("dot_q5_0", DType::Q5_0, &case, |k| k.dot_q5_0, scalar::dot_q5_0)?;
+    }
+
+    #[test]
+    fn dot_q5_1_matches_scalar(case in quant_case(DType::Q5_1)) {
+        check_quant("dot_q5_1", DType::Q5_1, &case, |k| k.dot_q5_1, scalar::dot_q5_1)?;
+    }
+
+    #[test]
+    fn dot_q5_k_matches_scalar(case in k_case(DType::Q5_K)) {
+        check_quant("dot_q5_k", DType::Q5_K, &case, |k| k.dot_q5_k, kquants::scalar::dot_q5_k)?;
     }
 
     #[test]

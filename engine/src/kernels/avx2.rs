@@ -17,7 +17,10 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0,
     dot_q4_0,
     dot_q4_1,
+    dot_q5_0,
+    dot_q5_1,
     dot_q4_k: super::kquants::avx2::dot_q4_k,
+    dot_q5_k: super::kquants::avx2::dot_q5_k,
     dot_q6_k: super::kquants::avx2::dot_q6_k,
     axpy,
     attend: None,
@@ -70,6 +73,14 @@ fn dot_q4_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
 
 fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     unsafe { dot_q4_1_avx2(w, a) }
+}
+
+fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { dot_q5_0_avx2(w, a) }
+}
+
+fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { dot_q5_1_avx2(w, a) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -144,6 +155,16 @@ unsafe fn dot_q4_1_avx2(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     dot_blocks::<Q4_1>(w, a)
 }
 
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_0_avx2(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    dot_blocks::<Q5_0>(w, a)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_1_avx2(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    dot_blocks::<Q5_1>(w, a)
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn hsum(v: __m256) -> f32 {
@@ -165,6 +186,8 @@ trait Block {
 struct Q8_0;
 struct Q4_0;
 struct Q4_1;
+struct Q5_0;
+struct Q5_1;
 
 impl Block for Q8_0 {
     const TYPE: DType = DType::Q8_0;
@@ -216,6 +239,55 @@ impl Block for Q4_1 {
         let n = nibbles(blk.add(4));
         let a = _mm256_loadu_si256(q as *const __m256i);
         _mm256_madd_epi16(_mm256_maddubs_epi16(n, a), _mm256_set1_epi16(1))
+    }
+}
+
+/// The 32 5-bit values (0..32) of a Q5 block in element order, from its `qh` word at `p` and
+/// the nibbles that follow it.
+#[inline(always)]
+unsafe fn quants5(p: *const u8) -> __m256i {
+    let qh = ptr::read_unaligned(p as *const u32) as i32;
+    // Byte k of the spread holds byte k / 8 of qh (each 128-bit half has its own copy of qh,
+    // so the in-lane shuffle reaches bytes 2 and 3 from the upper half); ANDing with bit k % 8
+    // and comparing turns each element's fifth bit into a full byte mask.
+    let pick = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(qh), pick);
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_or_si256(
+        nibbles(p.add(4)),
+        _mm256_and_si256(set, _mm256_set1_epi8(16)),
+    )
+}
+
+impl Block for Q5_0 {
+    const TYPE: DType = DType::Q5_0;
+    #[inline(always)]
+    unsafe fn isum(blk: *const u8, q: *const i8) -> __m256i {
+        let a = _mm256_loadu_si256(q as *const __m256i);
+        // sum((q - 16) * a) as sum(q * a) - sum(16 * a), as Q4_0 does with 8; every i16
+        // pair is at most 2 * 31 * 128 in magnitude, so maddubs cannot saturate.
+        let p = _mm256_sub_epi16(
+            _mm256_maddubs_epi16(quants5(blk.add(2)), a),
+            _mm256_maddubs_epi16(_mm256_set1_epi8(16), a),
+        );
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+    }
+}
+
+impl Block for Q5_1 {
+    const TYPE: DType = DType::Q5_1;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn isum(blk: *const u8, q: *const i8) -> __m256i {
+        let a = _mm256_loadu_si256(q as *const __m256i);
+        _mm256_madd_epi16(
+            _mm256_maddubs_epi16(quants5(blk.add(4)), a),
+            _mm256_set1_epi16(1),
+        )
     }
 }
 

@@ -21,7 +21,10 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Maddubs>,
     dot_q4_0: dot_q4_0::<Maddubs>,
     dot_q4_1: dot_q4_1::<Maddubs>,
+    dot_q5_0: dot_q5_0::<Maddubs>,
+    dot_q5_1: dot_q5_1::<Maddubs>,
     dot_q4_k: super::kquants::avx512::dot_q4_k,
+    dot_q5_k: super::kquants::avx512::dot_q5_k,
     dot_q6_k: super::kquants::avx512::dot_q6_k,
     axpy,
     attend: Some(attend),
@@ -35,7 +38,10 @@ static KERNELS_VNNI: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Vnni>,
     dot_q4_0: dot_q4_0::<Vnni>,
     dot_q4_1: dot_q4_1::<Vnni>,
+    dot_q5_0: dot_q5_0::<Vnni>,
+    dot_q5_1: dot_q5_1::<Vnni>,
     dot_q4_k: super::kquants::avx512::dot_q4_k_vnni,
+    dot_q5_k: super::kquants::avx512::dot_q5_k_vnni,
     dot_q6_k: super::kquants::avx512::dot_q6_k_vnni,
     axpy,
     attend: Some(attend),
@@ -162,6 +168,14 @@ fn dot_q4_1<U: Udot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     unsafe { U::dot_q4_1(w, a) }
 }
 
+fn dot_q5_0<U: Udot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { U::dot_q5_0(w, a) }
+}
+
+fn dot_q5_1<U: Udot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { U::dot_q5_1(w, a) }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn dot_f32_avx512(w: &[f32], x: &[f32]) -> f32 {
@@ -238,6 +252,8 @@ trait Udot {
     unsafe fn dot_q8_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
     unsafe fn dot_q4_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
     unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32;
+    unsafe fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
+    unsafe fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32;
 }
 
 struct Maddubs;
@@ -266,6 +282,14 @@ impl Udot for Maddubs {
     unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
         dot_blocks::<Q4_1, Self>(w, a)
     }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_0, Self>(w, a)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_1, Self>(w, a)
+    }
 }
 
 impl Udot for Vnni {
@@ -289,6 +313,14 @@ impl Udot for Vnni {
     unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
         dot_blocks::<Q4_1, Self>(w, a)
     }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_0, Self>(w, a)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_1, Self>(w, a)
+    }
 }
 
 /// The 16-bit little-endian word at `p` (not necessarily aligned).
@@ -310,6 +342,8 @@ trait Block {
 struct Q8_0;
 struct Q4_0;
 struct Q4_1;
+struct Q5_0;
+struct Q5_1;
 
 impl Block for Q8_0 {
     const TYPE: DType = DType::Q8_0;
@@ -358,6 +392,38 @@ impl Block for Q4_1 {
     #[inline(always)]
     unsafe fn isum<U: Udot>(b0: *const u8, b1: *const u8, a: __m512i) -> __m512i {
         U::udot(nibbles(b0.add(4), b1.add(4)), a)
+    }
+}
+
+/// The 5-bit values (0..32) of two Q5 blocks in element order, from their `qh` words at
+/// `b0 + at` and `b1 + at` and the nibbles that follow them. Each block's 32 high bits are
+/// already one bit per element in element order, so the two words together are a byte mask
+/// that adds 16 where a fifth bit is set: one mask move and one masked add per pair of blocks.
+#[inline(always)]
+unsafe fn quants5(b0: *const u8, b1: *const u8, at: usize) -> __m512i {
+    let nib = nibbles(b0.add(at + 4), b1.add(at + 4));
+    let qh0 = ptr::read_unaligned(b0.add(at) as *const u32) as u64;
+    let qh1 = ptr::read_unaligned(b1.add(at) as *const u32) as u64;
+    let high: __mmask64 = qh0 | (qh1 << 32);
+    _mm512_mask_add_epi8(nib, high, nib, _mm512_set1_epi8(16))
+}
+
+impl Block for Q5_0 {
+    const TYPE: DType = DType::Q5_0;
+    #[inline(always)]
+    unsafe fn isum<U: Udot>(b0: *const u8, b1: *const u8, a: __m512i) -> __m512i {
+        // sum((q - 16) * a) as sum(q * a) - sum(16 * a), as Q4_0 does with 8: exact for any
+        // activation, every i16 pair at most 2 * 31 * 128 in magnitude.
+        U::udot_diff(quants5(b0, b1, 2), _mm512_set1_epi8(16), a)
+    }
+}
+
+impl Block for Q5_1 {
+    const TYPE: DType = DType::Q5_1;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn isum<U: Udot>(b0: *const u8, b1: *const u8, a: __m512i) -> __m512i {
+        U::udot(quants5(b0, b1, 4), a)
     }
 }
 
@@ -487,11 +553,19 @@ mod tests {
             let mut q8 = Q8Row::default();
             q8.quantize_from(&x);
             let ab = q8.blocks();
-            for ty in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+            for ty in [
+                DType::Q8_0,
+                DType::Q4_0,
+                DType::Q4_1,
+                DType::Q5_0,
+                DType::Q5_1,
+            ] {
                 let w = random_blocks(&mut rng, ty, n);
                 let pick = |k: &Kernels| match ty {
                     DType::Q8_0 => (k.dot_q8_0)(&w, ab),
                     DType::Q4_0 => (k.dot_q4_0)(&w, ab),
+                    DType::Q5_0 => (k.dot_q5_0)(&w, ab),
+                    DType::Q5_1 => (k.dot_q5_1)(&w, ab),
                     _ => (k.dot_q4_1)(&w, ab),
                 };
                 assert_eq!(pick(plain).to_bits(), pick(vnni).to_bits(), "{ty} n={n}");

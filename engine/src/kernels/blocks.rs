@@ -151,8 +151,10 @@ pub fn quantize_row(ty: DType, x: &[f32], out: &mut [u8]) {
                 }
             }
         }
+        DType::Q5_0 => out.copy_from_slice(&crate::kquants_quantize::quantize_row_q5_0(x)),
+        DType::Q5_1 => out.copy_from_slice(&crate::kquants_quantize::quantize_row_q5_1(x)),
         // Callers check `DType::can_quantize` first and report this as an error.
-        DType::Q5_0 | DType::Q4_K | DType::Q6_K => panic!("no quantizer for {ty} yet"),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => panic!("no quantizer for {ty} on its own"),
     }
 }
 
@@ -211,13 +213,22 @@ pub fn dequantize_row(ty: DType, data: &[u8], out: &mut [f32]) {
                 }
             }
         }
-        DType::Q5_0 => super::q5_0::dequantize(data, out),
+        DType::Q5_0 => super::q5::dequantize_q5_0(data, out),
+        DType::Q5_1 => super::q5::dequantize_q5_1(data, out),
         DType::Q4_K => {
             for (ob, b) in out
                 .chunks_exact_mut(ty.block_elems())
                 .zip(data.chunks_exact(ty.block_bytes()))
             {
                 super::kquants::dequantize_q4_k(b, ob);
+            }
+        }
+        DType::Q5_K => {
+            for (ob, b) in out
+                .chunks_exact_mut(ty.block_elems())
+                .zip(data.chunks_exact(ty.block_bytes()))
+            {
+                super::kquants::dequantize_q5_k(b, ob);
             }
         }
         DType::Q6_K => {
@@ -244,7 +255,7 @@ mod tests {
     #[test]
     fn round_trip_error_is_within_half_a_step() {
         let x = ramp(128);
-        for ty in DType::ALL {
+        for ty in DType::ALL.into_iter().chain(DType::FIVE_BIT) {
             let mut enc = vec![0u8; ty.bytes_for(x.len()).unwrap()];
             quantize_row(ty, &x, &mut enc);
             let mut dec = vec![0f32; x.len()];
@@ -255,7 +266,8 @@ mod tests {
                 DType::F16 => 1e-2,
                 DType::Q8_0 => range / 127.0,
                 DType::Q4_0 | DType::Q4_1 => range / 7.0,
-                DType::Q5_0 | DType::Q4_K | DType::Q6_K => unreachable!("not in DType::ALL"),
+                DType::Q5_0 | DType::Q5_1 => range / 15.0,
+                DType::Q4_K | DType::Q5_K | DType::Q6_K => unreachable!("not written on their own"),
             };
             for (a, b) in x.iter().zip(&dec) {
                 assert!((a - b).abs() <= step * 0.51 + 1e-6, "{ty}: {a} vs {b}");

@@ -8,7 +8,7 @@ pub mod blocks;
 pub mod interleaved;
 pub mod kquants;
 pub mod packed;
-pub mod q5_0;
+pub mod q5;
 pub mod scalar;
 #[cfg(test)]
 mod test_support;
@@ -64,7 +64,10 @@ pub struct Kernels {
     pub dot_q8_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_0: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_1: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q5_0: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q5_1: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q4_k: fn(&[u8], Q8Blocks<'_>) -> f32,
+    pub dot_q5_k: fn(&[u8], Q8Blocks<'_>) -> f32,
     pub dot_q6_k: fn(&[u8], Q8Blocks<'_>) -> f32,
     /// `y += a * x`, attention's weighted sum of value rows.
     pub axpy: fn(f32, &[f32], &mut [f32]),

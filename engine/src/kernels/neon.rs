@@ -18,7 +18,10 @@ static KERNELS: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Mull>,
     dot_q4_0: dot_q4_0::<Mull>,
     dot_q4_1: dot_q4_1::<Mull>,
+    dot_q5_0: dot_q5_0::<Mull>,
+    dot_q5_1: dot_q5_1::<Mull>,
     dot_q4_k: super::kquants::neon::dot_q4_k,
+    dot_q5_k: super::kquants::neon::dot_q5_k,
     dot_q6_k: super::kquants::neon::dot_q6_k,
     axpy: super::scalar::axpy,
     attend: None,
@@ -32,7 +35,10 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     dot_q8_0: dot_q8_0::<Sdot>,
     dot_q4_0: dot_q4_0::<Sdot>,
     dot_q4_1: dot_q4_1::<Sdot>,
+    dot_q5_0: dot_q5_0::<Sdot>,
+    dot_q5_1: dot_q5_1::<Sdot>,
     dot_q4_k: super::kquants::neon::dot_q4_k_dotprod,
+    dot_q5_k: super::kquants::neon::dot_q5_k_dotprod,
     dot_q6_k: super::kquants::neon::dot_q6_k_dotprod,
     axpy: super::scalar::axpy,
     attend: None,
@@ -83,6 +89,14 @@ fn dot_q4_0<D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
 
 fn dot_q4_1<D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     unsafe { D::dot_q4_1(w, a) }
+}
+
+fn dot_q5_0<D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { D::dot_q5_0(w, a) }
+}
+
+fn dot_q5_1<D: Dot>(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    unsafe { D::dot_q5_1(w, a) }
 }
 
 unsafe fn dot_f32_neon(w: &[f32], x: &[f32]) -> f32 {
@@ -180,6 +194,8 @@ trait Dot {
     unsafe fn dot_q8_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
     unsafe fn dot_q4_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
     unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32;
+    unsafe fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32;
+    unsafe fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32;
 }
 
 struct Mull;
@@ -202,6 +218,12 @@ impl Dot for Mull {
     }
     unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
         dot_blocks::<Q4_1, Self>(w, a)
+    }
+    unsafe fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_0, Self>(w, a)
+    }
+    unsafe fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_1, Self>(w, a)
     }
 }
 
@@ -233,6 +255,14 @@ impl Dot for Sdot {
     unsafe fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
         dot_blocks::<Q4_1, Self>(w, a)
     }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_0, Self>(w, a)
+    }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+        dot_blocks::<Q5_1, Self>(w, a)
+    }
 }
 
 /// One weight block format: how to turn a block and its 32 activations into integer sums.
@@ -247,6 +277,8 @@ trait Block {
 struct Q8_0;
 struct Q4_0;
 struct Q4_1;
+struct Q5_0;
+struct Q5_1;
 
 impl Block for Q8_0 {
     const TYPE: DType = DType::Q8_0;
@@ -285,6 +317,48 @@ impl Block for Q4_1 {
     unsafe fn isum<D: Dot>(blk: *const u8, q: *const i8) -> int32x4_t {
         // Nibbles are at most 15, so they are also valid signed bytes.
         let (lo, hi) = nibbles(blk.add(4));
+        let acc = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), vld1q_s8(q));
+        D::dot(acc, vreinterpretq_s8_u8(hi), vld1q_s8(q.add(16)))
+    }
+}
+
+/// A Q5 block's 5-bit values (0..32) as (elements 0..16, elements 16..32), from its `qh` word
+/// at `p` and the nibbles that follow it.
+#[inline(always)]
+unsafe fn quants5(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+    let (lo, hi) = nibbles(p.add(4));
+    let qh = std::ptr::read_unaligned(p as *const [u8; 4]);
+    // Byte k of each half holds qh byte 2h + k / 8; testing it against bit k % 8 gives an
+    // all-ones byte where that element's fifth bit is set.
+    let bits = vld1q_u8([1u8, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128].as_ptr());
+    let spread = |b0: u8, b1: u8| vcombine_u8(vdup_n_u8(b0), vdup_n_u8(b1));
+    let sixteen = vdupq_n_u8(16);
+    let h0 = vandq_u8(vtstq_u8(spread(qh[0], qh[1]), bits), sixteen);
+    let h1 = vandq_u8(vtstq_u8(spread(qh[2], qh[3]), bits), sixteen);
+    (vorrq_u8(lo, h0), vorrq_u8(hi, h1))
+}
+
+impl Block for Q5_0 {
+    const TYPE: DType = DType::Q5_0;
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(blk: *const u8, q: *const i8) -> int32x4_t {
+        let (lo, hi) = quants5(blk.add(2));
+        let bias = vdupq_n_s8(16);
+        // q - 16 is in -16..16, a valid signed byte.
+        let lo = vsubq_s8(vreinterpretq_s8_u8(lo), bias);
+        let hi = vsubq_s8(vreinterpretq_s8_u8(hi), bias);
+        let acc = D::dot(vdupq_n_s32(0), lo, vld1q_s8(q));
+        D::dot(acc, hi, vld1q_s8(q.add(16)))
+    }
+}
+
+impl Block for Q5_1 {
+    const TYPE: DType = DType::Q5_1;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn isum<D: Dot>(blk: *const u8, q: *const i8) -> int32x4_t {
+        // Values are at most 31, so they are also valid signed bytes.
+        let (lo, hi) = quants5(blk.add(4));
         let acc = D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), vld1q_s8(q));
         D::dot(acc, vreinterpretq_s8_u8(hi), vld1q_s8(q.add(16)))
     }

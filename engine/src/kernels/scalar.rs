@@ -4,6 +4,7 @@
 use super::{Isa, Kernels};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
+use crate::kernels::q5;
 use half::f16;
 
 pub(super) static KERNELS: Kernels = Kernels {
@@ -13,7 +14,10 @@ pub(super) static KERNELS: Kernels = Kernels {
     dot_q8_0,
     dot_q4_0,
     dot_q4_1,
+    dot_q5_0,
+    dot_q5_1,
     dot_q4_k: super::kquants::scalar::dot_q4_k,
+    dot_q5_k: super::kquants::scalar::dot_q5_k,
     dot_q6_k: super::kquants::scalar::dot_q6_k,
     axpy,
     attend: None,
@@ -105,6 +109,37 @@ pub fn dot_q4_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
             isum += lo * qa[j] as i32 + hi * qa[j + QK / 2] as i32;
         }
         // value = d*q + m, so sum(value * a) = d*da*sum(q*qa) + m*(da*sum(qa)).
+        sum += scale(blk, 0) * a.d[i] * isum as f32 + scale(blk, 2) * a.s[i];
+    }
+    sum
+}
+
+pub fn dot_q5_0(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let bb = DType::Q5_0.block_bytes();
+    let mut sum = 0.0f32;
+    for (i, blk) in w.chunks_exact(bb).enumerate() {
+        let qa = &a.qs[i * QK..(i + 1) * QK];
+        let isum: i32 = q5::quants(blk, q5::Q5_0_QH)
+            .iter()
+            .zip(qa)
+            .map(|(&q, &x)| (q as i32 - 16) * x as i32)
+            .sum();
+        sum += scale(blk, 0) * a.d[i] * isum as f32;
+    }
+    sum
+}
+
+pub fn dot_q5_1(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let bb = DType::Q5_1.block_bytes();
+    let mut sum = 0.0f32;
+    for (i, blk) in w.chunks_exact(bb).enumerate() {
+        let qa = &a.qs[i * QK..(i + 1) * QK];
+        let isum: i32 = q5::quants(blk, q5::Q5_1_QH)
+            .iter()
+            .zip(qa)
+            .map(|(&q, &x)| q as i32 * x as i32)
+            .sum();
+        // value = d*q + m, as for Q4_1.
         sum += scale(blk, 0) * a.d[i] * isum as f32 + scale(blk, 2) * a.s[i];
     }
     sum

@@ -28,7 +28,11 @@ pub fn random_blocks(rng: &mut Rng, ty: DType, n: usize) -> Vec<u8> {
     let mut w = vec![0u8; ty.bytes_for(n).unwrap()];
     for blk in w.chunks_exact_mut(ty.block_bytes()) {
         blk.iter_mut().for_each(|b| *b = rng.next() as u8);
-        let halves = if ty == DType::Q4_1 { 2 } else { 1 };
+        let halves = if matches!(ty, DType::Q4_1 | DType::Q5_1) {
+            2
+        } else {
+            1
+        };
         for at in (0..halves).map(|h| 2 * h) {
             let v = f16::from_f32(rng.f32() * 0.1);
             blk[at..at + 2].copy_from_slice(&v.to_le_bytes());
@@ -46,6 +50,14 @@ pub fn magnitude(ty: DType, w: &[u8], a: &Q8Row) -> f32 {
         let qa = &a.qs[i * QK..(i + 1) * QK];
         let qw: Vec<i32> = match ty {
             DType::Q8_0 => blk[2..].iter().map(|&b| b as i8 as i32).collect(),
+            DType::Q5_0 => super::q5::quants(blk, super::q5::Q5_0_QH)
+                .iter()
+                .map(|&q| q as i32 - 16)
+                .collect(),
+            DType::Q5_1 => super::q5::quants(blk, super::q5::Q5_1_QH)
+                .iter()
+                .map(|&q| q as i32)
+                .collect(),
             _ => {
                 let (off, bias) = if ty == DType::Q4_0 { (2, 8) } else { (4, 0) };
                 let nib = &blk[off..off + QK / 2];
@@ -56,7 +68,7 @@ pub fn magnitude(ty: DType, w: &[u8], a: &Q8Row) -> f32 {
         };
         let iabs: i32 = qw.iter().zip(qa).map(|(w, &q)| (w * q as i32).abs()).sum();
         m += (half_at(blk, 0) * a.d[i]).abs() * iabs as f32;
-        if ty == DType::Q4_1 {
+        if matches!(ty, DType::Q4_1 | DType::Q5_1) {
             m += (half_at(blk, 2) * a.s[i]).abs();
         }
     }
@@ -75,11 +87,19 @@ pub fn assert_quant_tables_match_scalar(tables: &[(&str, &Kernels)]) {
             let mut q8 = Q8Row::default();
             q8.quantize_from(&x);
             let ab = q8.blocks();
-            for ty in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+            for ty in [
+                DType::Q8_0,
+                DType::Q4_0,
+                DType::Q4_1,
+                DType::Q5_0,
+                DType::Q5_1,
+            ] {
                 let w = random_blocks(&mut rng, ty, n);
                 let (got, want) = match ty {
                     DType::Q8_0 => ((k.dot_q8_0)(&w, ab), scalar::dot_q8_0(&w, ab)),
                     DType::Q4_0 => ((k.dot_q4_0)(&w, ab), scalar::dot_q4_0(&w, ab)),
+                    DType::Q5_0 => ((k.dot_q5_0)(&w, ab), scalar::dot_q5_0(&w, ab)),
+                    DType::Q5_1 => ((k.dot_q5_1)(&w, ab), scalar::dot_q5_1(&w, ab)),
                     _ => ((k.dot_q4_1)(&w, ab), scalar::dot_q4_1(&w, ab)),
                 };
                 let tol = (2 * nb + 16) as f32 * f32::EPSILON * magnitude(ty, &w, &q8);

@@ -211,9 +211,7 @@ impl Matrix {
     }
 
     fn release_mapped_rows(&self) {
-        let Storage::Mapped { map, offset } = &self.data else {
-            return;
-        };
+        let Storage::Mapped { map, offset } = &self.data;
         let page = 4096;
         let start = (map.as_ptr() as usize + offset).next_multiple_of(page);
         let end = (map.as_ptr() as usize + offset + self.n_bytes()) / page * page;
@@ -228,18 +226,16 @@ impl Matrix {
     }
 }
 
-/// Where a matrix's rows live: in the file's mapping, or in memory of our own when the file's
-/// type is run as another one (Q5_0 as Q8_0).
+/// Where a matrix's rows live: in the file's mapping, in the file's own format (every weight
+/// type has kernels of its own, so nothing is rewritten at load).
 enum Storage {
     Mapped { map: Arc<Mmap>, offset: usize },
-    Owned(AlignedBytes),
 }
 
 impl Storage {
     fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mapped { map, offset } => &map[*offset..],
-            Storage::Owned(b) => b.as_slice(),
         }
     }
 }
@@ -418,11 +414,9 @@ fn load_weights(g: &Gguf, c: &Config) -> Result<Weights, ModelError> {
             .tensor(name)
             .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
         check_shape(t, &[cols as u64, rows as u64])?;
-        let data = g.tensor_data(t)?;
+        // Checks the type and that the bytes lie inside the file; the rows are read in place.
+        g.tensor_data(t)?;
         let dtype = DType::from_ggml(t.ggml_type).expect("tensor_data checked the type");
-        if dtype.runs_as() != dtype {
-            return Ok(widened(name, dtype, rows, cols, data));
-        }
         Ok(Matrix {
             name: name.to_string(),
             dtype,
@@ -505,29 +499,6 @@ fn load_weights(g: &Gguf, c: &Config) -> Result<Weights, ModelError> {
         output,
         rope_freqs,
     })
-}
-
-/// A Q5_0 matrix rewritten as Q8_0 in memory of its own (see [`DType::runs_as`]).
-fn widened(name: &str, from: DType, rows: usize, cols: usize, data: &[u8]) -> Matrix {
-    let to = from.runs_as();
-    let (src_rb, dst_rb) = (from.bytes_for(cols), to.bytes_for(cols));
-    let (src_rb, dst_rb) = (src_rb.expect("whole blocks"), dst_rb.expect("whole blocks"));
-    let mut out = AlignedBytes::zeroed(rows * dst_rb);
-    for (src, dst) in data
-        .chunks_exact(src_rb)
-        .zip(out.as_mut_slice().chunks_exact_mut(dst_rb))
-    {
-        crate::kernels::q5_0::to_q8_0(src, dst);
-    }
-    Matrix {
-        name: name.to_string(),
-        dtype: to,
-        rows,
-        cols,
-        data: Storage::Owned(out),
-        row_bytes: dst_rb,
-        packed: OnceLock::new(),
-    }
 }
 
 fn check_shape(t: &TensorInfo, expected: &[u64]) -> Result<(), ModelError> {

@@ -6,12 +6,14 @@
 //! is a handful of instructions rather than eight scalar multiply-adds.
 
 use super::scalar::check_len;
-use super::{q4_k_scales_mins, Q4_K_QS, Q4_K_SCALES, Q6_K_D, Q6_K_QH, Q6_K_SCALES, SUB};
+use super::{
+    q4_k_scales_mins, Q4_K_QS, Q4_K_SCALES, Q5_K_QH, Q5_K_QS, Q6_K_D, Q6_K_QH, Q6_K_SCALES, SUB,
+};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
 use std::arch::x86_64::*;
 
-// Soundness: these two entry points are visible only inside `kernels`, where the AVX2 table
+// Soundness: these entry points are visible only inside `kernels`, where the AVX2 table
 // is their only user, and that table is handed out only after the CPU has reported avx2, fma
 // and f16c. `check_len` is what keeps the raw-pointer loads inside the activation slices;
 // the weight loads stay inside `w` because only whole super-blocks are visited.
@@ -19,6 +21,11 @@ use std::arch::x86_64::*;
 pub(in crate::kernels) fn dot_q4_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     let nsb = check_len(DType::Q4_K, w, &a);
     unsafe { dot_q4_k_avx2(w, a, nsb) }
+}
+
+pub(in crate::kernels) fn dot_q5_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let nsb = check_len(DType::Q5_K, w, &a);
+    unsafe { dot_q5_k_avx2(w, a, nsb) }
 }
 
 pub(in crate::kernels) fn dot_q6_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
@@ -62,7 +69,8 @@ unsafe fn transpose_sum(v: &[__m256i; SUB]) -> __m256i {
 /// Adds super-block `i` of a Q4_K row to the accumulators, given its eight sub-block integer
 /// sums (`isum`, one per lane, unscaled): the 6-bit scales go in after the reduction (one
 /// multiply instead of eight), and the minimums meet the activation sums in `macc`. Shared
-/// with the AVX-512 kernels, which differ only in how they form `isum`.
+/// with Q5_K, whose header is Q4_K's, and with the AVX-512 kernels, which differ only in how
+/// they form `isum`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn q4_k_accumulate(
@@ -110,6 +118,46 @@ unsafe fn dot_q4_k_avx2(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
             let qa1 = _mm256_loadu_si256(q.add(2 * QK * c + QK) as *const __m256i);
             // Nibbles are the unsigned operand as they stand; each i16 pair is at most
             // 2 * 15 * 128, so maddubs cannot saturate whatever the activations.
+            v[2 * c] = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, qa0), ones);
+            v[2 * c + 1] = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, qa1), ones);
+        }
+        q4_k_accumulate(transpose_sum(&v), &sc, &m, blk, &a, i, &mut acc, &mut macc);
+    }
+    hsum(acc) - hsum(macc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_k_avx2(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
+    let bb = DType::Q5_K.block_bytes();
+    let low4 = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_ps();
+    let mut macc = _mm256_setzero_ps();
+    for i in 0..nsb {
+        let blk = &w[i * bb..(i + 1) * bb];
+        let (sc, m) = q4_k_scales_mins(&blk[Q4_K_SCALES..Q4_K_QS]);
+        let qs = blk.as_ptr().add(Q5_K_QS);
+        let qh = _mm256_loadu_si256(blk.as_ptr().add(Q5_K_QH) as *const __m256i);
+        let q = a.qs.as_ptr().add(i * SUB * QK);
+        let mut v = [_mm256_setzero_si256(); SUB];
+        for c in 0..SUB / 2 {
+            let b = _mm256_loadu_si256(qs.add(QK * c) as *const __m256i);
+            // Sub-block j's fifth bits are bit j of each qh byte: shifted down to bit 0 and
+            // masked (a 16-bit shift is fine, the mask keeps each byte's own bit), then up to
+            // bit 4, where the value 0 or 1 per byte cannot cross into the next byte.
+            let fifth = |j: i32| {
+                let h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(j));
+                _mm256_slli_epi16::<4>(_mm256_and_si256(h, one))
+            };
+            let lo = _mm256_or_si256(_mm256_and_si256(b, low4), fifth(2 * c as i32));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(b), low4),
+                fifth(2 * c as i32 + 1),
+            );
+            let qa0 = _mm256_loadu_si256(q.add(2 * QK * c) as *const __m256i);
+            let qa1 = _mm256_loadu_si256(q.add(2 * QK * c + QK) as *const __m256i);
+            // Values are at most 31, so each i16 pair is at most 2 * 31 * 128: no saturation.
             v[2 * c] = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, qa0), ones);
             v[2 * c + 1] = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, qa1), ones);
         }

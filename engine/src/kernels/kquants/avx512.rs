@@ -7,7 +7,9 @@
 
 use super::avx2::{f16_at, hsum, q4_k_accumulate};
 use super::scalar::check_len;
-use super::{q4_k_scales_mins, Q4_K_QS, Q4_K_SCALES, Q6_K_D, Q6_K_QH, Q6_K_SCALES, SUB};
+use super::{
+    q4_k_scales_mins, Q4_K_QS, Q4_K_SCALES, Q5_K_QH, Q5_K_QS, Q6_K_D, Q6_K_QH, Q6_K_SCALES, SUB,
+};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
 use std::arch::x86_64::*;
@@ -25,6 +27,16 @@ pub(in crate::kernels) fn dot_q4_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
 pub(in crate::kernels) fn dot_q6_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     let nsb = check_len(DType::Q6_K, w, &a);
     unsafe { Maddubs::q6_k(w, a, nsb) }
+}
+
+pub(in crate::kernels) fn dot_q5_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let nsb = check_len(DType::Q5_K, w, &a);
+    unsafe { Maddubs::q5_k(w, a, nsb) }
+}
+
+pub(in crate::kernels) fn dot_q5_k_vnni(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let nsb = check_len(DType::Q5_K, w, &a);
+    unsafe { Vnni::q5_k(w, a, nsb) }
 }
 
 pub(in crate::kernels) fn dot_q4_k_vnni(w: &[u8], a: Q8Blocks<'_>) -> f32 {
@@ -58,6 +70,7 @@ trait Udot {
     /// `udot(u1, s) - udot(u2, s)`.
     unsafe fn udot_diff(u1: __m512i, u2: __m512i, s: __m512i) -> __m512i;
     unsafe fn q4_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32;
+    unsafe fn q5_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32;
     unsafe fn q6_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32;
 }
 
@@ -80,6 +93,10 @@ impl Udot for Maddubs {
         dot_q4_k_impl::<Self>(w, a, nsb)
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    unsafe fn q5_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
+        dot_q5_k_impl::<Self>(w, a, nsb)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     unsafe fn q6_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
         dot_q6_k_impl::<Self>(w, a, nsb)
     }
@@ -97,6 +114,10 @@ impl Udot for Vnni {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn q4_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
         dot_q4_k_impl::<Self>(w, a, nsb)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn q5_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
+        dot_q5_k_impl::<Self>(w, a, nsb)
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn q6_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
@@ -161,6 +182,40 @@ unsafe fn dot_q4_k_impl<U: Udot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
             let qa = _mm512_loadu_si512(q.add(2 * QK * c) as *const __m512i);
             // Each i16 pair is at most 2 * 15 * 128: no saturation for any activation.
             *uc = U::udot(nib, qa);
+        }
+        q4_k_accumulate(transpose_sum(&u), &sc, &m, blk, &a, i, &mut acc, &mut macc);
+    }
+    hsum(acc) - hsum(macc)
+}
+
+#[inline(always)]
+unsafe fn dot_q5_k_impl<U: Udot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
+    let bb = DType::Q5_K.block_bytes();
+    let low4 = _mm512_set1_epi8(0x0F);
+    let bit4 = _mm512_set1_epi8(0x10);
+    let mut acc = _mm256_setzero_ps();
+    let mut macc = _mm256_setzero_ps();
+    for i in 0..nsb {
+        let blk = &w[i * bb..(i + 1) * bb];
+        let (sc, m) = q4_k_scales_mins(&blk[Q4_K_SCALES..Q4_K_QS]);
+        let qs = blk.as_ptr().add(Q5_K_QS);
+        // Sub-block j takes its fifth bits from bit j of qh. The upper copy is shifted one
+        // further, so after a shift by 2c the lower half holds sub-block 2c's bits at bit 0
+        // and the upper half sub-block 2c + 1's; a 16-bit shift left by 4 then puts each at
+        // bit 4 of its own byte (the shift right comes first, so no bit leaves the lane).
+        let qh = load_twice(blk.as_ptr().add(Q5_K_QH));
+        let qh = _mm512_mask_srli_epi16::<1>(qh, HIGH_HALF, qh);
+        let q = a.qs.as_ptr().add(i * SUB * QK);
+        let mut u = [_mm512_setzero_si512(); 4];
+        for (c, uc) in u.iter_mut().enumerate() {
+            let b = load_twice(qs.add(QK * c));
+            let nib = _mm512_and_si512(_mm512_mask_srli_epi16::<4>(b, HIGH_HALF, b), low4);
+            let h = _mm512_slli_epi16::<4>(_mm512_srl_epi16(qh, _mm_cvtsi32_si128(2 * c as i32)));
+            // nib | (h & 0x10) in one ternary-logic op (A | (B & C) is table 0xF8).
+            let q5 = _mm512_ternarylogic_epi32::<0xF8>(nib, h, bit4);
+            let qa = _mm512_loadu_si512(q.add(2 * QK * c) as *const __m512i);
+            // Each i16 pair is at most 2 * 31 * 128: no saturation for any activation.
+            *uc = U::udot(q5, qa);
         }
         q4_k_accumulate(transpose_sum(&u), &sc, &m, blk, &a, i, &mut acc, &mut macc);
     }

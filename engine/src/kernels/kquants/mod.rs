@@ -1,5 +1,7 @@
-//! K-quant weights (GGML's Q4_K and Q6_K): 256-element super-blocks with 6- or 8-bit
-//! sub-block scales under one f16 scale.
+//! K-quant weights (GGML's Q4_K, Q5_K and Q6_K): 256-element super-blocks with 6- or 8-bit
+//! sub-block scales under one f16 scale. Like every weight type they run in the file's own
+//! format; the 32-element types the K-quant mixes fall back to (Q5_0, Q5_1, Q8_0) have their
+//! own kernels too ([`super::q5`] and each ISA's table), so nothing is widened at load.
 //!
 //! The activations stay in the engine's 32-element [`Q8Blocks`](super::blocks::Q8Blocks)
 //! rather than GGML's 256-element Q8_K, so one quantized activation row serves every weight
@@ -12,6 +14,9 @@
 //!   at 4, 128 bytes of nibbles at 16. Sub-block `j` (elements 32j..32j+32) takes its nibbles
 //!   from bytes 32*(j/2).. of the nibbles, low nibbles for even `j`, high for odd, and
 //!   value = d * sc[j] * q - dmin * m[j].
+//! * Q5_K, 176 bytes: Q4_K's header (d, dmin, the same 12 packed bytes) at 0, 32 bytes of fifth
+//!   bits `qh` at 16, 128 bytes of nibbles at 48 laid out as Q4_K's. Element l of sub-block `j`
+//!   takes its fifth bit from bit `j` of qh[l]; value = d * sc[j] * q - dmin * m[j], q in 0..32.
 //! * Q6_K, 210 bytes: `ql` (low 4 bits) at 0, `qh` (high 2 bits) at 128, 16 i8 scales at 192,
 //!   f16 `d` at 208. Each 128-element half `h` uses ql[64h..64h+64] and qh[32h..32h+32]; its
 //!   32-element quarter `k` takes low nibbles of ql[64h + 32(k%2)..] for k < 2 and high nibbles
@@ -34,6 +39,8 @@ pub const SUB: usize = QK_K / QK;
 
 pub(crate) const Q4_K_SCALES: usize = 4;
 pub(crate) const Q4_K_QS: usize = 16;
+pub(crate) const Q5_K_QH: usize = 16;
+pub(crate) const Q5_K_QS: usize = 48;
 pub(crate) const Q6_K_QH: usize = 128;
 pub(crate) const Q6_K_SCALES: usize = 192;
 pub(crate) const Q6_K_D: usize = 208;
@@ -80,6 +87,27 @@ pub fn dequantize_q4_k(blk: &[u8], out: &mut [f32]) {
     }
 }
 
+/// The 5-bit value (0..32) of element `l` of sub-block `j` of a Q5_K super-block.
+#[inline(always)]
+pub(crate) fn q5_k_quant(blk: &[u8], j: usize, l: usize) -> u8 {
+    let lo = (blk[Q5_K_QS + QK * (j / 2) + l] >> (4 * (j % 2))) & 0x0F;
+    lo | ((blk[Q5_K_QH + l] >> j) & 1) << 4
+}
+
+/// Decodes one Q5_K super-block into 256 values.
+pub fn dequantize_q5_k(blk: &[u8], out: &mut [f32]) {
+    debug_assert_eq!(blk.len(), DType::Q5_K.block_bytes());
+    let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+    let (sc, m) = q4_k_scales_mins(&blk[Q4_K_SCALES..Q4_K_QS]);
+    for (j, o) in out.chunks_exact_mut(QK).enumerate() {
+        // ggml's dequantize_row_q5_K: (d * sc) * q - dmin * m, so embedding rows match it.
+        let (dj, mj) = (d * sc[j] as f32, dmin * m[j] as f32);
+        for (l, o) in o.iter_mut().enumerate() {
+            *o = dj * q5_k_quant(blk, j, l) as f32 - mj;
+        }
+    }
+}
+
 /// The 6-bit value (0..64, before the -32 bias) of element `i` of a Q6_K super-block.
 #[inline(always)]
 pub(crate) fn q6_k_quant(blk: &[u8], i: usize) -> u8 {
@@ -108,44 +136,58 @@ mod tests {
 
     type Dot = fn(&[u8], Q8Blocks<'_>) -> f32;
 
+    /// One SIMD variant's kernels for [`DType::K_QUANTS`], in that order (Q4_K, Q5_K, Q6_K).
+    type Variant = (&'static str, [Dot; 3]);
+
     /// Every SIMD variant of the K-quant kernels this CPU can run, including the ones the
     /// tables would not pick (plain AVX-512 on a VNNI machine, plain NEON with dotprod).
-    fn simd_variants() -> Vec<(&'static str, Dot, Dot)> {
+    fn simd_variants() -> Vec<Variant> {
         #[allow(unused_mut)]
-        let mut out: Vec<(&'static str, Dot, Dot)> = Vec::new();
+        let mut out: Vec<Variant> = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2")
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c")
             {
-                out.push(("avx2", avx2::dot_q4_k, avx2::dot_q6_k));
+                out.push(("avx2", [avx2::dot_q4_k, avx2::dot_q5_k, avx2::dot_q6_k]));
             }
             if avx512::has_avx512() {
-                out.push(("avx512", avx512::dot_q4_k, avx512::dot_q6_k));
+                out.push((
+                    "avx512",
+                    [avx512::dot_q4_k, avx512::dot_q5_k, avx512::dot_q6_k],
+                ));
                 if is_x86_feature_detected!("avx512vnni") {
-                    let v = (
+                    out.push((
                         "avx512+vnni",
-                        avx512::dot_q4_k_vnni as Dot,
-                        avx512::dot_q6_k_vnni as Dot,
-                    );
-                    out.push(v);
+                        [
+                            avx512::dot_q4_k_vnni,
+                            avx512::dot_q5_k_vnni,
+                            avx512::dot_q6_k_vnni,
+                        ],
+                    ));
                 }
             }
         }
         #[cfg(target_arch = "aarch64")]
         {
-            out.push(("neon", neon::dot_q4_k, neon::dot_q6_k));
+            out.push(("neon", [neon::dot_q4_k, neon::dot_q5_k, neon::dot_q6_k]));
             if std::arch::is_aarch64_feature_detected!("dotprod") {
                 out.push((
                     "neon+dotprod",
-                    neon::dot_q4_k_dotprod,
-                    neon::dot_q6_k_dotprod,
+                    [
+                        neon::dot_q4_k_dotprod,
+                        neon::dot_q5_k_dotprod,
+                        neon::dot_q6_k_dotprod,
+                    ],
                 ));
             }
         }
         out
     }
+
+    /// The scalar references, in [`DType::K_QUANTS`] order.
+    const SCALAR: [Dot; 3] = [scalar::dot_q4_k, scalar::dot_q5_k, scalar::dot_q6_k];
 
     /// Random super-blocks: every byte random except the f16 scales, which are finite and at
     /// most 0.1 in magnitude.
@@ -153,10 +195,10 @@ mod tests {
         let mut w = vec![0u8; nsb * ty.block_bytes()];
         for blk in w.chunks_exact_mut(ty.block_bytes()) {
             blk.iter_mut().for_each(|b| *b = rng.next() as u8);
-            let halves: &[usize] = if ty == DType::Q4_K {
-                &[0, 2]
-            } else {
+            let halves: &[usize] = if ty == DType::Q6_K {
                 &[Q6_K_D]
+            } else {
+                &[0, 2]
             };
             for &at in halves {
                 let v = f16::from_f32(rng.f32() * 0.1);
@@ -174,17 +216,7 @@ mod tests {
             for j in 0..SUB {
                 let b = i * SUB + j;
                 let qa = &a.qs[b * QK..(b + 1) * QK];
-                if ty == DType::Q4_K {
-                    let (sc, mins) = q4_k_scales_mins(&blk[Q4_K_SCALES..Q4_K_QS]);
-                    let bytes = &blk[Q4_K_QS + QK * (j / 2)..][..QK];
-                    let iabs: i64 = bytes
-                        .iter()
-                        .zip(qa)
-                        .map(|(&q, &x)| (((q >> (4 * (j % 2))) & 15) as i64 * x as i64).abs())
-                        .sum();
-                    m += (f16_at(blk, 0) * a.d[b]).abs() as f64 * (sc[j] as i64 * iabs) as f64;
-                    m += (f16_at(blk, 2) * mins[j] as f32 * a.s[b]).abs() as f64;
-                } else {
+                if ty == DType::Q6_K {
                     let mut iabs = 0i64;
                     for (l, &x) in qa.iter().enumerate() {
                         let sc = blk[Q6_K_SCALES + 2 * j + l / 16] as i8 as i64;
@@ -192,6 +224,22 @@ mod tests {
                         iabs += (sc * q * x as i64).abs();
                     }
                     m += (f16_at(blk, Q6_K_D) * a.d[b]).abs() as f64 * iabs as f64;
+                } else {
+                    let (sc, mins) = q4_k_scales_mins(&blk[Q4_K_SCALES..Q4_K_QS]);
+                    let iabs: i64 = qa
+                        .iter()
+                        .enumerate()
+                        .map(|(l, &x)| {
+                            let q = if ty == DType::Q4_K {
+                                (blk[Q4_K_QS + QK * (j / 2) + l] >> (4 * (j % 2))) & 15
+                            } else {
+                                q5_k_quant(blk, j, l)
+                            };
+                            (q as i64 * x as i64).abs()
+                        })
+                        .sum();
+                    m += (f16_at(blk, 0) * a.d[b]).abs() as f64 * (sc[j] as i64 * iabs) as f64;
+                    m += (f16_at(blk, 2) * mins[j] as f32 * a.s[b]).abs() as f64;
                 }
             }
         }
@@ -212,15 +260,13 @@ mod tests {
             eprintln!("no SIMD K-quant kernels for this CPU: nothing to test");
         }
         let mut rng = Rng(0x5EED_0F4B_175E_ED00);
-        for (name, q4k, q6k) in variants {
+        for (name, kernels) in variants {
             eprintln!("testing {name}");
             // Odd counts leave tails for any unrolling; 9 super-blocks is SmolLM2's ffn_down row.
             for nsb in [1, 2, 3, 5, 6, 7, 9, 13] {
                 let q8 = activations(&mut rng, nsb * QK_K);
-                for (ty, simd, reference) in [
-                    (DType::Q4_K, q4k, scalar::dot_q4_k as Dot),
-                    (DType::Q6_K, q6k, scalar::dot_q6_k as Dot),
-                ] {
+                for (t, ty) in DType::K_QUANTS.into_iter().enumerate() {
+                    let (simd, reference) = (kernels[t], SCALAR[t]);
                     let w = random_blocks(&mut rng, ty, nsb);
                     let (got, want) = (simd(&w, q8.blocks()), reference(&w, q8.blocks()));
                     let terms = 2 * SUB * nsb;
@@ -241,27 +287,26 @@ mod tests {
         // and extended variants must agree to the bit.
         let variants = simd_variants();
         let mut rng = Rng(0x00D0_790D);
+        let mut compared = 0;
         for pair in variants.windows(2) {
-            let ((a, a4, a6), (b, b4, b6)) = (pair[0], pair[1]);
+            let ((a, ak), (b, bk)) = (pair[0], pair[1]);
             if !b.starts_with(a) || a == b {
                 continue;
             }
+            compared += 1;
             for nsb in [1, 3, 8] {
                 let q8 = activations(&mut rng, nsb * QK_K);
-                let w4 = random_blocks(&mut rng, DType::Q4_K, nsb);
-                let w6 = random_blocks(&mut rng, DType::Q6_K, nsb);
-                assert_eq!(
-                    a4(&w4, q8.blocks()).to_bits(),
-                    b4(&w4, q8.blocks()).to_bits(),
-                    "{a} vs {b} q4_k"
-                );
-                assert_eq!(
-                    a6(&w6, q8.blocks()).to_bits(),
-                    b6(&w6, q8.blocks()).to_bits(),
-                    "{a} vs {b} q6_k"
-                );
+                for (t, ty) in DType::K_QUANTS.into_iter().enumerate() {
+                    let w = random_blocks(&mut rng, ty, nsb);
+                    assert_eq!(
+                        ak[t](&w, q8.blocks()).to_bits(),
+                        bk[t](&w, q8.blocks()).to_bits(),
+                        "{a} vs {b} {ty}"
+                    );
+                }
             }
         }
+        eprintln!("compared {compared} plain/extended variant pairs");
     }
 
     #[test]
@@ -269,7 +314,7 @@ mod tests {
         // Ties the dot products' reading of the layout to `dequantize_row`'s, which the
         // hand-built blocks below pin to GGML's.
         let mut rng = Rng(0xABCD_EF01_2345_6789);
-        for ty in DType::K_QUANTS {
+        for (t, ty) in DType::K_QUANTS.into_iter().enumerate() {
             for nsb in [1, 3] {
                 let n = nsb * QK_K;
                 let q8 = activations(&mut rng, n);
@@ -279,10 +324,7 @@ mod tests {
                 let want: f64 = (0..n)
                     .map(|i| wf[i] as f64 * (q8.d[i / QK] * q8.qs[i] as f32) as f64)
                     .sum();
-                let got = match ty {
-                    DType::Q4_K => scalar::dot_q4_k(&w, q8.blocks()),
-                    _ => scalar::dot_q6_k(&w, q8.blocks()),
-                };
+                let got = SCALAR[t](&w, q8.blocks());
                 let scale: f64 = (0..n)
                     .map(|i| (wf[i] as f64 * (q8.d[i / QK] * q8.qs[i] as f32) as f64).abs())
                     .sum();
@@ -292,6 +334,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn q5_k_hand_built_block() {
+        // d = 0.5, dmin = 0.25; sub-block j has scale j + 1 and min 2j (the 6-bit packing is
+        // Q4_K's, tested below). Nibble bytes 0 and 1 are 0x3A and 0xF0; qh[0] = 0b1000_0101
+        // (fifth bits for sub-blocks 0, 2 and 7 at element 0), qh[1] = 0b0000_0010.
+        let mut blk = vec![0u8; 176];
+        blk[0..2].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        blk[2..4].copy_from_slice(&f16::from_f32(0.25).to_le_bytes());
+        let sc = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let m = [0u8, 2, 4, 6, 8, 10, 12, 14];
+        for j in 0..4 {
+            blk[4 + j] = sc[j];
+            blk[8 + j] = m[j];
+            blk[12 + j] = (sc[j + 4] & 0x0F) | ((m[j + 4] & 0x0F) << 4);
+        }
+        blk[16] = 0b1000_0101;
+        blk[17] = 0b0000_0010;
+        blk[48] = 0x3A;
+        blk[49] = 0xF0;
+        let mut out = vec![0f32; 256];
+        dequantize_row(DType::Q5_K, &blk, &mut out);
+        // element 0: sub-block 0, q = 0xA | 16 = 26: 0.5*1*26 - 0 = 13
+        assert_eq!(out[0], 13.0);
+        // element 32: sub-block 1, q = 3 (no fifth bit): 0.5*2*3 - 0.25*2 = 2.5
+        assert_eq!(out[32], 2.5);
+        // element 33: sub-block 1, q = 15 | 16 (bit 1 of qh[1]) = 31: 0.5*2*31 - 0.5 = 30.5
+        assert_eq!(out[33], 30.5);
+        // element 1: sub-block 0, q = 0: -0
+        assert_eq!(out[1], 0.0);
+        // element 64: sub-block 2, q = 0 | 16 = 16: 0.5*3*16 - 0.25*4 = 23
+        assert_eq!(out[64], 23.0);
+        // element 224: sub-block 7, q = 16: 0.5*8*16 - 0.25*14 = 60.5
+        assert_eq!(out[224], 60.5);
+        // element 225: sub-block 7, q = 0: -3.5
+        assert_eq!(out[225], -3.5);
     }
 
     #[test]

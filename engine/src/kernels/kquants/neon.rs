@@ -7,7 +7,9 @@
 //! vector by pairwise adds and meet four activation scales in one FMA.
 
 use super::scalar::check_len;
-use super::{q4_k_scales_mins, Q4_K_QS, Q4_K_SCALES, Q6_K_D, Q6_K_QH, Q6_K_SCALES, SUB};
+use super::{
+    q4_k_scales_mins, Q4_K_QS, Q4_K_SCALES, Q5_K_QH, Q5_K_QS, Q6_K_D, Q6_K_QH, Q6_K_SCALES, SUB,
+};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
 use half::f16;
@@ -29,6 +31,16 @@ pub(in crate::kernels) fn dot_q6_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     unsafe { Mull::q6_k(w, a, nsb) }
 }
 
+pub(in crate::kernels) fn dot_q5_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let nsb = check_len(DType::Q5_K, w, &a);
+    unsafe { Mull::q5_k(w, a, nsb) }
+}
+
+pub(in crate::kernels) fn dot_q5_k_dotprod(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let nsb = check_len(DType::Q5_K, w, &a);
+    unsafe { Sdot::q5_k(w, a, nsb) }
+}
+
 pub(in crate::kernels) fn dot_q4_k_dotprod(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     let nsb = check_len(DType::Q4_K, w, &a);
     unsafe { Sdot::q4_k(w, a, nsb) }
@@ -45,6 +57,7 @@ trait Dot {
     /// exact for any bytes.
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
     unsafe fn q4_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32;
+    unsafe fn q5_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32;
     unsafe fn q6_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32;
 }
 
@@ -62,6 +75,9 @@ impl Dot for Mull {
     }
     unsafe fn q4_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
         dot_q4_k_impl::<Self>(w, a, nsb)
+    }
+    unsafe fn q5_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
+        dot_q5_k_impl::<Self>(w, a, nsb)
     }
     unsafe fn q6_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
         dot_q6_k_impl::<Self>(w, a, nsb)
@@ -87,6 +103,10 @@ impl Dot for Sdot {
     #[target_feature(enable = "dotprod")]
     unsafe fn q4_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
         dot_q4_k_impl::<Self>(w, a, nsb)
+    }
+    #[target_feature(enable = "dotprod")]
+    unsafe fn q5_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
+        dot_q5_k_impl::<Self>(w, a, nsb)
     }
     #[target_feature(enable = "dotprod")]
     unsafe fn q6_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
@@ -144,6 +164,65 @@ unsafe fn dot_q4_k_impl<D: Dot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
                     vreinterpretq_s8_u8(hi[h]),
                     vld1q_s8(qa.add(QK + 16 * h)),
                 );
+            }
+            v[2 * c] = even;
+            v[2 * c + 1] = odd;
+        }
+        let (sc0, sc1) = widen_u8(&sc);
+        let x0 = vmulq_s32(transpose_sum(&v[..4]), sc0);
+        let x1 = vmulq_s32(transpose_sum(&v[4..]), sc1);
+        let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+        let da = a.d.as_ptr().add(i * SUB);
+        acc0 = vfmaq_f32(acc0, vmulq_n_f32(vld1q_f32(da), d), vcvtq_f32_s32(x0));
+        acc1 = vfmaq_f32(
+            acc1,
+            vmulq_n_f32(vld1q_f32(da.add(4)), d),
+            vcvtq_f32_s32(x1),
+        );
+        let (m0, m1) = widen_u8(&m);
+        let s = a.s.as_ptr().add(i * SUB);
+        macc0 = vfmaq_f32(macc0, vmulq_n_f32(vcvtq_f32_s32(m0), dmin), vld1q_f32(s));
+        macc1 = vfmaq_f32(
+            macc1,
+            vmulq_n_f32(vcvtq_f32_s32(m1), dmin),
+            vld1q_f32(s.add(4)),
+        );
+    }
+    vaddvq_f32(vaddq_f32(acc0, acc1)) - vaddvq_f32(vaddq_f32(macc0, macc1))
+}
+
+#[inline(always)]
+unsafe fn dot_q5_k_impl<D: Dot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {
+    let bb = DType::Q5_K.block_bytes();
+    let low4 = vdupq_n_u8(0x0F);
+    let sixteen = vdupq_n_u8(16);
+    let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let (mut macc0, mut macc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    for i in 0..nsb {
+        let blk = &w[i * bb..(i + 1) * bb];
+        let (sc, m) = q4_k_scales_mins(&blk[Q4_K_SCALES..Q4_K_QS]);
+        let qs = blk.as_ptr().add(Q5_K_QS);
+        let qh = [
+            vld1q_u8(blk.as_ptr().add(Q5_K_QH)),
+            vld1q_u8(blk.as_ptr().add(Q5_K_QH + 16)),
+        ];
+        let q = a.qs.as_ptr().add(i * SUB * QK);
+        let mut v = [vdupq_n_s32(0); SUB];
+        for c in 0..SUB / 2 {
+            let b = [vld1q_u8(qs.add(QK * c)), vld1q_u8(qs.add(QK * c + 16))];
+            let qa = q.add(2 * QK * c);
+            // Sub-block j's fifth bits are bit j of qh: a byte test gives all ones where set.
+            let (bit_even, bit_odd) = (vdupq_n_u8(1 << (2 * c)), vdupq_n_u8(2 << (2 * c)));
+            let mut even = vdupq_n_s32(0);
+            let mut odd = vdupq_n_s32(0);
+            for h in 0..2 {
+                let he = vandq_u8(vtstq_u8(qh[h], bit_even), sixteen);
+                let ho = vandq_u8(vtstq_u8(qh[h], bit_odd), sixteen);
+                // Values are at most 31, so they are also valid signed bytes.
+                let lo = vorrq_u8(vandq_u8(b[h], low4), he);
+                let hi = vorrq_u8(vshrq_n_u8::<4>(b[h]), ho);
+                even = D::dot(even, vreinterpretq_s8_u8(lo), vld1q_s8(qa.add(16 * h)));
+                odd = D::dot(odd, vreinterpretq_s8_u8(hi), vld1q_s8(qa.add(QK + 16 * h)));
             }
             v[2 * c] = even;
             v[2 * c + 1] = odd;

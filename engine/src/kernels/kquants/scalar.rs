@@ -6,7 +6,10 @@
 //! the row total is the sum over sub-blocks of `(d * d_a) * X`, minus `(dmin * m) * s` for
 //! Q4_K. Only the order of that outer sum differs between kernels.
 
-use super::{f16_at, q4_k_scales_mins, q6_k_quant, Q4_K_QS, Q4_K_SCALES, Q6_K_D, Q6_K_SCALES, SUB};
+use super::{
+    f16_at, q4_k_scales_mins, q5_k_quant, q6_k_quant, Q4_K_QS, Q4_K_SCALES, Q6_K_D, Q6_K_SCALES,
+    SUB,
+};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
 
@@ -42,6 +45,28 @@ pub fn dot_q4_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
             // value = d*sc*q - dmin*m, and the activation is d_a*qa with s = d_a*sum(qa), so
             // the sub-block contributes d*d_a*(sc*isum) - dmin*m*s. sc*isum is at most
             // 63 * 32 * 15 * 128, well inside f32's exact integers.
+            sum += d * a.d[b] * (sc[j] as i32 * isum) as f32 - dmin * m[j] as f32 * a.s[b];
+        }
+    }
+    sum
+}
+
+pub fn dot_q5_k(w: &[u8], a: Q8Blocks<'_>) -> f32 {
+    let bb = DType::Q5_K.block_bytes();
+    check_len(DType::Q5_K, w, &a);
+    let mut sum = 0.0f32;
+    for (i, blk) in w.chunks_exact(bb).enumerate() {
+        let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+        let (sc, m) = q4_k_scales_mins(&blk[Q4_K_SCALES..Q4_K_QS]);
+        for j in 0..SUB {
+            let b = i * SUB + j;
+            let qa = &a.qs[b * QK..(b + 1) * QK];
+            let isum: i32 = qa
+                .iter()
+                .enumerate()
+                .map(|(l, &x)| q5_k_quant(blk, j, l) as i32 * x as i32)
+                .sum();
+            // As Q4_K; sc*isum is at most 63 * 32 * 31 * 128 < 2^24, so exact in f32.
             sum += d * a.d[b] * (sc[j] as i32 * isum) as f32 - dmin * m[j] as f32 * a.s[b];
         }
     }
