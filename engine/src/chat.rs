@@ -229,9 +229,9 @@ impl ChatTemplate {
             Some(rest) if self.specials.add_bos && !bos.is_empty() => rest,
             _ => rendered,
         };
-        // No EOS handling: llama.cpp strips a trailing EOS text when the model asks to add EOS
-        // and the tokenizer adds it back, while ours never appends EOS, so leaving the text
-        // gives the same ids.
+        // No EOS rule: llama.cpp strips a trailing EOS text only for models whose tokenizer
+        // appends EOS itself (add_eos_token), and ours never appends EOS, so the text stays as
+        // the template wrote it.
         tokenizer.encode(text, true, true)
     }
 }
