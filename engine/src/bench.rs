@@ -54,7 +54,8 @@ enum Kind {
     /// One user turn of the model's chat template, rendered at a fixed time so every pass
     /// sends the same text.
     Chat {
-        template: ChatTemplate,
+        // Boxed: the compiled template is large beside a plain prompt.
+        template: Box<ChatTemplate>,
         user: String,
         now: jiff::Zoned,
     },
@@ -92,7 +93,7 @@ impl BenchPrompt {
         let template_sha256 = template.sha256().to_string();
         let mut p = BenchPrompt {
             kind: Kind::Chat {
-                template,
+                template: Box::new(template),
                 user,
                 now: jiff::Zoned::now(),
             },
