@@ -132,7 +132,7 @@ mod tests {
     use meltbench_protocol::engine::Prompt;
 
     #[test]
-    fn cold_job_keeps_the_prompt_and_threads() {
+    fn cold_job_keeps_the_prompt_threads_and_chat() {
         let job = EngineJob {
             prompt: Prompt::Tokens(64),
             n_gen: 32,
@@ -143,11 +143,14 @@ mod tests {
             temperature: 0.0,
             seed: 3,
             kernels: None,
+            chat: true,
         };
         let c = cold_job(&job);
         assert_eq!((c.passes, c.warmup, c.n_gen), (1, 0, 1));
         assert_eq!(c.prompt, Prompt::Tokens(64));
         assert_eq!(c.threads, Some(4));
+        // A cold start of a chat cell measures the templated prompt too.
+        assert!(c.chat);
     }
 
     #[test]

@@ -354,6 +354,7 @@ fn job(
                         temperature: 0.0,
                         seed: 0,
                         kernels: None,
+                        chat: c.chat,
                     },
                     cold_start_runs: c.cold_start,
                     sessions: c.sessions,

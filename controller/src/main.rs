@@ -360,6 +360,7 @@ fn run_suite(args: RunArgs) -> Result<()> {
             scenario: c.scenario.clone(),
             prompt: c.prompt.clone(),
             new_tokens: c.new_tokens,
+            chat: c.chat,
             threads: c.threads,
             state: c.state.to_string(),
             passes: c.passes,

@@ -30,6 +30,8 @@ pub struct PlannedCell {
     pub scenario: String,
     pub prompt: Prompt,
     pub new_tokens: usize,
+    /// The engine renders the prompt with the model's chat template.
+    pub chat: bool,
     /// `None`: the device's default (its performance cores).
     pub threads: Option<usize>,
     pub state: String,

@@ -16,6 +16,8 @@
 //!   - name: short-chat
 //!     prompt: "Explain what a thermal zone is."   # exactly one of prompt | prompt_file | prompt_tokens
 //!     new_tokens: 32
+//!     chat: true                # optional, default false: send the prompt as one user turn of the
+//!                               # model's own chat template (tokenizer.chat_template), as apps do
 //! threads: [2]                  # default: the device's performance cores
 //! states: [{thermal: any}]      # thermal: cool|warm|hot|any; battery: [100, 50, 20] levels with
 //!                               # battery_mode: wait (default) | drain | simulate (Android only)
@@ -274,6 +276,21 @@ pub struct Scenario {
     /// The prompt text (a `prompt_file` is read at validation time) or a token count.
     pub prompt: Prompt,
     pub new_tokens: usize,
+    /// Render the prompt as one user turn of the model's chat template (`chat: true`).
+    pub chat: bool,
+}
+
+impl Scenario {
+    /// The scenario as cell ids and reports name it: `NAME`, or `NAME+chat` when its prompt goes
+    /// through the model's chat template, so a report shows which cells were templated (names
+    /// cannot contain `+`, so this never collides with another scenario).
+    pub fn label(&self) -> String {
+        if self.chat {
+            format!("{}+chat", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 /// Thermal state a cell waits for before measuring (see DESIGN.md, "States").
@@ -361,13 +378,17 @@ impl fmt::Display for State {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SuiteCell {
     /// Stable key: `model/precision/scenario/t<threads>|tdefault/state`,
-    /// e.g. `smollm2-135m/q4_1/short-chat/t2/any`. Unique within a suite.
+    /// e.g. `smollm2-135m/q4_1/short-chat/t2/any` (`.../short-chat+chat/...` for a chat
+    /// scenario). Unique within a suite.
     pub id: String,
     pub model: ModelRef,
     pub precision: Precision,
+    /// The scenario's [`Scenario::label`].
     pub scenario: String,
     pub prompt: Prompt,
     pub new_tokens: usize,
+    /// The engine renders the prompt with the model's chat template.
+    pub chat: bool,
     /// `None`: the device's default.
     pub threads: Option<usize>,
     pub state: State,
@@ -393,13 +414,15 @@ impl ValidatedSuite {
                         for &state in &self.states {
                             let t =
                                 threads.map_or_else(|| "tdefault".to_string(), |n| format!("t{n}"));
+                            let scenario_label = scenario.label();
                             cells.push(SuiteCell {
-                                id: format!("{label}/{precision}/{}/{t}/{state}", scenario.name),
+                                id: format!("{label}/{precision}/{scenario_label}/{t}/{state}"),
                                 model: model.clone(),
                                 precision,
-                                scenario: scenario.name.clone(),
+                                scenario: scenario_label,
                                 prompt: scenario.prompt.clone(),
                                 new_tokens: scenario.new_tokens,
+                                chat: scenario.chat,
                                 threads,
                                 state,
                                 passes: self.passes,
@@ -545,6 +568,8 @@ struct ScenarioFile {
     prompt_tokens: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
     new_tokens: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    chat: Field<Raw>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -943,11 +968,34 @@ fn check_scenarios(
             }
             Some(v) => r.whole("new_tokens", v, 1, MAX_TOKENS),
         };
-        if let (Some(name), Some(prompt), Some(new_tokens)) = (name, prompt, new_tokens) {
+        let chat = match &s.chat {
+            None => Some(false),
+            Some(v) => match v.value {
+                Raw::Bool(b) => Some(b),
+                _ => {
+                    let shown = match r.source(v) {
+                        t if t.is_empty() => format!("'{}'", v.value),
+                        t => format!("'{t}'"),
+                    };
+                    r.on(
+                        v,
+                        format!(
+                            "chat must be true or false (true sends the prompt as one user turn \
+                             of the model's chat template), got {shown}"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(name), Some(prompt), Some(new_tokens), Some(chat)) =
+            (name, prompt, new_tokens, chat)
+        {
             out.push(Scenario {
                 name,
                 prompt,
                 new_tokens: new_tokens as usize,
+                chat,
             });
         }
     }

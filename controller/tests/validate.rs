@@ -37,7 +37,8 @@ const fn case(file: &'static str, line: u32, column: u32, phrase: &'static str) 
 
 const CASES: &[Case] = &[
     case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, sessions, cold_start, timeout_s, state_timeout_s, gate)"),
-    case("unknown-scenario-key.yaml", 5, 5, "unknown key 'promt' (allowed: name, prompt, prompt_file, prompt_tokens, new_tokens)"),
+    case("unknown-scenario-key.yaml", 5, 5, "unknown key 'promt' (allowed: name, prompt, prompt_file, prompt_tokens, new_tokens, chat)"),
+    case("chat-not-bool.yaml", 7, 11, "chat must be true or false (true sends the prompt as one user turn of the model's chat template), got 'sometimes'"),
     case("wrong-type.yaml", 1, 9, "expected a list, found 'synth'"),
     case("negative-passes.yaml", 7, 9, "passes must be a whole number from 1 to 1000000, got '-5'"),
     case("unknown-gate-metric.yaml", 9, 16, "unknown gate key 'latency_p96' (allowed: latency_p95, latency_p99, ttft_p95, decode_p95, decode_tokens_per_s, prefill_tokens_per_s, peak_rss, energy_per_token, noise_floor)"),
@@ -253,6 +254,30 @@ fn prompt_files_are_read_relative_to_the_suite() {
         suite.cells()[0].prompt,
         meltbench_protocol::engine::Prompt::Text("Write a haiku about heat sinks.\n".into())
     );
+}
+
+/// `chat: true` reaches the cell, and its label says so, so a report tells templated cells from
+/// plain ones; omitting it or `chat: false` leaves the scenario as before.
+#[test]
+fn chat_scenarios_are_labelled_in_their_cells() {
+    let suite = validate_suite_file(&fixture("ok-chat.yaml"), None).unwrap();
+    let chat: Vec<bool> = suite.scenarios.iter().map(|s| s.chat).collect();
+    assert_eq!(chat, [false, true, false]);
+    let cells = suite.cells();
+    let seen: Vec<(&str, &str, bool)> = cells
+        .iter()
+        .map(|c| (c.id.as_str(), c.scenario.as_str(), c.chat))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("synth/native/raw/tdefault/any", "raw", false),
+            ("synth/native/app+chat/tdefault/any", "app+chat", true),
+            ("synth/native/filler/tdefault/any", "filler", false),
+        ]
+    );
+    // The templated scenario keeps its prompt as written: the engine renders it.
+    assert_eq!(cells[1].prompt, cells[0].prompt);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod bandwidth;
 pub mod bench;
+pub mod chat;
 pub mod dtype;
 pub mod generate;
 pub mod gguf;

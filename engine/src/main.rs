@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use meltbench_engine::chat::ChatTemplate;
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::{self, monotonic_ns};
@@ -63,6 +64,10 @@ enum Command {
         /// Recognise special tokens such as <|im_start|> written in the prompt.
         #[arg(long)]
         special: bool,
+        /// Send the prompt as one user turn of the model's own chat template (its
+        /// tokenizer.chat_template), with the assistant's turn opened, as a chat app does.
+        #[arg(long)]
+        chat: bool,
         /// Print the generated token ids (one JSON array) instead of text.
         #[arg(long)]
         ids: bool,
@@ -88,6 +93,9 @@ enum Command {
         /// Warm-up passes (reported with "warmup": true, never counted).
         #[arg(long, default_value_t = 2, conflicts_with = "job")]
         warmup: usize,
+        /// Send the prompt as one user turn of the model's chat template (see generate --chat).
+        #[arg(long, conflicts_with = "job")]
+        chat: bool,
         #[command(flatten)]
         threads: Threads,
     },
@@ -258,11 +266,21 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             sampling,
             special,
+            chat,
             ids,
         } => {
             let l = load::load(&model)?;
             let n_threads = threads.threads.unwrap_or_else(default_threads);
-            let prompt_ids = l.tokenizer.encode(&prompt, true, special);
+            let prompt_ids = if chat && !prompt.is_empty() {
+                let template = ChatTemplate::from_gguf(&l.gguf, &l.tokenizer)
+                    .map_err(|e| BadInput(e.to_string()))?;
+                let rendered = template
+                    .user_turn(&prompt, &jiff::Zoned::now())
+                    .map_err(|e| BadInput(e.to_string()))?;
+                template.encode(&l.tokenizer, &rendered)
+            } else {
+                l.tokenizer.encode(&prompt, true, special)
+            };
             if prompt_ids.is_empty() {
                 return Err(BadInput("the prompt is empty; give some text with -p".into()).into());
             }
@@ -324,6 +342,7 @@ fn run(cli: Cli) -> Result<()> {
             n_gen,
             passes,
             warmup,
+            chat,
             threads,
         } => {
             let job = match job {
@@ -342,6 +361,7 @@ fn run(cli: Cli) -> Result<()> {
                     temperature: 0.0,
                     seed: 0,
                     kernels: None,
+                    chat,
                 },
             };
             let kernels = match &job.kernels {
@@ -351,10 +371,16 @@ fn run(cli: Cli) -> Result<()> {
             let start_mono_ns = monotonic_ns();
             let l = load::load(&model)?;
             let n_threads = job.threads.unwrap_or_else(default_threads).max(1);
-            let ctx = match &job.prompt {
-                Prompt::Tokens(n) => *n,
-                Prompt::Text(t) => l.tokenizer.encode(t, true, false).len(),
-            } + job.n_gen;
+            // Compiling a chat template is part of getting the prompt ready: it counts with
+            // the tokenizer's phase.
+            let t = Instant::now();
+            let prompt = bench::BenchPrompt::new(&l, &job).map_err(|e| BadInput(e.to_string()))?;
+            let template_ns = if job.chat {
+                t.elapsed().as_nanos() as u64
+            } else {
+                0
+            };
+            let ctx = prompt.n_tokens() + job.n_gen;
             let t = Instant::now();
             let mut session = Session::new(&l.model, kernels, n_threads, ctx);
             let session_ns = t.elapsed().as_nanos() as u64;
@@ -373,13 +399,14 @@ fn run(cli: Cli) -> Result<()> {
                 kernels: kernels.isa.to_string(),
                 open_ns: l.open_ns,
                 weights_ns: l.weights_ns,
-                tokenizer_ns: l.tokenizer_ns,
+                tokenizer_ns: l.tokenizer_ns + template_ns,
                 session_ns,
                 start_mono_ns,
                 end_mono_ns: monotonic_ns(),
+                chat: prompt.chat().cloned(),
             };
             let stdout = std::io::stdout();
-            bench::run(&l, &mut session, record, &job, &mut stdout.lock())?;
+            bench::run(&l, &mut session, record, &job, &prompt, &mut stdout.lock())?;
         }
         Command::Tokenize {
             model,

@@ -43,6 +43,12 @@ pub struct EngineJob {
     /// Kernel table to force (`scalar`, `avx2`, `avx512`, `neon`); default: the best one.
     #[serde(default)]
     pub kernels: Option<String>,
+    /// Send the prompt as an app would: the text (for a token count, the English text cut to
+    /// that many tokens) becomes one user turn of the model's own `tokenizer.chat_template`,
+    /// with the generation prompt added, and the rendered text is what gets tokenized. A model
+    /// without a template fails the job. Default false, so older jobs mean what they meant.
+    #[serde(default)]
+    pub chat: bool,
 }
 
 fn yes() -> bool {
@@ -80,19 +86,38 @@ pub struct LoadRecord {
     pub open_ns: u64,
     /// Building weight views (and reading the small tensors).
     pub weights_ns: u64,
+    /// Reading the tokenizer (and, for a chat job, compiling the chat template).
     pub tokenizer_ns: u64,
     /// Allocating the KV cache and starting threads.
     pub session_ns: u64,
     pub start_mono_ns: u64,
     pub end_mono_ns: u64,
+    /// Set when the job's prompt went through the model's chat template (`EngineJob::chat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatPrompt>,
+}
+
+/// How a chat job's prompt was templated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatPrompt {
+    /// Tokens of the rendered prompt (template, user text, generation prompt, BOS where the
+    /// model asks for one): the `prompt_tokens` every pass reports.
+    pub prompt_tokens: usize,
+    /// Tokens of the user text alone, without template or BOS.
+    pub user_tokens: usize,
+    /// SHA-256 of the template text, so two runs can tell whether they used the same one.
+    pub template_sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PassRecord {
     pub index: usize,
     pub warmup: bool,
+    /// Tokens prefilled; for a chat job, of the templated prompt.
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
+    /// Tokenizing the prompt; for a chat job, rendering the template and then tokenizing, as an
+    /// app does for each request.
     pub tokenize_ns: u64,
     /// Prompt evaluation plus picking the first token: the time to first token after tokenizing.
     pub prefill_ns: u64,
@@ -110,6 +135,13 @@ pub struct PassRecord {
     /// before the agent gets to its pass lines, and then only this one is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_hwm_bytes: Option<u64>,
+    /// The prompt went through the model's chat template (see [`LoadRecord::chat`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub chat: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,6 +162,12 @@ mod tests {
             serde_json::from_str(r#"{"prompt":{"tokens":64},"n_gen":16,"passes":3}"#).unwrap();
         assert!(j.ignore_eos);
         assert_eq!(j.warmup, 0);
+        // A job from an older controller has no `chat` and means a plain prompt.
+        assert!(!j.chat);
+        let j: EngineJob =
+            serde_json::from_str(r#"{"prompt":{"text":"Hi"},"n_gen":1,"passes":1,"chat":true}"#)
+                .unwrap();
+        assert!(j.chat);
         assert!(serde_json::from_str::<EngineJob>(
             r#"{"prompt":{"tokens":1},"n_gen":1,"passes":1,"pases":2}"#
         )

@@ -87,6 +87,7 @@ pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -
             temperature: 0.0,
             seed: 0,
             kernels: None,
+            chat: false,
         },
         cold_start_runs: cold,
         sessions: 1,
