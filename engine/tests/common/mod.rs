@@ -33,7 +33,9 @@ pub fn cached_model(pull_name: &str, sha256: &str, env: &str) -> Option<PathBuf>
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let p = cache.join("meltbench/models").join(format!("{sha256}.gguf"));
+    let p = cache
+        .join("meltbench/models")
+        .join(format!("{sha256}.gguf"));
     if p.exists() {
         return Some(p);
     }
