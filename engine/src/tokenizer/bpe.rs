@@ -18,7 +18,7 @@ pub struct Bpe {
     /// (left symbol, right symbol) -> (rank, merged symbol).
     merges: HashMap<(u32, u32), (u32, u32)>,
     /// Symbol of each byte's printable form.
-    byte_symbol: [u32; 256],
+    byte_symbol: Box<[u32; 256]>,
     /// Text of the symbols numbered from `n_vocab` on (strings that are not tokens).
     extra_text: Vec<String>,
     /// Byte value of each printable code point, for decoding.
@@ -81,7 +81,7 @@ impl Bpe {
             extra_text: Vec::new(),
         };
         let table = byte_to_char_table();
-        let mut byte_symbol = [0; 256];
+        let mut byte_symbol = Box::new([0; 256]);
         let mut unbyte = HashMap::new();
         for (b, c) in table.iter().enumerate() {
             byte_symbol[b] = syms.id(&c.to_string());
@@ -191,9 +191,12 @@ struct Merger {
     prev: Vec<usize>,
     next: Vec<usize>,
     alive: Vec<bool>,
-    /// (rank, left index, left symbol, right index, right symbol, merged symbol)
-    heap: BinaryHeap<Reverse<(u32, usize, u32, usize, u32, u32)>>,
+    heap: BinaryHeap<Reverse<Queued>>,
 }
+
+/// A pair waiting to merge: (rank, left index, left symbol, right index, right symbol, merged
+/// symbol). Ordered by rank, then position, as llama.cpp's queue is.
+type Queued = (u32, usize, u32, usize, u32, u32);
 
 const NONE: usize = usize::MAX;
 

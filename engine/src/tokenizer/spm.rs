@@ -21,7 +21,7 @@ const SPACE: char = '\u{2581}';
 pub struct Spm {
     add_space_prefix: bool,
     /// `<0xXX>` (or, failing that, the byte as a one-character token) for each byte.
-    byte_tokens: [Option<u32>; 256],
+    byte_tokens: Box<[Option<u32>; 256]>,
 }
 
 /// A queued pair: symbols `left` and `right` (adjacent when queued) whose texts make `len`
@@ -66,7 +66,7 @@ const NONE: usize = usize::MAX;
 
 impl Spm {
     pub fn new(token_to_id: &HashMap<String, u32>, add_space_prefix: bool) -> Spm {
-        let mut byte_tokens = [None; 256];
+        let mut byte_tokens = Box::new([None; 256]);
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             *slot = token_to_id
                 .get(&format!("<0x{b:02X}>"))
