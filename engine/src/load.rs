@@ -57,6 +57,16 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
+/// The GGUF header and the tokenizer only, for commands that never touch the weights: works
+/// on a vocabulary-only file (no tensors), such as llama.cpp's `ggml-vocab-*.gguf`.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, LoadError> {
+    let gguf = Gguf::open(path)?;
+    Tokenizer::from_gguf(&gguf).map_err(|source| LoadError::Tokenizer {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: the clock the agent stamps telemetry with.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {

@@ -99,14 +99,18 @@ enum Command {
         #[command(flatten)]
         threads: Threads,
     },
-    /// Print the token ids of a text as a JSON array (the model adds BOS only if it asks for it).
+    /// Print the token ids of a text as a JSON array (BOS/EOS only where the vocabulary asks for
+    /// them). Reads only the vocabulary, so a vocabulary-only GGUF works too.
     Tokenize {
         model: PathBuf,
         /// The text to tokenize.
         text: String,
-        /// Recognise special tokens such as <|im_start|> written in the text.
+        /// Recognise control tokens such as <|im_start|> written in the text.
         #[arg(long)]
         special: bool,
+        /// Add no BOS or EOS token, whatever the vocabulary asks for.
+        #[arg(long)]
+        no_bos: bool,
     },
     /// Convert a GGUF model to another weight type (norms stay F32; metadata is kept).
     Quantize {
@@ -412,11 +416,12 @@ fn run(cli: Cli) -> Result<()> {
             model,
             text,
             special,
+            no_bos,
         } => {
-            let l = load::load(&model)?;
+            let tokenizer = load::load_tokenizer(&model)?;
             println!(
                 "{}",
-                serde_json::to_string(&l.tokenizer.encode(&text, true, special))?
+                serde_json::to_string(&tokenizer.encode(&text, !no_bos, special))?
             );
         }
         Command::Quantize {

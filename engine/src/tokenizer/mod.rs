@@ -2,16 +2,13 @@
 
 pub mod bpe;
 pub mod pretokenize;
+pub mod special;
 pub mod spm;
 
 use crate::gguf::{Gguf, Value};
 use pretokenize::PreTokenizer;
+use special::{attr, Fragment, Specials};
 use std::collections::HashMap;
-
-/// GGUF token types (`tokenizer.ggml.token_type`).
-const TYPE_CONTROL: i32 = 3;
-const TYPE_USER_DEFINED: i32 = 4;
-const TYPE_UNKNOWN: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -19,7 +16,7 @@ pub enum TokenizerError {
     Missing(&'static str),
     #[error("tokenizer model '{0}' is not supported (supported: gpt2 byte-level BPE, llama SentencePiece)")]
     UnsupportedModel(String),
-    #[error("pre-tokenizer '{0}' is not supported yet (supported: default, gpt2, smollm and the GPT-2-regex family); its splitting rules are needed for token ids to match llama.cpp")]
+    #[error("pre-tokenizer '{0}' is not supported yet (supported: gpt-2, llama-bpe, qwen2, smollm and the names llama.cpp maps to them); its splitting rules are needed for token ids to match llama.cpp")]
     UnsupportedPre(String),
     #[error("tokenizer metadata is malformed: {0}")]
     Malformed(String),
@@ -33,16 +30,16 @@ enum Model {
 pub struct Tokenizer {
     model: Model,
     tokens: Vec<String>,
-    types: Vec<i32>,
+    attrs: Vec<u32>,
     scores: Vec<f32>,
     token_to_id: HashMap<String, u32>,
-    /// Control, user-defined and unknown tokens, longest text first, as llama.cpp partitions them.
-    specials: Vec<(String, u32, i32)>,
+    specials: Specials,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     eot: Option<u32>,
     unk: Option<u32>,
     pub add_bos: bool,
+    pub add_eos: bool,
 }
 
 impl Tokenizer {
@@ -51,7 +48,7 @@ impl Tokenizer {
             .get("tokenizer.ggml.model")
             .and_then(Value::as_str)
             .ok_or(TokenizerError::Missing("tokenizer.ggml.model"))?;
-        let tokens: Vec<String> = g
+        let mut tokens: Vec<String> = g
             .get("tokenizer.ggml.tokens")
             .and_then(Value::as_array)
             .ok_or(TokenizerError::Missing("tokenizer.ggml.tokens"))?
@@ -62,25 +59,42 @@ impl Tokenizer {
                 TokenizerError::Malformed("tokenizer.ggml.tokens holds a non-string".into())
             })?;
         let n = tokens.len();
-        let types: Vec<i32> = match g.get("tokenizer.ggml.token_type").and_then(Value::as_array) {
-            Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1) as i32).collect(),
-            None => vec![1; n],
+        for (i, t) in tokens.iter_mut().enumerate() {
+            // llama.cpp renames empty entries, so they can never match text.
+            if t.is_empty() {
+                *t = format!("[EMPTY_{i}]");
+            }
+        }
+        let mut attrs: Vec<u32> = match g.get("tokenizer.ggml.token_type").and_then(Value::as_array)
+        {
+            Some(a) => a
+                .iter()
+                .map(|v| {
+                    special::attr::from_gguf_type(match v {
+                        Value::I32(t) => *t as i64,
+                        v => v.as_u64().map_or(-1, |t| t as i64),
+                    })
+                })
+                .collect(),
+            None => vec![special::attr::NORMAL; n],
         };
         let scores: Vec<f32> = match g.get("tokenizer.ggml.scores").and_then(Value::as_array) {
             Some(a) => a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect(),
             None => vec![0.0; n],
         };
-        if types.len() != n || scores.len() != n {
+        if attrs.len() < n || scores.len() < n {
             return Err(TokenizerError::Malformed(format!(
                 "{n} tokens but {} token types and {} scores",
-                types.len(),
+                attrs.len(),
                 scores.len()
             )));
         }
+        attrs.truncate(n);
+        special::apply_name_rules(&tokens, &mut attrs);
         let mut token_to_id = HashMap::with_capacity(n);
         for (i, t) in tokens.iter().enumerate() {
-            // On duplicate texts the first id wins, as in llama.cpp.
-            token_to_id.entry(t.clone()).or_insert(i as u32);
+            // On duplicate texts the last id wins, as in llama.cpp's loader.
+            token_to_id.insert(t.clone(), i as u32);
         }
         let id_key = |k: &str| {
             g.get(k)
@@ -97,19 +111,19 @@ impl Tokenizer {
                     .unwrap_or("default");
                 let pre = PreTokenizer::from_gguf_name(pre_name)
                     .ok_or_else(|| TokenizerError::UnsupportedPre(pre_name.to_string()))?;
-                let merges: Vec<String> = g
+                let merges: Vec<&str> = g
                     .get("tokenizer.ggml.merges")
                     .and_then(Value::as_array)
                     .ok_or(TokenizerError::Missing("tokenizer.ggml.merges"))?
                     .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .filter_map(Value::as_str)
                     .collect();
                 (
                     Model::Bpe(
-                        bpe::Bpe::new(pre, &token_to_id, &merges)
+                        bpe::Bpe::new(pre, &token_to_id, n, &merges)
                             .map_err(TokenizerError::Malformed)?,
                     ),
-                    false,
+                    pre.default_add_bos,
                 )
             }
             "llama" => {
@@ -118,28 +132,26 @@ impl Tokenizer {
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
-        let mut specials: Vec<(String, u32, i32)> = tokens
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| matches!(types[*i], TYPE_CONTROL | TYPE_USER_DEFINED | TYPE_UNKNOWN))
-            .filter(|(_, t)| !t.is_empty())
-            .map(|(i, t)| (t.clone(), i as u32, types[i]))
-            .collect();
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
-        let eot = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"]
-            .iter()
-            .find_map(|t| token_to_id.get(*t).copied())
-            .or_else(|| id_key("tokenizer.ggml.eot_token_id"));
+        let specials = Specials::new(&tokens, &attrs);
+        let eot = id_key("tokenizer.ggml.eot_token_id").or_else(|| {
+            ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>"]
+                .iter()
+                .find_map(|t| token_to_id.get(*t).copied())
+        });
+        let is_spm = matches!(model, Model::Spm(_));
         Ok(Tokenizer {
             model,
             specials,
-            bos: id_key("tokenizer.ggml.bos_token_id"),
-            eos: id_key("tokenizer.ggml.eos_token_id"),
+            // llama.cpp's defaults when the file names none: SentencePiece vocabularies put
+            // <unk>, <s>, </s> at 0, 1, 2.
+            bos: id_key("tokenizer.ggml.bos_token_id").or(is_spm.then_some(1)),
+            eos: id_key("tokenizer.ggml.eos_token_id").or(is_spm.then_some(2)),
             eot,
-            unk: id_key("tokenizer.ggml.unknown_token_id"),
+            unk: id_key("tokenizer.ggml.unknown_token_id").or(is_spm.then_some(0)),
             add_bos: bool_key("tokenizer.ggml.add_bos_token").unwrap_or(default_add_bos),
+            add_eos: bool_key("tokenizer.ggml.add_eos_token").unwrap_or(false),
             tokens,
-            types,
+            attrs,
             scores,
             token_to_id,
         })
@@ -149,67 +161,45 @@ impl Tokenizer {
         self.tokens.len()
     }
 
-    /// Token ids for `text`. `add_special` adds BOS when the model asks for it; with
-    /// `parse_special`, control tokens written in the text (e.g. `<|im_start|>`) become their ids,
-    /// otherwise only user-defined tokens are recognised (llama.cpp's rules).
+    /// Token ids for `text`, as llama.cpp's `llama_tokenize` gives them. `add_special` adds
+    /// BOS (and EOS) where the vocabulary asks for them; with `parse_special`, control tokens
+    /// written in the text (e.g. `<|im_start|>`) become their ids, otherwise only user-defined
+    /// tokens are cut out (llama.cpp's rules).
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
-        let mut first = true;
-        for (piece, special) in self.partition(text, parse_special) {
-            match special {
-                Some(id) => out.push(id),
-                None => match &self.model {
-                    Model::Bpe(b) => b.encode(piece, &mut out),
-                    Model::Spm(s) => s.encode(
-                        piece,
-                        first,
-                        &self.token_to_id,
-                        &self.scores,
-                        self.unk,
-                        &mut out,
-                    ),
-                },
+        // SentencePiece puts its space prefix at the start of the text and after every special
+        // token, whether or not BOS was added.
+        let mut after_special = true;
+        for frag in self.specials.partition(text, parse_special) {
+            match frag {
+                Fragment::Token(id) => {
+                    out.push(id);
+                    after_special = true;
+                }
+                Fragment::Text(a, b) => {
+                    let piece = &text[a..b];
+                    match &self.model {
+                        Model::Bpe(m) => m.encode(piece, &self.token_to_id, &mut out),
+                        Model::Spm(m) => m.encode(
+                            piece,
+                            m.adds_space_prefix() && after_special,
+                            &self.token_to_id,
+                            &self.scores,
+                            self.unk,
+                            &mut out,
+                        ),
+                    }
+                    after_special = false;
+                }
             }
-            first = false;
+        }
+        if add_special && self.add_eos {
+            out.extend(self.eos);
         }
         out
-    }
-
-    /// Splits out the special tokens that appear literally in `text`.
-    fn partition<'t>(&self, text: &'t str, parse_special: bool) -> Vec<(&'t str, Option<u32>)> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        'outer: while !rest.is_empty() {
-            // The earliest occurrence wins; among tokens at the same place, the longest.
-            let mut hit: Option<(usize, &str, u32)> = None;
-            for (t, id, ty) in &self.specials {
-                if !parse_special && *ty != TYPE_USER_DEFINED {
-                    continue;
-                }
-                if let Some(p) = rest.find(t.as_str()) {
-                    if hit.is_none_or(|(hp, _, _)| p < hp) {
-                        hit = Some((p, t, *id));
-                    }
-                }
-            }
-            match hit {
-                Some((p, t, id)) => {
-                    if p > 0 {
-                        parts.push((&rest[..p], None));
-                    }
-                    parts.push((&rest[p..p + t.len()], Some(id)));
-                    rest = &rest[p + t.len()..];
-                }
-                None => {
-                    parts.push((rest, None));
-                    break 'outer;
-                }
-            }
-        }
-        parts
     }
 
     /// The bytes token `id` stands for; control tokens render as nothing unless `special`.
@@ -217,15 +207,18 @@ impl Tokenizer {
         let Some(text) = self.tokens.get(id as usize) else {
             return;
         };
-        match self.types[id as usize] {
-            TYPE_CONTROL | TYPE_UNKNOWN if !special => {}
-            TYPE_CONTROL | TYPE_USER_DEFINED | TYPE_UNKNOWN => {
-                out.extend_from_slice(text.as_bytes())
+        let a = self.attrs[id as usize];
+        if a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+            if special {
+                out.extend_from_slice(text.as_bytes());
             }
-            _ => match &self.model {
+        } else if a & attr::USER_DEFINED != 0 {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            match &self.model {
                 Model::Bpe(b) => b.token_bytes(text, out),
                 Model::Spm(s) => s.token_bytes(text, out),
-            },
+            }
         }
     }
 

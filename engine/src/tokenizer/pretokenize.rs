@@ -1,8 +1,10 @@
 //! Pre-tokenizers for byte-level BPE: how text is cut into words before merges apply.
 //!
-//! These follow llama.cpp's splitting rules (which reproduce the Hugging Face regexes), since
-//! token ids must equal llama.cpp's for the same text. Working on code points with their Unicode
-//! categories keeps the rules readable without a backtracking regex engine.
+//! Token ids must equal llama.cpp's, and llama.cpp does not run the Hugging Face regexes for
+//! these families: it runs hand-written splitters (src/unicode.cpp) whose corner cases differ
+//! from a regex engine's (a part ends a lookahead, unassigned code points count as "other",
+//! `\s` is the Unicode White_Space set). So the rules are written out here over code points and
+//! their Unicode categories, one function per regex, in the order the regex tries alternatives.
 
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
@@ -11,16 +13,53 @@ use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 pub enum PreTokenizer {
     /// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
     Gpt2,
-    /// SmolLM and friends: every digit on its own first (`\p{N}`), then GPT-2 within each part.
+    /// SmolLM, StarCoder and friends: every number code point on its own first (`\p{N}`),
+    /// then GPT-2 within each part.
     DigitsThenGpt2,
+    /// Llama 3: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+    /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+    Llama3,
+    /// Qwen2 (and Qwen3, whose files say `qwen2`): Llama 3's regex with single digits (`\p{N}`).
+    Qwen2,
+}
+
+/// What llama.cpp's BPE loader sets besides the splitting rules for a `tokenizer.ggml.pre` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreConfig {
+    pub pre: PreTokenizer,
+    /// A word that is itself a vocabulary entry becomes that token without merging.
+    pub ignore_merges: bool,
+    /// BOS is added when the file does not say (`tokenizer.ggml.add_bos_token` absent).
+    pub default_add_bos: bool,
 }
 
 impl PreTokenizer {
-    /// The pre-tokenizer for a `tokenizer.ggml.pre` value, or `None` when we do not know it.
-    pub fn from_gguf_name(name: &str) -> Option<PreTokenizer> {
+    /// The configuration for a `tokenizer.ggml.pre` value, as llama.cpp's vocabulary loader
+    /// maps it, or `None` when we do not know it.
+    pub fn from_gguf_name(name: &str) -> Option<PreConfig> {
+        let plain = |pre| PreConfig {
+            pre,
+            ignore_merges: false,
+            default_add_bos: false,
+        };
         Some(match name {
-            "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => PreTokenizer::Gpt2,
-            "smollm" | "codeshell" | "exaone" | "minerva-7b" => PreTokenizer::DigitsThenGpt2,
+            "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" | "trillion" | "granite-docling"
+            | "exaone4" | "roberta-bpe" | "gigachat" | "a.x-4.0" | "mellum" => {
+                plain(PreTokenizer::Gpt2)
+            }
+            // Our own synthetic files predate the list above and say `gpt2`.
+            "gpt2" => plain(PreTokenizer::Gpt2),
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva-7b" | "mellum2" => plain(PreTokenizer::DigitsThenGpt2),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" => PreConfig {
+                pre: PreTokenizer::Llama3,
+                ignore_merges: true,
+                default_add_bos: true,
+            },
+            "dbrx" | "smaug-bpe" => plain(PreTokenizer::Llama3),
+            "qwen2" | "deepseek-r1-qwen" | "megrez" | "stablelm2" | "hunyuan" | "solar-open"
+            | "kormo" | "f2llmv2" => plain(PreTokenizer::Qwen2),
             _ => return None,
         })
     }
@@ -30,43 +69,97 @@ impl PreTokenizer {
         let cps: Vec<(usize, char)> = text.char_indices().collect();
         let byte_at = |i: usize| cps.get(i).map_or(text.len(), |&(b, _)| b);
         let parts: Vec<(usize, usize)> = match self {
-            PreTokenizer::Gpt2 => vec![(0, cps.len())],
-            PreTokenizer::DigitsThenGpt2 => split_digits(&cps),
+            PreTokenizer::DigitsThenGpt2 => split_numbers(&cps),
+            _ => vec![(0, cps.len())],
         };
-        let mut out = Vec::new();
+        let mut words = Vec::with_capacity(cps.len() / 3 + 1);
         for (start, end) in parts {
-            for (a, b) in gpt2_words(&cps, start, end) {
-                out.push(&text[byte_at(a)..byte_at(b)]);
+            let part = Part {
+                cps: &cps,
+                start,
+                end,
+            };
+            match self {
+                PreTokenizer::Gpt2 | PreTokenizer::DigitsThenGpt2 => gpt2_words(part, &mut words),
+                PreTokenizer::Llama3 => llama3_words(part, Some(3), &mut words),
+                PreTokenizer::Qwen2 => llama3_words(part, Some(1), &mut words),
             }
         }
-        out
+        words
+            .into_iter()
+            .map(|(a, b)| &text[byte_at(a)..byte_at(b)])
+            .collect()
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Class {
     Letter,
     Number,
     Space,
+    /// Everything else, unassigned code points included (llama.cpp flags them "undefined",
+    /// which its splitters treat like punctuation).
     Other,
-    /// Unassigned code points and positions past the end of a part: they match no class.
-    Nothing,
+    /// Past the end of the part: matches no class, so lookaheads stop there.
+    End,
 }
 
 fn class(c: char) -> Class {
+    // llama.cpp's whitespace set is Unicode's White_Space property, which is what
+    // char::is_whitespace tests.
+    if c.is_whitespace() {
+        return Class::Space;
+    }
     match c.general_category_group() {
         GeneralCategoryGroup::Letter => Class::Letter,
         GeneralCategoryGroup::Number => Class::Number,
-        _ if c.is_whitespace() => Class::Space,
-        _ if c.general_category() == unicode_properties::GeneralCategory::Unassigned => {
-            Class::Nothing
-        }
         _ => Class::Other,
     }
 }
 
+/// Code points `start..end` of a text: the regex sees nothing outside them.
+#[derive(Clone, Copy)]
+struct Part<'a> {
+    cps: &'a [(usize, char)],
+    start: usize,
+    end: usize,
+}
+
+impl Part<'_> {
+    fn at(&self, i: usize) -> Option<char> {
+        (i < self.end).then(|| self.cps[i].1)
+    }
+
+    fn cls(&self, i: usize) -> Class {
+        self.at(i).map_or(Class::End, class)
+    }
+
+    /// Length of a contraction (`'s 't 're 've 'm 'll 'd`) at `pos`, 0 if none; with
+    /// `any_case` the letters may be upper case too (`(?i:...)`).
+    fn contraction(&self, pos: usize, any_case: bool) -> usize {
+        if self.at(pos) != Some('\'') {
+            return 0;
+        }
+        let fold = |c: Option<char>| c.map(|c| if any_case { c.to_ascii_lowercase() } else { c });
+        match (fold(self.at(pos + 1)), fold(self.at(pos + 2))) {
+            (Some('s' | 't' | 'm' | 'd'), _) => 2,
+            (Some('r' | 'v'), Some('e')) | (Some('l'), Some('l')) => 3,
+            _ => 0,
+        }
+    }
+
+    /// Number of whitespace code points from `pos` on.
+    fn spaces_from(&self, pos: usize) -> usize {
+        let mut n = 0;
+        while self.cls(pos + n) == Class::Space {
+            n += 1;
+        }
+        n
+    }
+}
+
 /// `\p{N}` as a splitting regex: each number code point alone, the runs between kept whole.
-fn split_digits(cps: &[(usize, char)]) -> Vec<(usize, usize)> {
+fn split_numbers(cps: &[(usize, char)]) -> Vec<(usize, usize)> {
     let mut parts = Vec::new();
     let mut run_start = 0;
     for (i, &(_, c)) in cps.iter().enumerate() {
@@ -84,59 +177,110 @@ fn split_digits(cps: &[(usize, char)]) -> Vec<(usize, usize)> {
     parts
 }
 
-/// The GPT-2 word regex over code points `start..end`, as (start, end) index pairs.
-fn gpt2_words(cps: &[(usize, char)], start: usize, end: usize) -> Vec<(usize, usize)> {
-    let at = |i: usize| if i < end { Some(cps[i].1) } else { None };
-    let cls = |i: usize| at(i).map_or(Class::Nothing, class);
-    let mut words = Vec::new();
-    let mut pos = start;
-    while pos < end {
-        let c = cps[pos].1;
-        // 's 't 're 've 'm 'll 'd
-        if c == '\'' {
-            let n1 = at(pos + 1);
-            let n2 = at(pos + 2);
-            let len = match (n1, n2) {
-                (Some('s' | 't' | 'm' | 'd'), _) => 2,
-                (Some('r'), Some('e')) | (Some('v'), Some('e')) | (Some('l'), Some('l')) => 3,
-                _ => 0,
-            };
-            if len > 0 {
-                words.push((pos, pos + len));
-                pos += len;
-                continue;
-            }
-        }
-        // An optional single space joins the word that follows it.
-        let lead = usize::from(c == ' ');
-        let first = cls(pos + lead);
-        let is_other = |k: Class| k == Class::Other;
-        if matches!(first, Class::Letter | Class::Number) || is_other(first) {
-            let mut p = pos + lead;
-            while cls(p) == first {
-                p += 1;
-            }
-            words.push((pos, p));
-            pos = p;
+/// `\s+(?!\S)|\s+` for a run of `spaces` whitespace code points at `pos`: a run followed by
+/// a non-space leaves its last space to lead the next word. Returns the match length.
+fn trailing_spaces(p: Part, pos: usize, spaces: usize) -> usize {
+    if spaces > 1 && p.at(pos + spaces).is_some() {
+        spaces - 1
+    } else {
+        spaces
+    }
+}
+
+/// The GPT-2 word regex over one part, as (start, end) code point index pairs.
+fn gpt2_words(p: Part, words: &mut Vec<(usize, usize)>) {
+    let mut pos = p.start;
+    while pos < p.end {
+        let len = p.contraction(pos, false);
+        if len > 0 {
+            words.push((pos, pos + len));
+            pos += len;
             continue;
         }
-        let mut spaces = 0;
-        while cls(pos + spaces) == Class::Space {
-            spaces += 1;
+        // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: an optional single space joins the
+        // run of one class that follows it.
+        let lead = usize::from(p.at(pos) == Some(' '));
+        let first = p.cls(pos + lead);
+        if matches!(first, Class::Letter | Class::Number | Class::Other) {
+            let mut q = pos + lead;
+            while p.cls(q) == first {
+                q += 1;
+            }
+            words.push((pos, q));
+            pos = q;
+            continue;
         }
-        if spaces > 1 && pos + spaces < end {
-            // \s+(?!\S): leave the last space to lead the next word.
-            words.push((pos, pos + spaces - 1));
-            pos += spaces - 1;
-        } else if spaces > 0 {
-            words.push((pos, pos + spaces));
-            pos += spaces;
-        } else {
-            words.push((pos, pos + 1));
-            pos += 1;
-        }
+        let spaces = p.spaces_from(pos);
+        let len = trailing_spaces(p, pos, spaces).max(1);
+        words.push((pos, pos + len));
+        pos += len;
     }
-    words
+}
+
+/// The Llama 3 word regex over one part; `digits` is the longest run of numbers kept together
+/// (3 for Llama 3's `\p{N}{1,3}`, 1 for Qwen2's `\p{N}`).
+fn llama3_words(p: Part, digits: Option<usize>, words: &mut Vec<(usize, usize)>) {
+    let max_digits = digits.unwrap_or(usize::MAX);
+    let is_newline = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+    let mut pos = p.start;
+    while pos < p.end {
+        let c = p.at(pos);
+        let cls = p.cls(pos);
+        let len = p.contraction(pos, true);
+        if len > 0 {
+            words.push((pos, pos + len));
+            pos += len;
+            continue;
+        }
+        // `[^\r\n\p{L}\p{N}]?\p{L}+`: any one non-newline, non-number code point may lead a
+        // run of letters.
+        if !is_newline(c)
+            && cls != Class::Number
+            && (cls == Class::Letter || p.cls(pos + 1) == Class::Letter)
+        {
+            let mut q = pos + 1;
+            while p.cls(q) == Class::Letter {
+                q += 1;
+            }
+            words.push((pos, q));
+            pos = q;
+            continue;
+        }
+        // `\p{N}{1,3}`: numbers in groups from the left.
+        if cls == Class::Number {
+            let mut q = pos;
+            while p.cls(q) == Class::Number && q - pos < max_digits {
+                q += 1;
+            }
+            words.push((pos, q));
+            pos = q;
+            continue;
+        }
+        // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+        let lead = usize::from(c == Some(' '));
+        if p.cls(pos + lead) == Class::Other || (lead == 1 && p.cls(pos + 1) == Class::End) {
+            let mut q = pos + lead;
+            while p.cls(q) == Class::Other {
+                q += 1;
+            }
+            while is_newline(p.at(q)) {
+                q += 1;
+            }
+            words.push((pos, q));
+            pos = q;
+            continue;
+        }
+        // `\s*[\r\n]+`: whitespace up to and including the last newline of the run.
+        let spaces = p.spaces_from(pos);
+        if let Some(last_nl) = (pos..pos + spaces).rev().find(|&i| is_newline(p.at(i))) {
+            words.push((pos, last_nl + 1));
+            pos = last_nl + 1;
+            continue;
+        }
+        let len = trailing_spaces(p, pos, spaces).max(1);
+        words.push((pos, pos + len));
+        pos += len;
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +308,26 @@ mod tests {
     #[test]
     fn trailing_spaces_stay_together() {
         assert_eq!(PreTokenizer::Gpt2.split("a   "), ["a", "   "]);
+    }
+
+    #[test]
+    fn llama3_groups_digits_by_three_and_keeps_newlines_with_spaces() {
+        let w = PreTokenizer::Llama3.split("I'M 1234567 ok!\n\n  x\r\n");
+        assert_eq!(
+            w,
+            ["I", "'M", " ", "123", "456", "7", " ok", "!\n\n", " ", " x", "\r\n"]
+        );
+    }
+
+    #[test]
+    fn qwen2_splits_single_digits_and_lets_punctuation_lead_letters() {
+        let w = PreTokenizer::Qwen2.split("(abc) 42");
+        assert_eq!(w, ["(abc", ")", " ", "4", "2"]);
+    }
+
+    #[test]
+    fn unassigned_code_points_count_as_other() {
+        // U+0378 is unassigned: llama.cpp's splitters join it with punctuation.
+        assert_eq!(PreTokenizer::Gpt2.split("!\u{378}!"), ["!\u{378}!"]);
     }
 }
