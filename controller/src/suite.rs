@@ -18,6 +18,7 @@
 //!     new_tokens: 32
 //!     chat: true                # optional, default false: send the prompt as one user turn of the
 //!                               # model's own chat template (tokenizer.chat_template), as apps do
+//!     models: [smollm2-135m]    # optional: run this scenario on these of the suite's models only
 //! threads: [2]                  # default: the device's performance cores
 //! states: [{thermal: any}]      # thermal: cool|warm|hot|any; battery: [100, 50, 20] levels with
 //!                               # battery_mode: wait (default) | drain | simulate (Android only)
@@ -278,6 +279,9 @@ pub struct Scenario {
     pub new_tokens: usize,
     /// Render the prompt as one user turn of the model's chat template (`chat: true`).
     pub chat: bool,
+    /// The model labels this scenario runs on (`models:` in the scenario); `None` runs it on
+    /// every model of the suite. A chat turn only makes sense for models with a template.
+    pub models: Option<Vec<String>>,
 }
 
 impl Scenario {
@@ -410,6 +414,13 @@ impl ValidatedSuite {
             let label = model.label();
             for &precision in &self.precisions {
                 for scenario in &self.scenarios {
+                    if scenario
+                        .models
+                        .as_ref()
+                        .is_some_and(|only| !only.contains(&label))
+                    {
+                        continue;
+                    }
                     for &threads in &self.threads {
                         for &state in &self.states {
                             let t =
@@ -570,6 +581,8 @@ struct ScenarioFile {
     new_tokens: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
     chat: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    models: Field<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -614,7 +627,8 @@ fn check_suite(
         .unwrap_or_default();
     let models = check_models(&mut r, file.models.as_ref(), base);
     let precisions = check_precisions(&mut r, file.precisions.as_ref());
-    let scenarios = check_scenarios(&mut r, file.scenarios.as_ref(), base);
+    let model_labels: Vec<String> = models.iter().map(ModelRef::label).collect();
+    let scenarios = check_scenarios(&mut r, file.scenarios.as_ref(), base, &model_labels);
     let threads = check_threads(&mut r, file.threads.as_ref());
     let states = check_states(&mut r, file.states.as_ref());
 
@@ -913,6 +927,7 @@ fn check_scenarios(
     r: &mut Report,
     list: Option<&Spanned<Vec<Spanned<ScenarioFile>>>>,
     base: &Path,
+    model_labels: &[String],
 ) -> Vec<Scenario> {
     let Some(list) = list else {
         r.at(
@@ -988,6 +1003,27 @@ fn check_scenarios(
                 }
             },
         };
+        let models = s.models.as_ref().map(|list| {
+            if list.value.is_empty() {
+                r.on(
+                    list,
+                    format!("{what} has an empty 'models' list: name some of the suite's models ({}) or drop the key", model_labels.join(", ")),
+                );
+            }
+            for m in &list.value {
+                if !model_labels.contains(&m.value) {
+                    r.on(
+                        m,
+                        format!(
+                            "{what} names model '{}', which the suite does not list (its models: {})",
+                            m.value,
+                            model_labels.join(", ")
+                        ),
+                    );
+                }
+            }
+            list.value.iter().map(|m| m.value.clone()).collect::<Vec<_>>()
+        });
         if let (Some(name), Some(prompt), Some(new_tokens), Some(chat)) =
             (name, prompt, new_tokens, chat)
         {
@@ -996,6 +1032,7 @@ fn check_scenarios(
                 prompt,
                 new_tokens: new_tokens as usize,
                 chat,
+                models,
             });
         }
     }
@@ -1221,6 +1258,27 @@ mod tests {
         assert_eq!(cells.len(), 1);
         assert_eq!(cells[0].id, "synth/native/a/tdefault/any");
         assert_eq!(cells[0].prompt, Prompt::Tokens(4));
+    }
+
+    #[test]
+    fn a_scenario_can_run_on_some_models_only() {
+        let s = ok("models: [{name: synth}, {name: smollm2-135m}]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}, {name: b, prompt: hi, new_tokens: 2, chat: true, models: [smollm2-135m]}]\n");
+        let ids: Vec<String> = s.cells().into_iter().map(|c| c.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "synth/native/a/tdefault/any",
+                "smollm2-135m/native/a/tdefault/any",
+                "smollm2-135m/native/b+chat/tdefault/any"
+            ]
+        );
+        let e = err("models: [{name: synth}]\n\
+                     scenarios: [{name: a, prompt: hi, new_tokens: 2, models: [gemma3-270m]}]\n");
+        assert!(
+            e.contains("s.yaml:2:59: scenario 'a' names model 'gemma3-270m', which the suite does not list (its models: synth)"),
+            "{e}"
+        );
     }
 
     #[test]
