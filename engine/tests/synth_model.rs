@@ -9,7 +9,7 @@ use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::load;
 use meltbench_engine::sampler::{Sampler, SamplerConfig};
 use meltbench_engine::session::Session;
-use meltbench_engine::synth::{write_synth, SynthConfig};
+use meltbench_engine::synth::{write_synth, SynthArch, SynthConfig};
 use meltbench_protocol::engine::EngineRecord;
 use std::path::Path;
 
@@ -80,6 +80,60 @@ fn greedy_tokens_match_the_reference_on_every_kernel_table() {
                 assert_eq!(
                     got, want,
                     "{ty} with {} kernels and {threads} threads",
+                    k.isa
+                );
+            }
+        }
+    }
+}
+
+/// Every architecture's synthetic model (llama 3, qwen2, qwen3, gemma3 layouts) gives the greedy
+/// tokens llama.cpp gave for the same file, on every kernel table this CPU has (NEON under qemu
+/// on aarch64) and at 1 and 2 threads: the four forward passes agree with llama.cpp's, and the
+/// aarch64 build with the x86_64 one.
+#[test]
+fn every_architecture_gives_llama_cpp_greedy_tokens_on_every_kernel_table() {
+    let fx = common::fixture("synth-greedy.json");
+    let dir = tempfile::tempdir().unwrap();
+    for arch in SynthArch::ALL
+        .into_iter()
+        .filter(|&a| a != SynthArch::Llama)
+    {
+        let entry = &fx["archs"][arch.name()];
+        let ids = |key: &str| -> Vec<u32> {
+            entry[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {key} for {}", arch.name()))
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        };
+        let (want, llama_cpp) = (ids("tokens"), ids("llama_cpp"));
+        assert_eq!(want, llama_cpp, "{}: the recorded reference", arch.name());
+        let model = dir.path().join(format!("synth-{}.gguf", arch.name()));
+        write_synth(
+            &model,
+            &SynthConfig {
+                arch,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let l = load(&model).unwrap();
+        assert_eq!(
+            l.tokenizer.encode(PROMPT, true, false),
+            ids("llama_cpp_prompt_ids"),
+            "{}: prompt tokens",
+            arch.name()
+        );
+        for k in kernels::available() {
+            for threads in [1, 2] {
+                let got = greedy(&model, k, threads);
+                assert_eq!(
+                    got,
+                    want,
+                    "{} with {} kernels and {threads} threads",
+                    arch.name(),
                     k.isa
                 );
             }
