@@ -191,6 +191,11 @@ pub struct Gguf {
 }
 
 impl Gguf {
+    /// Removes the metadata entries named in `keys` (values already copied elsewhere).
+    pub fn forget(&mut self, keys: &[&str]) {
+        self.metadata.retain(|(k, _)| !keys.contains(&k.as_str()));
+    }
+
     pub fn open(path: &Path) -> Result<Gguf, GgufError> {
         let io_err = |source| GgufError::Io {
             path: path.to_path_buf(),
