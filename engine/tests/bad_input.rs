@@ -67,13 +67,13 @@ fn unknown_tensor_type_names_the_tensor_and_type() {
     let name = b"blk.0.attn_q.weight";
     let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
     let ty = at + 4 + 16;
-    // 7 is q5_1, a type this engine does not run.
-    bytes[ty..ty + 4].copy_from_slice(&7u32.to_le_bytes());
+    // 10 is q2_k, a type this engine does not run.
+    bytes[ty..ty + 4].copy_from_slice(&10u32.to_le_bytes());
     let p = dir.path().join("type.gguf");
     std::fs::write(&p, &bytes).unwrap();
     let err = info_fails(&p);
     assert!(
-        err.contains("blk.0.attn_q.weight") && err.contains("q5_1"),
+        err.contains("blk.0.attn_q.weight") && err.contains("q2_k"),
         "{err}"
     );
 }
