@@ -354,7 +354,7 @@ fn read_config(g: &Gguf) -> Result<Config, ModelError> {
     h.n_layers = h.required("block_count")?;
     h.n_heads = h.required("attention.head_count")?;
     let n_kv_heads = h.int("attention.head_count_kv").unwrap_or(h.n_heads);
-    if h.n_heads == 0 || n_kv_heads == 0 || h.n_heads % n_kv_heads != 0 {
+    if h.n_heads == 0 || n_kv_heads == 0 || !h.n_heads.is_multiple_of(n_kv_heads) {
         return Err(ModelError::Inconsistent(format!(
             "{} heads, {n_kv_heads} key/value heads",
             h.n_heads
@@ -362,7 +362,7 @@ fn read_config(g: &Gguf) -> Result<Config, ModelError> {
     }
     h.head_dim = match h.int("attention.key_length") {
         Some(k) => k,
-        None if h.dim % h.n_heads == 0 => h.dim / h.n_heads,
+        None if h.dim.is_multiple_of(h.n_heads) => h.dim / h.n_heads,
         None => {
             return Err(ModelError::Inconsistent(format!(
             "embedding {} is not a whole number of {} heads, and attention.key_length is missing",
@@ -378,7 +378,7 @@ fn read_config(g: &Gguf) -> Result<Config, ModelError> {
         )));
     }
     let rope_dim = h.int("rope.dimension_count").unwrap_or(h.head_dim);
-    if rope_dim > h.head_dim || rope_dim % 2 != 0 {
+    if rope_dim > h.head_dim || !rope_dim.is_multiple_of(2) {
         return Err(ModelError::Inconsistent(format!(
             "rope dimension {rope_dim} for heads of {}",
             h.head_dim
