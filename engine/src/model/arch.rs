@@ -7,9 +7,9 @@
 //! per-head norms, rotation layout, activation, extra norms, sliding windows), so one forward
 //! pass ([`crate::session`]) reads a [`Family`] rather than each architecture copying the pass.
 //! Adding an architecture is one file beside this one that reads its switches from the file's
-//! metadata, plus one line in [`ARCHITECTURES`].
+//! metadata, plus one line in [`super::registry::ARCHITECTURES`].
 
-use super::{gemma3, llama, qwen2, qwen3, Hparams, ModelError};
+use super::hparams::{Hparams, ModelError};
 
 /// How RoPE pairs up the values of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,21 +79,4 @@ impl Family {
 pub struct Architecture {
     pub name: &'static str,
     pub family: fn(&Hparams) -> Result<Family, ModelError>,
-}
-
-/// Every architecture the engine runs.
-pub const ARCHITECTURES: &[Architecture] = &[llama::ARCH, qwen2::ARCH, qwen3::ARCH, gemma3::ARCH];
-
-/// The registry entry for `name`.
-pub fn find(name: &str) -> Option<&'static Architecture> {
-    ARCHITECTURES.iter().find(|a| a.name == name)
-}
-
-/// The names the registry knows, for error messages.
-pub fn names() -> String {
-    ARCHITECTURES
-        .iter()
-        .map(|a| a.name)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

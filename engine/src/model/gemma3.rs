@@ -4,7 +4,7 @@
 //! same keys (its `llama_model_gemma3`), so the two run the same network.
 
 use super::arch::{Activation, Architecture, Family, RopeMode, SlidingWindow};
-use super::{Hparams, ModelError};
+use super::hparams::{Hparams, ModelError};
 
 pub const ARCH: Architecture = Architecture {
     name: "gemma3",

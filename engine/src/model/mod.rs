@@ -1,46 +1,27 @@
 //! A loaded model: hyper-parameters from metadata and weight matrices that point into the map.
 //!
-//! [`arch`] holds what differs between architectures and the registry that picks one; one
+//! [`arch`] holds what differs between architectures, [`registry`] picks one by name, and one
 //! small file per architecture ([`llama`], [`qwen2`], [`qwen3`], [`gemma3`]) reads its switches.
 //! The forward pass that runs them is [`crate::session`].
 
 pub mod arch;
 pub mod gemma3;
+pub mod hparams;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
+pub mod registry;
 
 use arch::Family;
+pub use hparams::{Hparams, ModelError};
 
 use crate::dtype::DType;
-use crate::gguf::{Gguf, GgufError, TensorInfo, Value};
+use crate::gguf::{Gguf, TensorInfo, Value};
 use crate::kernels::blocks::dequantize_row;
 use crate::kernels::interleaved;
 use crate::kernels::packed::{self, AlignedBytes};
 use memmap2::Mmap;
 use std::sync::{Arc, OnceLock};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error(transparent)]
-    Gguf(#[from] GgufError),
-    #[error("architecture '{0}' is not supported (supported: {supported}); `meltbench-engine info MODEL` lists what the file needs", supported = arch::names())]
-    UnsupportedArchitecture(String),
-    #[error("the model has no '{0}' metadata, which a {1} model needs")]
-    MissingKey(String, &'static str),
-    #[error("the model has no tensor '{0}'")]
-    MissingTensor(String),
-    #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
-    Shape {
-        name: String,
-        found: Vec<u64>,
-        expected: Vec<u64>,
-    },
-    #[error("the model's hyper-parameters are inconsistent: {0}")]
-    Inconsistent(String),
-    #[error("rope scaling '{0}' is not supported yet (supported: none, linear, llama3 frequency factors)")]
-    UnsupportedRope(String),
-}
 
 /// Hyper-parameters of a llama-family model.
 #[derive(Clone, Debug)]
@@ -74,47 +55,6 @@ impl Config {
 
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
-    }
-}
-
-/// The generic hyper-parameters every architecture has, and typed access to its other
-/// `<arch>.*` keys for the architecture files.
-pub struct Hparams<'g> {
-    g: &'g Gguf,
-    arch: String,
-    pub dim: usize,
-    pub n_layers: usize,
-    pub n_heads: usize,
-    pub head_dim: usize,
-}
-
-impl Hparams<'_> {
-    fn key(&self, k: &str) -> String {
-        format!("{}.{k}", self.arch)
-    }
-
-    /// `<arch>.k` as an integer, if present.
-    pub fn int(&self, k: &str) -> Option<usize> {
-        self.g
-            .get(&self.key(k))
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-    }
-
-    /// `<arch>.k` as a float, if present.
-    pub fn float(&self, k: &str) -> Option<f64> {
-        self.g.get(&self.key(k)).and_then(Value::as_f64)
-    }
-
-    /// `<arch>.k` as an array of booleans, if it is one.
-    pub fn bools(&self, k: &str) -> Option<Vec<bool>> {
-        let a = self.g.get(&self.key(k)).and_then(Value::as_array)?;
-        a.iter().map(Value::as_bool).collect()
-    }
-
-    fn required(&self, k: &str) -> Result<usize, ModelError> {
-        self.int(k)
-            .ok_or_else(|| ModelError::MissingKey(self.key(k), "transformer"))
     }
 }
 
@@ -340,16 +280,11 @@ fn read_config(g: &Gguf) -> Result<Config, ModelError> {
         .and_then(Value::as_str)
         .ok_or_else(|| ModelError::MissingKey("general.architecture".into(), "GGUF"))?
         .to_string();
-    let entry =
-        arch::find(&arch).ok_or_else(|| ModelError::UnsupportedArchitecture(arch.clone()))?;
-    let mut h = Hparams {
-        g,
-        arch,
-        dim: 0,
-        n_layers: 0,
-        n_heads: 0,
-        head_dim: 0,
-    };
+    let entry = registry::find(&arch).ok_or_else(|| ModelError::UnsupportedArchitecture {
+        name: arch.clone(),
+        supported: registry::names(),
+    })?;
+    let mut h = Hparams::new(g, arch);
     h.dim = h.required("embedding_length")?;
     h.n_layers = h.required("block_count")?;
     h.n_heads = h.required("attention.head_count")?;
