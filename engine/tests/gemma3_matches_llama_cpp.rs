@@ -4,11 +4,9 @@
 
 mod common;
 
-use meltbench_engine::generate::generate;
 use meltbench_engine::kernels;
 use meltbench_engine::load::load;
 use meltbench_engine::perplexity::perplexity;
-use meltbench_engine::sampler::{Sampler, SamplerConfig};
 use meltbench_engine::session::{Logits, Session};
 
 /// Leading greedy tokens a prompt must share with llama.cpp's (the bar), unless the two
@@ -29,14 +27,6 @@ const MIN_PROMPTS_MATCHING: usize = 4;
 /// Largest relative perplexity difference accepted.
 const TOLERANCE: f64 = 0.01;
 
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 #[test]
 fn gemma3_greedy_tokens_agree_with_llama_cpp() {
     let Some(model) = common::gemma3() else {
@@ -48,54 +38,17 @@ fn gemma3_greedy_tokens_agree_with_llama_cpp() {
     assert!(cases.len() >= 5);
     let mut matching = 0;
     for case in cases {
-        let prompt = case["prompt"].as_str().unwrap();
-        let prompt_ids = ids(&case["prompt_ids"]);
-        assert_eq!(
-            l.tokenizer.encode(prompt, true, false),
-            prompt_ids,
-            "prompt tokens for {prompt:?}"
-        );
-        let want = ids(&case["generated_ids"]);
-        let mut session = Session::new(
-            &l.model,
-            kernels::best(),
-            common::threads(),
-            prompt_ids.len() + want.len(),
-        );
-        let mut sampler = Sampler::new(SamplerConfig {
-            temperature: 0.0,
-            ..Default::default()
-        });
-        let g = generate(
-            &mut session,
-            &l.tokenizer,
-            &mut sampler,
-            &prompt_ids,
-            want.len(),
-            true,
-            |_| {},
-        )
-        .unwrap();
-        let same = g
-            .tokens
-            .iter()
-            .zip(&want)
-            .take_while(|(a, b)| a == b)
-            .count();
-        println!(
-            "{prompt:?}: {same} of {} greedy tokens equal llama.cpp's; ours: {:?}",
-            want.len(),
-            l.tokenizer.decode(&g.tokens)
-        );
+        let (ours_tokens, want, same, mut session) = common::greedy_case(&l, case);
         if same >= MIN_MATCHING {
             matching += 1;
             continue;
         }
         // Parted early: llama.cpp's choice must be a near-tie in our own logits at that step.
         session.reset();
+        let prompt_ids = common::ids(&case["prompt_ids"]);
         let context: Vec<u32> = prompt_ids.iter().chain(&want[..same]).copied().collect();
         let logits = session.forward(&context, Logits::Last).unwrap();
-        let (theirs, ours) = (want[same] as usize, g.tokens[same] as usize);
+        let (theirs, ours) = (want[same] as usize, ours_tokens[same] as usize);
         let gap = logits[ours] - logits[theirs];
         println!(
             "  step {same}: ours {:?} {:.4}, llama.cpp's {:?} {:.4} (gap {gap:.4})",
@@ -106,7 +59,8 @@ fn gemma3_greedy_tokens_agree_with_llama_cpp() {
         );
         assert!(
             gap <= NEAR_TIE,
-            "{prompt:?}: parted from llama.cpp after {same} tokens, and llama.cpp's token is {gap} below ours (a near-tie is within {NEAR_TIE})"
+            "{:?}: parted from llama.cpp after {same} tokens, and llama.cpp's token is {gap} below ours (a near-tie is within {NEAR_TIE})",
+            case["prompt"]
         );
     }
     assert!(

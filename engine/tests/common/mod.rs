@@ -99,3 +99,68 @@ pub fn synth_model(dir: &std::path::Path, dtype: meltbench_engine::dtype::DType)
     .expect("writing the synthetic model");
     path
 }
+
+/// Token ids from a fixture's JSON array.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// A greedy continuation of a fixture case (`prompt`, `prompt_ids`, `generated_ids`): checks
+/// the prompt's tokens, generates as many tokens as llama.cpp did with the best kernels, and
+/// returns ours, llama.cpp's, how many leading ones agree, and the session (for a closer look
+/// where they part).
+pub fn greedy_case<'m>(
+    l: &'m meltbench_engine::load::Loaded,
+    case: &serde_json::Value,
+) -> (
+    Vec<u32>,
+    Vec<u32>,
+    usize,
+    meltbench_engine::session::Session<'m>,
+) {
+    use meltbench_engine::sampler::{Sampler, SamplerConfig};
+    let prompt = case["prompt"].as_str().unwrap();
+    let prompt_ids = ids(&case["prompt_ids"]);
+    assert_eq!(
+        l.tokenizer.encode(prompt, true, false),
+        prompt_ids,
+        "prompt tokens for {prompt:?}"
+    );
+    let want = ids(&case["generated_ids"]);
+    let mut session = meltbench_engine::session::Session::new(
+        &l.model,
+        meltbench_engine::kernels::best(),
+        threads(),
+        prompt_ids.len() + want.len(),
+    );
+    let mut sampler = Sampler::new(SamplerConfig {
+        temperature: 0.0,
+        ..Default::default()
+    });
+    let g = meltbench_engine::generate::generate(
+        &mut session,
+        &l.tokenizer,
+        &mut sampler,
+        &prompt_ids,
+        want.len(),
+        true,
+        |_| {},
+    )
+    .unwrap();
+    let same = g
+        .tokens
+        .iter()
+        .zip(&want)
+        .take_while(|(a, b)| a == b)
+        .count();
+    println!(
+        "{prompt:?}: {same} of {} greedy tokens equal llama.cpp's; ours: {:?}",
+        want.len(),
+        l.tokenizer.decode(&g.tokens)
+    );
+    (g.tokens, want, same, session)
+}
