@@ -4,21 +4,26 @@
 # its wall time is process start to first token. The page cache is warm (a first, discarded
 # run of each reads the file). Runs alternate and the table reports medians.
 #
+# Both sides allocate the same KV cache (CTX positions) and neither warms up: llama-completion's
+# defaults (a 4k-8k context and a warm-up decode) would be measured against a few positions
+# of ours otherwise, and the difference would be the settings, not the engines.
+#
 #   engine/scripts/compare-cold-start.sh LLAMA_COMPLETION MODEL.gguf [MODEL.gguf ...]
 #
 # LLAMA_COMPLETION is the path of a llama-completion binary you built; this script never builds
-# llama.cpp. Environment: ROUNDS (default 7), THREADS (default 2), ENGINE (default
-# target/release/meltbench-engine), LLAMA_ARGS (extra flags, e.g. "--no-repack").
+# llama.cpp. Environment: ROUNDS (default 7), THREADS (default 2), CTX (default 256), ENGINE
+# (default target/release/meltbench-engine), LLAMA_ARGS (extra flags, e.g. "--no-repack").
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 LLAMA=$1
 shift
 ROUNDS=${ROUNDS:-7}
 THREADS=${THREADS:-2}
+CTX=${CTX:-256}
 ENGINE=${ENGINE:-target/release/meltbench-engine}
 LLAMA_ARGS=${LLAMA_ARGS:-}
 [[ -x $ENGINE ]] || { echo "error: $ENGINE not found; run: cargo build --release -p meltbench-engine" >&2; exit 2; }
@@ -36,9 +41,9 @@ measure() {
     awk '{printf "%.1f %d\n", $1 * 1000, $2}' "$timing"
 }
 
-ours() { measure "$ENGINE" generate "$1" -p Hello -n 1 -t "$THREADS"; }
+ours() { measure "$ENGINE" generate "$1" -p Hello -n 1 -t "$THREADS" --ctx "$CTX"; }
 # shellcheck disable=SC2086
-theirs() { measure "$LLAMA" -m "$1" -p Hello -n 1 -t "$THREADS" -no-cnv $LLAMA_ARGS; }
+theirs() { measure "$LLAMA" -m "$1" -p Hello -n 1 -t "$THREADS" -c "$CTX" --no-warmup -no-cnv $LLAMA_ARGS; }
 
 for model in "$@"; do
     ours "$model" >/dev/null
@@ -50,14 +55,15 @@ for model in "$@"; do
     echo "done: $(basename "$model")" >&2
 done
 
-python3 - "$samples" "$ROUNDS" "$THREADS" <<'PY'
+python3 - "$samples" "$ROUNDS" "$THREADS" "$CTX" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     model, who, vals = line.rstrip("\n").split("\t")
     ms, kib = vals.split()
     rows[model][who].append((float(ms), int(kib)))
-print(f"Medians of {sys.argv[2]} alternating runs each, {sys.argv[3]} threads, page cache warm.\n")
+print(f"Medians of {sys.argv[2]} alternating runs each, {sys.argv[3]} threads, "
+      f"{sys.argv[4]} positions of KV cache, no warm-up, page cache warm.\n")
 print("| model | cold start ours | llama.cpp | peak RSS ours | llama.cpp |")
 print("|---|---:|---:|---:|---:|")
 for model, d in rows.items():

@@ -26,3 +26,4 @@ pub mod sampler;
 pub mod session;
 pub mod synth;
 pub mod tokenizer;
+pub mod topology;

@@ -7,9 +7,10 @@ use meltbench_engine::chat::ChatTemplate;
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::{self, monotonic_ns};
-use meltbench_engine::pool::{allowed_cpus, cpu_list, default_threads};
+use meltbench_engine::pool::{allowed_cpus, cpu_list};
 use meltbench_engine::sampler::{Sampler, SamplerConfig};
 use meltbench_engine::session::Session;
+use meltbench_engine::topology::{default_threads, place_on_performance_cores};
 use meltbench_engine::{bandwidth, bench, generate, info, perplexity, quantize, synth};
 use meltbench_protocol::engine::{EngineJob, LoadRecord, Prompt};
 use meltbench_protocol::PROTOCOL_VERSION;
@@ -71,6 +72,11 @@ enum Command {
         /// Print the generated token ids (one JSON array) instead of text.
         #[arg(long)]
         ids: bool,
+        /// Positions of KV cache to allocate (llama.cpp's -c) [default: the prompt plus
+        /// -n, the least the run needs]. Comparing memory with another runtime needs the same
+        /// context on both sides.
+        #[arg(short, long)]
+        ctx: Option<usize>,
     },
     /// Benchmark passes, one JSON line each (the contract the meltbench agent reads).
     Bench {
@@ -181,7 +187,8 @@ enum Command {
 
 #[derive(Args)]
 struct Threads {
-    /// Worker threads (default: the device's performance cores).
+    /// Worker threads (default: one per performance core). On a big.LITTLE device the threads
+    /// are kept on the performance cores (by cpu_capacity or max frequency) when they fit.
     #[arg(short, long)]
     threads: Option<usize>,
 }
@@ -272,9 +279,11 @@ fn run(cli: Cli) -> Result<()> {
             special,
             chat,
             ids,
+            ctx,
         } => {
             let l = load::load(&model)?;
             let n_threads = threads.threads.unwrap_or_else(default_threads);
+            place_on_performance_cores(n_threads);
             let prompt_ids = if chat && !prompt.is_empty() {
                 let template = ChatTemplate::from_gguf(&l.gguf, &l.tokenizer)
                     .map_err(|e| BadInput(e.to_string()))?;
@@ -288,8 +297,16 @@ fn run(cli: Cli) -> Result<()> {
             if prompt_ids.is_empty() {
                 return Err(BadInput("the prompt is empty; give some text with -p".into()).into());
             }
-            let mut session =
-                Session::new(&l.model, kernels, n_threads, prompt_ids.len() + n_predict);
+            let needed = prompt_ids.len() + n_predict;
+            let ctx = ctx.unwrap_or(needed);
+            if ctx < needed {
+                return Err(BadInput(format!(
+                    "--ctx {ctx} is too small: the prompt ({} tokens) and -n {n_predict} need {needed} positions",
+                    prompt_ids.len()
+                ))
+                .into());
+            }
+            let mut session = Session::new(&l.model, kernels, n_threads, ctx);
             let mut sampler = Sampler::new(SamplerConfig {
                 temperature: sampling.temp,
                 top_k: sampling.top_k,
@@ -375,6 +392,8 @@ fn run(cli: Cli) -> Result<()> {
             let start_mono_ns = monotonic_ns();
             let l = load::load(&model)?;
             let n_threads = job.threads.unwrap_or_else(default_threads).max(1);
+            // Before the session starts its workers, which inherit the placement.
+            let placement = place_on_performance_cores(n_threads);
             // Compiling a chat template is part of getting the prompt ready: it counts with
             // the tokenizer's phase.
             let t = Instant::now();
@@ -400,6 +419,7 @@ fn run(cli: Cli) -> Result<()> {
                 weight_bytes_per_token: w.bytes_per_token() as u64,
                 threads: n_threads,
                 cpus: allowed_cpus().map(|c| cpu_list(&c)),
+                placement,
                 kernels: kernels.isa.to_string(),
                 open_ns: l.open_ns,
                 weights_ns: l.weights_ns,
@@ -464,6 +484,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let l = load::load(&model)?;
             let n_threads = threads.threads.unwrap_or_else(default_threads);
+            place_on_performance_cores(n_threads);
             // llama.cpp drops one trailing newline from a prompt file; do the same so both
             // engines score the same token stream.
             let read_text = |file: &Path| -> Result<String> {

@@ -195,34 +195,6 @@ impl<T> SharedMut<T> {
     }
 }
 
-/// The number of threads to use by default: the performance cores when the OS describes them
-/// (big.LITTLE phones report per-core max frequency), otherwise every available core.
-pub fn default_threads() -> usize {
-    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    performance_cores()
-        .filter(|&n| n > 0 && n <= all)
-        .unwrap_or(all)
-}
-
-fn performance_cores() -> Option<usize> {
-    let mut maxes = Vec::new();
-    for cpu in 0..1024 {
-        let p = format!("/sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq");
-        match std::fs::read_to_string(&p) {
-            Ok(s) => maxes.push(s.trim().parse::<u64>().ok()?),
-            Err(_) if cpu == 0 => return None,
-            Err(_) => break,
-        }
-    }
-    let top = *maxes.iter().max()?;
-    let min = *maxes.iter().min()?;
-    if top == min {
-        return Some(maxes.len());
-    }
-    // Cores within 20% of the fastest count as performance cores (prime + big on phones).
-    Some(maxes.iter().filter(|&&f| f * 10 >= top * 8).count())
-}
-
 /// The CPUs this process may run on (`sched_getaffinity`), ascending. A benchmark started under
 /// `taskset` or in a cgroup-restricted container has fewer cores than the device; recording which
 /// ones lets a report tell a slow result from a confined one.

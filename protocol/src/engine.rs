@@ -81,6 +81,10 @@ pub struct LoadRecord {
     /// The CPUs the threads may run on (`sched_getaffinity`, e.g. "0-3"), where the OS says.
     #[serde(default)]
     pub cpus: Option<String>,
+    /// Where the threads were placed when the engine chose (on a big.LITTLE device, e.g.
+    /// "performance cores 4-7 of 8 (by cpu_capacity)"); absent when the OS placed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
     pub kernels: String,
     /// Opening and mapping the file, parsing the header.
     pub open_ns: u64,
