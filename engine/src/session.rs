@@ -163,6 +163,12 @@ impl<'m> Session<'m> {
         self.cache.clear();
     }
 
+    /// Forgets every position from `len` on, keeping the first `len` (a shared prefix).
+    pub fn rewind(&mut self, len: usize) {
+        assert!(len <= self.cache.len, "rewind past the positions held");
+        self.cache.len = len;
+    }
+
     /// Feeds `tokens` at the next positions and returns the requested logits, one row of
     /// `vocab` values per position (row-major).
     pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<&[f32], ForwardError> {
