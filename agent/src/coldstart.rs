@@ -13,12 +13,14 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-/// The engine job for one cold-start run: one pass producing one token, no warm-up.
+/// The engine job for one cold-start run: one pass producing one token, no warm-up, and no
+/// context before the prompt (a cold start times loading and the first answer, not a fill).
 pub fn cold_job(cell_job: &EngineJob) -> EngineJob {
     EngineJob {
         passes: 1,
         warmup: 0,
         n_gen: 1,
+        depth: 0,
         ..cell_job.clone()
     }
 }
@@ -144,9 +146,10 @@ mod tests {
             seed: 3,
             kernels: None,
             chat: true,
+            depth: 512,
         };
         let c = cold_job(&job);
-        assert_eq!((c.passes, c.warmup, c.n_gen), (1, 0, 1));
+        assert_eq!((c.passes, c.warmup, c.n_gen, c.depth), (1, 0, 1, 0));
         assert_eq!(c.prompt, Prompt::Tokens(64));
         assert_eq!(c.threads, Some(4));
         // A cold start of a chat cell measures the templated prompt too.

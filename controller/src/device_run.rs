@@ -355,6 +355,7 @@ fn job(
                         seed: 0,
                         kernels: None,
                         chat: c.chat,
+                        depth: c.depth,
                     },
                     cold_start_runs: c.cold_start,
                     sessions: c.sessions,

@@ -361,6 +361,7 @@ fn run_suite(args: RunArgs) -> Result<()> {
             prompt: c.prompt.clone(),
             new_tokens: c.new_tokens,
             chat: c.chat,
+            depth: c.depth,
             threads: c.threads,
             state: c.state.to_string(),
             passes: c.passes,

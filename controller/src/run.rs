@@ -32,6 +32,8 @@ pub struct PlannedCell {
     pub new_tokens: usize,
     /// The engine renders the prompt with the model's chat template.
     pub chat: bool,
+    /// Tokens in the KV cache before each pass's prompt (`depth:`).
+    pub depth: usize,
     /// `None`: the device's default (its performance cores).
     pub threads: Option<usize>,
     pub state: String,

@@ -19,6 +19,8 @@
 //!     chat: true                # optional, default false: send the prompt as one user turn of the
 //!                               # model's own chat template (tokenizer.chat_template), as apps do
 //!     models: [smollm2-135m]    # optional: run this scenario on these of the suite's models only
+//!     depth: 4096               # optional, default 0: tokens put in the KV cache (unmeasured) before
+//!                               # each pass's prompt, as llama-bench -d; the scenario is NAME@d4096
 //! threads: [2]                  # default: the device's performance cores
 //! states: [{thermal: any}]      # thermal: cool|warm|hot|any; battery: [100, 50, 20] levels with
 //!                               # battery_mode: wait (default) | drain | simulate (Android only)
@@ -279,21 +281,26 @@ pub struct Scenario {
     pub new_tokens: usize,
     /// Render the prompt as one user turn of the model's chat template (`chat: true`).
     pub chat: bool,
+    /// Tokens in the KV cache before each pass's prompt (`depth: N`, default 0).
+    pub depth: usize,
     /// The model labels this scenario runs on (`models:` in the scenario); `None` runs it on
     /// every model of the suite. A chat turn only makes sense for models with a template.
     pub models: Option<Vec<String>>,
 }
 
 impl Scenario {
-    /// The scenario as cell ids and reports name it: `NAME`, or `NAME+chat` when its prompt goes
-    /// through the model's chat template, so a report shows which cells were templated (names
-    /// cannot contain `+`, so this never collides with another scenario).
+    /// The scenario as cell ids and reports name it: `NAME`, then `+chat` when its prompt goes
+    /// through the model's chat template and `@dN` when it runs at depth N, so a report shows
+    /// both (names cannot contain `+` or `@`, so this never collides with another scenario).
     pub fn label(&self) -> String {
+        let mut l = self.name.clone();
         if self.chat {
-            format!("{}+chat", self.name)
-        } else {
-            self.name.clone()
+            l.push_str("+chat");
         }
+        if self.depth > 0 {
+            l.push_str(&format!("@d{}", self.depth));
+        }
+        l
     }
 }
 
@@ -393,6 +400,8 @@ pub struct SuiteCell {
     pub new_tokens: usize,
     /// The engine renders the prompt with the model's chat template.
     pub chat: bool,
+    /// Tokens in the KV cache before each pass's prompt.
+    pub depth: usize,
     /// `None`: the device's default.
     pub threads: Option<usize>,
     pub state: State,
@@ -434,6 +443,7 @@ impl ValidatedSuite {
                                 prompt: scenario.prompt.clone(),
                                 new_tokens: scenario.new_tokens,
                                 chat: scenario.chat,
+                                depth: scenario.depth,
                                 threads,
                                 state,
                                 passes: self.passes,
@@ -581,6 +591,8 @@ struct ScenarioFile {
     new_tokens: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
     chat: Field<Raw>,
+    #[serde(default, deserialize_with = "present")]
+    depth: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
     models: Field<Vec<Spanned<String>>>,
 }
@@ -1003,6 +1015,10 @@ fn check_scenarios(
                 }
             },
         };
+        let depth = match &s.depth {
+            None => Some(0),
+            Some(v) => r.whole("depth", v, 0, MAX_TOKENS),
+        };
         let models = s.models.as_ref().map(|list| {
             if list.value.is_empty() {
                 r.on(
@@ -1024,14 +1040,15 @@ fn check_scenarios(
             }
             list.value.iter().map(|m| m.value.clone()).collect::<Vec<_>>()
         });
-        if let (Some(name), Some(prompt), Some(new_tokens), Some(chat)) =
-            (name, prompt, new_tokens, chat)
+        if let (Some(name), Some(prompt), Some(new_tokens), Some(chat), Some(depth)) =
+            (name, prompt, new_tokens, chat, depth)
         {
             out.push(Scenario {
                 name,
                 prompt,
                 new_tokens: new_tokens as usize,
                 chat,
+                depth: depth as usize,
                 models,
             });
         }
@@ -1258,6 +1275,32 @@ mod tests {
         assert_eq!(cells.len(), 1);
         assert_eq!(cells[0].id, "synth/native/a/tdefault/any");
         assert_eq!(cells[0].prompt, Prompt::Tokens(4));
+    }
+
+    #[test]
+    fn depth_fills_the_cache_and_names_the_cell() {
+        let s = ok("models: [{name: synth}]\n\
+                    scenarios: [{name: a, prompt_tokens: 4, new_tokens: 2, depth: 4096}, {name: b, prompt: hi, new_tokens: 2, chat: true, depth: 16}, {name: c, prompt: hi, new_tokens: 2, depth: 0}]\n");
+        let cells = s.cells();
+        let got: Vec<(&str, usize)> = cells.iter().map(|c| (c.id.as_str(), c.depth)).collect();
+        assert_eq!(
+            got,
+            [
+                ("synth/native/a@d4096/tdefault/any", 4096),
+                ("synth/native/b+chat@d16/tdefault/any", 16),
+                ("synth/native/c/tdefault/any", 0)
+            ]
+        );
+        let e = err("models: [{name: synth}]\n\
+                     scenarios: [{name: a, prompt: hi, new_tokens: 2, depth: -1}, {name: b, prompt: hi, new_tokens: 2, depth: deep}]\n");
+        assert!(
+            e.contains("s.yaml:2:48: depth must be a whole number from 0 to 1000000, got '-1'"),
+            "{e}"
+        );
+        assert!(
+            e.contains("depth must be a whole number from 0 to 1000000, got 'deep'"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::chat::{ChatError, ChatTemplate};
 use crate::generate::generate;
 use crate::load::{monotonic_ns, peak_rss_bytes, Loaded};
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::session::{ForwardError, Session};
+use crate::session::{ForwardError, Logits, Session};
 use crate::tokenizer::Tokenizer;
 use meltbench_protocol::engine::{
     ChatPrompt, DoneRecord, EngineJob, EngineRecord, LoadRecord, PassRecord, Prompt,
@@ -39,6 +39,17 @@ fn filler_tokens(tok: &Tokenizer, n: usize) -> Vec<u32> {
         ids.extend_from_slice(&filler);
     }
     ids.truncate(n);
+    ids
+}
+
+/// `n` tokens of the English filler that sit in the cache before a depth job's prompts,
+/// starting with BOS where the model wants one, as a conversation does.
+fn depth_tokens(tok: &Tokenizer, n: usize) -> Vec<u32> {
+    let mut ids: Vec<u32> = match tok.bos {
+        Some(b) if tok.add_bos && n > 0 => vec![b],
+        _ => Vec::new(),
+    };
+    ids.extend(filler_tokens(tok, n - ids.len()));
     ids
 }
 
@@ -152,8 +163,18 @@ pub fn run(
 ) -> Result<(), BenchError> {
     emit(out, &EngineRecord::Load(load_record))?;
     let tok = &loaded.tokenizer;
+    let depth = depth_tokens(tok, job.depth);
     for index in 0..job.warmup + job.passes {
-        session.reset();
+        // The context before the prompt is the same every pass: filled once, unmeasured, and
+        // each later pass drops what the previous one added after it.
+        if index == 0 || depth.is_empty() {
+            session.reset();
+            if !depth.is_empty() {
+                session.forward(&depth, Logits::Last)?;
+            }
+        } else {
+            session.rewind(depth.len());
+        }
         let mut sampler = Sampler::new(SamplerConfig {
             temperature: job.temperature,
             seed: job.seed.wrapping_add(index as u64),

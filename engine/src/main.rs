@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use meltbench_engine::chat::ChatTemplate;
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::{self, Kernels};
+use meltbench_engine::kv_cache::CacheType;
 use meltbench_engine::load::{self, monotonic_ns};
 use meltbench_engine::pool::{allowed_cpus, cpu_list};
 use meltbench_engine::sampler::{Sampler, SamplerConfig};
@@ -32,6 +33,9 @@ struct Cli {
     /// Kernel table to use instead of the best one: scalar, avx2, avx512 or neon.
     #[arg(long, global = true, env = "MELTBENCH_KERNELS")]
     kernels: Option<String>,
+    /// Element type of the KV cache: f16 (as llama.cpp's default) or f32.
+    #[arg(long, global = true, default_value = "f16")]
+    cache_type: CacheType,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +106,10 @@ enum Command {
         /// Send the prompt as one user turn of the model's chat template (see generate --chat).
         #[arg(long, conflicts_with = "job")]
         chat: bool,
+        /// Fill the KV cache with this many tokens (unmeasured) before each pass's prompt, as
+        /// llama-bench -d does.
+        #[arg(short = 'd', long, default_value_t = 0, conflicts_with = "job")]
+        depth: usize,
         #[command(flatten)]
         threads: Threads,
     },
@@ -238,6 +246,7 @@ fn pick_kernels(name: Option<&str>) -> Result<&'static Kernels> {
 
 fn run(cli: Cli) -> Result<()> {
     let kernels = pick_kernels(cli.kernels.as_deref())?;
+    let cache_type = cli.cache_type;
     match cli.command {
         Command::Info {
             model,
@@ -306,7 +315,7 @@ fn run(cli: Cli) -> Result<()> {
                 ))
                 .into());
             }
-            let mut session = Session::new(&l.model, kernels, n_threads, ctx);
+            let mut session = Session::with_cache(&l.model, kernels, n_threads, ctx, cache_type);
             let mut sampler = Sampler::new(SamplerConfig {
                 temperature: sampling.temp,
                 top_k: sampling.top_k,
@@ -364,6 +373,7 @@ fn run(cli: Cli) -> Result<()> {
             passes,
             warmup,
             chat,
+            depth,
             threads,
         } => {
             let job = match job {
@@ -383,6 +393,7 @@ fn run(cli: Cli) -> Result<()> {
                     seed: 0,
                     kernels: None,
                     chat,
+                    depth,
                 },
             };
             let kernels = match &job.kernels {
@@ -403,9 +414,9 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 0
             };
-            let ctx = prompt.n_tokens() + job.n_gen;
+            let ctx = job.depth + prompt.n_tokens() + job.n_gen;
             let t = Instant::now();
-            let mut session = Session::new(&l.model, kernels, n_threads, ctx);
+            let mut session = Session::with_cache(&l.model, kernels, n_threads, ctx, cache_type);
             let session_ns = t.elapsed().as_nanos() as u64;
             let w = &l.model.weights;
             let record = LoadRecord {
@@ -493,7 +504,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
             };
             let new_session = |ctx: usize| -> Result<Session<'_>> {
-                let session = Session::new(&l.model, kernels, n_threads, ctx);
+                let session = Session::with_cache(&l.model, kernels, n_threads, ctx, cache_type);
                 if session.cache.capacity < ctx {
                     return Err(BadInput(format!(
                         "--ctx {ctx} exceeds the model's context length {}",
@@ -531,7 +542,8 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 // kl_divergence says so if the file's chunks do not fit the model's context.
-                let mut session = Session::new(&l.model, kernels, n_threads, h.n_ctx);
+                let mut session =
+                    Session::with_cache(&l.model, kernels, n_threads, h.n_ctx, cache_type);
                 eprintln!(
                     "comparing with {}: {} chunks of {} tokens, vocabulary {}",
                     base_path.display(),

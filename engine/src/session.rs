@@ -6,9 +6,9 @@
 //! RoPE layout, activation, post-norms, sliding windows), so the pass reads like llama2.c's with
 //! those switches where they apply.
 
-use crate::kernels::attention::{attend, AttnHead};
+use crate::kernels::attention::{attend, merge, AttnBlock, AttnState, TILE};
 use crate::kernels::Kernels;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{CacheType, KvCache};
 use crate::model::arch::{Activation, RopeMode};
 use crate::model::Model;
 use crate::ops::{
@@ -20,6 +20,14 @@ use crate::pool::{SharedMut, ThreadPool};
 /// Largest number of prompt tokens pushed through the network at once; longer prompts go in
 /// several batches. Bounds the scratch memory (it grows with batch x FFN width).
 pub const MAX_BATCH: usize = 256;
+
+/// Tokens whose query rows one attention call takes: each tile of keys and values is read
+/// once for this many tokens times the GQA group.
+const ATTN_TOKENS: usize = 8;
+
+/// Fewest positions an attention call is given when a row's positions are split across
+/// threads (decode, and short batches over a long cache).
+const MIN_SPLIT: usize = 4 * TILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -51,7 +59,10 @@ struct Scratch {
     k: Vec<f32>,
     v: Vec<f32>,
     att: Vec<f32>,
-    scores: Vec<f32>,
+    /// Online-softmax states of every attention call: `m`, `l`, and `acc` (rows x head).
+    part_m: Vec<f32>,
+    part_l: Vec<f32>,
+    part_acc: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
     logits: Vec<f32>,
@@ -105,12 +116,24 @@ pub struct Session<'m> {
 }
 
 impl<'m> Session<'m> {
-    /// A session holding up to `ctx` positions (clamped to the model's context length).
+    /// A session holding up to `ctx` positions (clamped to the model's context length) in an
+    /// f16 KV cache.
     pub fn new(
         model: &'m Model,
         kernels: &'static Kernels,
         n_threads: usize,
         ctx: usize,
+    ) -> Session<'m> {
+        Session::with_cache(model, kernels, n_threads, ctx, CacheType::default())
+    }
+
+    /// [`Session::new`] with the KV cache's element type chosen.
+    pub fn with_cache(
+        model: &'m Model,
+        kernels: &'static Kernels,
+        n_threads: usize,
+        ctx: usize,
+        cache_type: CacheType,
     ) -> Session<'m> {
         let c = &model.config;
         let ctx = ctx.clamp(1, c.ctx_len.max(1));
@@ -128,7 +151,7 @@ impl<'m> Session<'m> {
             model,
             kernels,
             pool,
-            cache: KvCache::new(c.n_layers, c.kv_dim(), ctx),
+            cache: KvCache::new(c.n_layers, c.kv_dim(), ctx, cache_type),
             rope: Rope::new(model, c.rope_theta),
             rope_local,
             s: Scratch::default(),
@@ -138,6 +161,12 @@ impl<'m> Session<'m> {
     /// Forgets the conversation so far.
     pub fn reset(&mut self) {
         self.cache.clear();
+    }
+
+    /// Forgets every position from `len` on, keeping the first `len` (a shared prefix).
+    pub fn rewind(&mut self, len: usize) {
+        assert!(len <= self.cache.len, "rewind past the positions held");
+        self.cache.len = len;
     }
 
     /// Feeds `tokens` at the next positions and returns the requested logits, one row of
@@ -192,7 +221,6 @@ impl<'m> Session<'m> {
         resize(&mut s.k, n * kv_dim);
         resize(&mut s.v, n * kv_dim);
         resize(&mut s.att, n * q_dim);
-        resize(&mut s.scores, n * c.n_heads * kv_len);
         resize(&mut s.gate, n * c.ffn_dim);
         resize(&mut s.up, n * c.ffn_dim);
 
@@ -266,34 +294,24 @@ impl<'m> Session<'m> {
                     }
                 });
             }
-            let (kc, vc) = (&mut self.cache.k[l], &mut self.cache.v[l]);
-            kc[p0 * kv_dim..kv_len * kv_dim].copy_from_slice(&s.k[..n * kv_dim]);
-            vc[p0 * kv_dim..kv_len * kv_dim].copy_from_slice(&s.v[..n * kv_dim]);
-
-            // Causal grouped-query attention, one task per (token, head); a sliding-window
-            // layer sees only the last `window` positions, itself included.
-            let (kc, vc) = (&*kc, &*vc);
-            let att = SharedMut::new(&mut s.att);
-            let scores = SharedMut::new(&mut s.scores);
-            let q = &s.q;
-            pool.run(n * c.n_heads, &|task| {
-                let (t, h) = (task / c.n_heads, task % c.n_heads);
-                let kvh = h / group;
-                let seen = p0 + t + 1;
-                let first = window.map_or(0, |win| seen.saturating_sub(win));
-                // SAFETY: each (t, h) task owns its own scores row and output head.
-                let sc = unsafe { scores.slice(task * kv_len, seen - first) };
-                let out = unsafe { att.slice(t * q_dim + h * hd, hd) };
-                let head = AttnHead {
-                    q: &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd],
-                    keys: &kc[first * kv_dim + kvh * hd..],
-                    values: &vc[first * kv_dim + kvh * hd..],
-                    stride: kv_dim,
-                    n: seen - first,
+            self.cache
+                .write(l, p0, &s.k[..n * kv_dim], &s.v[..n * kv_dim]);
+            attention(
+                pool,
+                k,
+                &self.cache,
+                l,
+                AttnShape {
+                    n,
+                    p0,
+                    hd,
+                    n_heads: c.n_heads,
+                    group,
+                    window,
                     scale: f.attn_scale,
-                };
-                attend(k, &head, sc, out);
-            });
+                },
+                s,
+            );
 
             // Output projection, its post-norm (Gemma), and the residual.
             let att = &s.att[..n * q_dim];
@@ -365,6 +383,112 @@ impl<'m> Session<'m> {
                 .for_each(|l| *l = cap * (*l / cap).tanh());
         }
     }
+}
+
+/// What one layer's attention covers: `n` new tokens after `p0` cached positions.
+struct AttnShape {
+    n: usize,
+    p0: usize,
+    hd: usize,
+    n_heads: usize,
+    /// Query heads per key/value head.
+    group: usize,
+    /// A sliding-window layer's window (itself included).
+    window: Option<usize>,
+    scale: f32,
+}
+
+/// Causal grouped-query attention of `s.q` over layer `l` of the cache into `s.att`.
+///
+/// One call per (key/value head, block of [`ATTN_TOKENS`] tokens, part of the positions): the
+/// call reads each key/value tile once for all its query rows. Positions are split into parts
+/// only when there are too few (head, block) calls to keep every thread busy, as in decode;
+/// the parts' softmax states are then merged per row.
+fn attention(
+    pool: &ThreadPool,
+    k: &Kernels,
+    cache: &KvCache,
+    l: usize,
+    a: AttnShape,
+    s: &mut Scratch,
+) {
+    let AttnShape {
+        n,
+        p0,
+        hd,
+        n_heads,
+        group,
+        window,
+        scale,
+    } = a;
+    let (kv_heads, kv_len) = (n_heads / group, p0 + n);
+    let (kv_dim, q_dim) = (kv_heads * hd, n_heads * hd);
+    let blocks = n.div_ceil(ATTN_TOKENS);
+    let want = 4 * pool.n_threads();
+    let parts = want
+        .div_ceil(kv_heads * blocks)
+        .clamp(1, kv_len.div_ceil(MIN_SPLIT).max(1));
+    let part_len = kv_len.div_ceil(parts).next_multiple_of(TILE);
+    let rows = ATTN_TOKENS * group;
+    let calls = kv_heads * blocks * parts;
+    resize(&mut s.part_m, calls * rows);
+    resize(&mut s.part_l, calls * rows);
+    resize(&mut s.part_acc, calls * rows * hd);
+    let (keys, values) = cache.layer(l);
+    let (pm, pl, pa) = (
+        SharedMut::new(&mut s.part_m),
+        SharedMut::new(&mut s.part_l),
+        SharedMut::new(&mut s.part_acc),
+    );
+    let q = &s.q;
+    pool.run(calls, &|call| {
+        let (head_block, part) = (call / parts, call % parts);
+        let (kvh, blk) = (head_block / blocks, head_block % blocks);
+        let t0 = blk * ATTN_TOKENS;
+        let tokens = ATTN_TOKENS.min(n - t0);
+        let (c0, c1) = (part * part_len, ((part + 1) * part_len).min(kv_len));
+        let mut spans = [(0, 0); ATTN_TOKENS];
+        for (i, sp) in spans[..tokens].iter_mut().enumerate() {
+            let seen = p0 + t0 + i + 1;
+            let first = window.map_or(0, |w| seen.saturating_sub(w));
+            *sp = (first.max(c0), seen.min(c1));
+        }
+        let off = kvh * hd;
+        let block = AttnBlock {
+            q: &q[t0 * q_dim + kvh * group * hd..],
+            q_stride: q_dim,
+            group,
+            hd,
+            spans: &spans[..tokens],
+            keys: keys.skip(off),
+            values: values.skip(off),
+            stride: kv_dim,
+            scale,
+        };
+        // SAFETY: each call owns its own rows of the state buffers.
+        let mut st = unsafe {
+            AttnState {
+                m: pm.slice(call * rows, rows),
+                l: pl.slice(call * rows, rows),
+                acc: pa.slice(call * rows * hd, rows * hd),
+            }
+        };
+        attend(k, &block, &mut st);
+    });
+    let (pm, pl, pa) = (&s.part_m, &s.part_l, &s.part_acc);
+    par_rows(pool, &mut s.att[..n * q_dim], q_dim, &|t, out| {
+        let (blk, i) = (t / ATTN_TOKENS, t % ATTN_TOKENS);
+        for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+            let (kvh, g) = (h / group, h % group);
+            let r = i * group + g;
+            let first = (kvh * blocks + blk) * parts;
+            let states = (first..first + parts).map(|call| {
+                let at = call * rows + r;
+                (pm[at], pl[at], &pa[at * hd..(at + 1) * hd])
+            });
+            merge(states, o);
+        }
+    });
 }
 
 /// `x += norm(y)` row by row (`x += y` without a post-norm), rows spread over the pool.

@@ -49,10 +49,19 @@ pub struct EngineJob {
     /// without a template fails the job. Default false, so older jobs mean what they meant.
     #[serde(default)]
     pub chat: bool,
+    /// Tokens (of the same English text) put in the KV cache before each pass's prompt and
+    /// not measured, so decode is timed at that context depth (llama-bench `-d`). Left out
+    /// when 0, so jobs without it read as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: usize,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One line of `bench` output.

@@ -88,6 +88,7 @@ pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -
             seed: 0,
             kernels: None,
             chat: false,
+            depth: 0,
         },
         cold_start_runs: cold,
         sessions: 1,

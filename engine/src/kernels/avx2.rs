@@ -23,7 +23,7 @@ static KERNELS: Kernels = Kernels {
     dot_q5_k: super::kquants::avx2::dot_q5_k,
     dot_q6_k: super::kquants::avx2::dot_q6_k,
     axpy,
-    attend: None,
+    attend: super::attention_avx2::attend,
     packed: None,
 };
 

@@ -5,11 +5,9 @@
 //! half of the activations zeroed and its scale forced to 0. Both variants report
 //! [`Isa::Avx512`]: VNNI only changes how the integer products are summed, not the results.
 
-use super::attention::{attend_rows, AttnHead};
 use super::{Isa, Kernels};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
-use crate::ops::softmax;
 use half::f16;
 use std::arch::x86_64::*;
 use std::ptr;
@@ -27,7 +25,7 @@ static KERNELS: Kernels = Kernels {
     dot_q5_k: super::kquants::avx512::dot_q5_k,
     dot_q6_k: super::kquants::avx512::dot_q6_k,
     axpy,
-    attend: Some(attend),
+    attend: super::attention_avx512::attend,
     packed: Some(&super::avx512_packed::PACKED),
 };
 
@@ -44,7 +42,7 @@ static KERNELS_VNNI: Kernels = Kernels {
     dot_q5_k: super::kquants::avx512::dot_q5_k_vnni,
     dot_q6_k: super::kquants::avx512::dot_q6_k_vnni,
     axpy,
-    attend: Some(attend),
+    attend: super::attention_avx512::attend,
     packed: Some(&super::avx512_packed::PACKED_VNNI),
 };
 
@@ -99,50 +97,6 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 unsafe fn axpy_avx512(a: f32, x: &[f32], y: &mut [f32]) {
     for (o, &v) in y.iter_mut().zip(x) {
         *o += a * v;
-    }
-}
-
-/// One head's attention with the query and the output head held in registers (head sizes that
-/// are a multiple of 16, up to 128); other sizes take the generic per-position form.
-fn attend(h: &AttnHead<'_>, scores: &mut [f32], out: &mut [f32]) {
-    h.check(scores, out);
-    unsafe {
-        match h.q.len() {
-            16 => attend_avx512::<1>(h, scores, out),
-            32 => attend_avx512::<2>(h, scores, out),
-            48 => attend_avx512::<3>(h, scores, out),
-            64 => attend_avx512::<4>(h, scores, out),
-            80 => attend_avx512::<5>(h, scores, out),
-            96 => attend_avx512::<6>(h, scores, out),
-            112 => attend_avx512::<7>(h, scores, out),
-            128 => attend_avx512::<8>(h, scores, out),
-            _ => attend_rows(&KERNELS, h, scores, out),
-        }
-    }
-}
-
-/// The same arithmetic as [`attend_rows`] with this table's `dot_f32` and `axpy`, in the same
-/// order, so results are bit for bit those of the per-position form (greedy continuations
-/// near a tie stay where they were); only the calls and the output's loads and stores go.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-unsafe fn attend_avx512<const C: usize>(h: &AttnHead<'_>, scores: &mut [f32], out: &mut [f32]) {
-    let (hd, stride) = (16 * C, h.stride);
-    let sc = &mut scores[..h.n];
-    for (p, s) in sc.iter_mut().enumerate() {
-        *s = dot_f32_avx512(h.q, &h.keys[p * stride..p * stride + hd]) * h.scale;
-    }
-    softmax(sc);
-    let vp = h.values.as_ptr();
-    let mut acc = [_mm512_setzero_ps(); C];
-    for (p, &a) in sc.iter().enumerate() {
-        let (a, v) = (_mm512_set1_ps(a), vp.add(p * stride));
-        for (c, o) in acc.iter_mut().enumerate() {
-            // A multiply then an add, as `axpy`'s loop compiles, not a fused multiply-add.
-            *o = _mm512_add_ps(*o, _mm512_mul_ps(a, _mm512_loadu_ps(v.add(16 * c))));
-        }
-    }
-    for (c, o) in acc.iter().enumerate() {
-        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), *o);
     }
 }
 

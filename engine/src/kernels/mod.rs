@@ -5,6 +5,7 @@
 
 pub mod attention;
 pub mod blocks;
+pub mod convert;
 pub mod interleaved;
 pub mod kquants;
 pub mod packed;
@@ -13,6 +14,12 @@ pub mod scalar;
 #[cfg(test)]
 mod test_support;
 
+#[cfg(target_arch = "x86_64")]
+mod attention_avx2;
+#[cfg(target_arch = "x86_64")]
+mod attention_avx512;
+#[cfg(target_arch = "aarch64")]
+mod attention_neon;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -71,9 +78,9 @@ pub struct Kernels {
     pub dot_q6_k: fn(&[u8], Q8Blocks<'_>) -> f32,
     /// `y += a * x`, attention's weighted sum of value rows.
     pub axpy: fn(f32, &[f32], &mut [f32]),
-    /// One head's whole attention, when this ISA has a kernel for it; otherwise
-    /// [`attention::attend_rows`] runs it with `dot_f32` and `axpy`.
-    pub attend: Option<attention::Attend>,
+    /// Query rows over one key/value head of the cache, tiled with an online softmax
+    /// ([`attention`]).
+    pub attend: attention::Attend,
     /// Kernels for the packed layout of Q8_0, Q4_0 and Q4_1 rows ([`packed`]), when this ISA
     /// has them; a session packs those matrices only then.
     pub packed: Option<&'static PackedKernels>,

@@ -24,7 +24,7 @@ static KERNELS: Kernels = Kernels {
     dot_q5_k: super::kquants::neon::dot_q5_k,
     dot_q6_k: super::kquants::neon::dot_q6_k,
     axpy: super::scalar::axpy,
-    attend: None,
+    attend: super::attention_neon::attend,
     packed: None,
 };
 
@@ -41,7 +41,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     dot_q5_k: super::kquants::neon::dot_q5_k_dotprod,
     dot_q6_k: super::kquants::neon::dot_q6_k_dotprod,
     axpy: super::scalar::axpy,
-    attend: None,
+    attend: super::attention_neon::attend,
     packed: None,
 };
 

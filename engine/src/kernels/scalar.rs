@@ -20,7 +20,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     dot_q5_k: super::kquants::scalar::dot_q5_k,
     dot_q6_k: super::kquants::scalar::dot_q6_k,
     axpy,
-    attend: None,
+    attend: super::attention::attend_scalar,
     packed: None,
 };
 
