@@ -50,6 +50,12 @@ pub(super) fn kernels() -> Option<&'static Kernels> {
     }
 }
 
+/// The table `kernels()` does not pick on a CPU that can run both (plain AVX2 under
+/// AVX-VNNI), for [`super::variants`].
+pub(super) fn passed_over() -> Option<&'static Kernels> {
+    (has_avx2() && is_x86_feature_detected!("avxvnni")).then_some(&KERNELS)
+}
+
 // Soundness: the wrappers below are private and only reachable through the two tables, which
 // `kernels()` hands out only after the CPU has reported avx2, fma and f16c (and avxvnni for
 // `KERNELS_VNNI`), so the

@@ -727,7 +727,7 @@ mod tests {
             eprintln!("no AVX2 on this CPU: nothing to test");
             return;
         }
-        let mut rng = Rng(0x5EED_A2);
+        let mut rng = Rng(0x005E_EDA2);
         for (name, k) in tables {
             eprintln!("testing {name}");
             // Wide groups (1, 2, 18), partial halves (3, 15, 33), a half exactly (8, 24), whole
@@ -782,7 +782,13 @@ mod tests {
             for nb in [1, 2, 16, 19] {
                 let n = nb * QK;
                 let x: Vec<f32> = (0..n)
-                    .map(|i| if (i / QK) % 2 == 0 { 1.0 } else { -1.0 })
+                    .map(|i| {
+                        if (i / QK).is_multiple_of(2) {
+                            1.0
+                        } else {
+                            -1.0
+                        }
+                    })
                     .collect();
                 let mut pa = Q8Row::default();
                 pack_activations(&x, n, &mut pa);

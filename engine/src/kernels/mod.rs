@@ -134,6 +134,19 @@ pub fn available() -> Vec<&'static Kernels> {
     out
 }
 
+/// [`available`] plus the variants it passes over for a better one of the same ISA (plain
+/// AVX2 on an AVX-VNNI CPU), so that tests iterating it cover every table this CPU can run.
+pub fn variants() -> Vec<&'static Kernels> {
+    let mut out = available();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let scalar = out.pop();
+        out.extend(avx2::passed_over());
+        out.extend(scalar);
+    }
+    out
+}
+
 /// The fastest table this CPU can run.
 pub fn best() -> &'static Kernels {
     available()[0]
