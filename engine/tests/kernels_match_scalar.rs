@@ -26,6 +26,13 @@
 //!   |d * d_a| * sum |sc * q_w * q_a| (+ |dmin * m * s| for Q4_K and Q5_K), q_w already
 //!   unbiased.
 //!
+//! * Packed kernels (Q8_0, Q4_0, Q4_1 in the lane-per-block layout, against
+//!   `packed::dot_reference`): the same argument, but they add one more f32 term per block,
+//!   `m * s_a`, where `m` is Q4_1's minimum, `-8 d_w` for Q4_0 and `-128 d_w` for Q8_0 under
+//!   VNNI (its quants made unsigned by adding 128). The last two cancel a part of the integer
+//!   sum they are not in the reference's M, so M gains 128 * sum |d_w * s_a| and the chain
+//!   count doubles: (2 * (2 * nb + 12) + 16) * eps * M'.
+//!
 //! Both bounds get `f32::MIN_POSITIVE` of absolute slack, since with tiny scales some products
 //! are subnormal and carry an absolute rather than a relative rounding error.
 //!
@@ -35,16 +42,17 @@
 use half::f16;
 use meltbench_engine::dtype::{DType, QK, QK_K};
 use meltbench_engine::kernels::blocks::{Q8Blocks, Q8Row};
-use meltbench_engine::kernels::{self, kquants, scalar, Isa, Kernels};
+use meltbench_engine::kernels::{self, kquants, packed, scalar, Isa, Kernels};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-/// The tables under test: every one this CPU can run except the reference itself. Prints
-/// them once per test, so `--nocapture` shows what was actually covered.
+/// The tables under test: every one this CPU can run except the reference itself, including
+/// the variants `available()` passes over (plain AVX2 on an AVX-VNNI CPU). Prints them once
+/// per test, so `--nocapture` shows what was actually covered.
 fn simd_tables(test: &str) -> Vec<&'static Kernels> {
     static ANNOUNCED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let tables: Vec<_> = kernels::available()
+    let tables: Vec<_> = kernels::variants()
         .into_iter()
         .filter(|k| k.isa != Isa::Scalar)
         .collect();
@@ -492,6 +500,79 @@ proptest! {
                 "{} f16, n = {}: {got} vs scalar {want} (tolerance {tol})", k.isa, x.len()
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed kernels
+
+/// A row of `ty` and 1 to 4 activation rows for it (a packed call's tile heights).
+fn packed_case(ty: DType) -> impl Strategy<Value = (QuantCase, Vec<Vec<f32>>)> {
+    quant_case(ty).prop_flat_map(|case| {
+        let nb = case.nb;
+        (Just(case), prop::collection::vec(activations(nb), 1..=4))
+    })
+}
+
+fn check_packed(ty: DType, case: &QuantCase, xs: &[Vec<f32>]) -> Result<(), TestCaseError> {
+    let (nb, n) = (case.nb, case.nb * QK);
+    let raw = case.weights();
+    // The packed row at the case's offset too, so the kernels see every alignment of it.
+    let mut buf = vec![0xA5u8; case.offset + raw.len()];
+    packed::pack_row(ty, raw, &mut buf[case.offset..]);
+    let w = &buf[case.offset..];
+    let mut pa = Q8Row::default();
+    packed::pack_activations(&xs.concat(), n, &mut pa);
+    let view = |t: usize| Q8Blocks {
+        qs: &pa.qs[t * n..(t + 1) * n],
+        d: &pa.d[t * nb..(t + 1) * nb],
+        s: &pa.s[t * nb..(t + 1) * nb],
+    };
+    let acts: Vec<_> = (0..xs.len()).map(view).collect();
+    for (i, k) in simd_tables("packed_dot").into_iter().enumerate() {
+        let Some(pk) = k.packed else { continue };
+        let mut got = vec![0f32; xs.len()];
+        (pk.dot)(ty, w, &acts, &mut got);
+        for (t, x) in xs.iter().enumerate() {
+            let want = packed::dot_reference(ty, w, view(t));
+            let mut one = Q8Row::default();
+            one.quantize_from(x);
+            let a = one.blocks();
+            let ms: f32 = raw
+                .chunks_exact(ty.block_bytes())
+                .zip(a.s)
+                .map(|(b, s)| (half_at(b, 0) * s).abs())
+                .sum();
+            let tol = quant_tolerance(2 * nb + 12, quant_magnitude(ty, raw, a) + 128.0 * ms);
+            prop_assert!(
+                (got[t] - want).abs() <= tol,
+                "{} (table {i}) packed {ty}, {nb} blocks, tile {} row {t}: {} vs reference {want} \
+                 (tolerance {tol})",
+                k.isa,
+                xs.len(),
+                got[t]
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn packed_q8_0_matches_reference((case, xs) in packed_case(DType::Q8_0)) {
+        check_packed(DType::Q8_0, &case, &xs)?;
+    }
+
+    #[test]
+    fn packed_q4_0_matches_reference((case, xs) in packed_case(DType::Q4_0)) {
+        check_packed(DType::Q4_0, &case, &xs)?;
+    }
+
+    #[test]
+    fn packed_q4_1_matches_reference((case, xs) in packed_case(DType::Q4_1)) {
+        check_packed(DType::Q4_1, &case, &xs)?;
     }
 }
 

@@ -7,7 +7,6 @@
 mod common;
 
 use meltbench_engine::dtype::DType;
-use meltbench_engine::kernels;
 use meltbench_engine::load::load;
 use meltbench_engine::perplexity::perplexity;
 use meltbench_engine::quantize::{hex, quantize, quantize_q4_k_m};
@@ -54,7 +53,7 @@ fn check(ty: &str) {
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let ctx = fx["ctx"].as_u64().unwrap() as usize;
     let l = load(&model).unwrap();
-    let mut session = Session::new(&l.model, kernels::best(), common::threads(), ctx);
+    let mut session = Session::new(&l.model, common::kernels(), common::threads(), ctx);
     let p = perplexity(&mut session, &l.tokenizer, text, ctx, |_, _, _| {}).unwrap();
     let reference = want["ppl"].as_f64().unwrap();
     let rel = p.ppl / reference - 1.0;

@@ -24,18 +24,41 @@ static KERNELS: Kernels = Kernels {
     dot_q6_k: super::kquants::avx2::dot_q6_k,
     axpy,
     attend: super::attention_avx2::attend,
-    packed: None,
+    packed: Some(&super::avx2_packed::PACKED),
 };
 
-pub(super) fn kernels() -> Option<&'static Kernels> {
-    let ok = is_x86_feature_detected!("avx2")
+/// The same table with the packed kernels' AVX-VNNI variant; everything else is shared, and
+/// VNNI only changes how integer products are summed, not the results.
+static KERNELS_VNNI: Kernels = Kernels {
+    packed: Some(&super::avx2_packed::PACKED_VNNI),
+    ..KERNELS
+};
+
+fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
-        && is_x86_feature_detected!("f16c");
-    ok.then_some(&KERNELS)
+        && is_x86_feature_detected!("f16c")
 }
 
-// Soundness: the wrappers below are private and only reachable through `KERNELS`, which
-// `kernels()` hands out only after the CPU has reported avx2, fma and f16c, so the
+pub(super) fn kernels() -> Option<&'static Kernels> {
+    if !has_avx2() {
+        None
+    } else if is_x86_feature_detected!("avxvnni") {
+        Some(&KERNELS_VNNI)
+    } else {
+        Some(&KERNELS)
+    }
+}
+
+/// The table `kernels()` does not pick on a CPU that can run both (plain AVX2 under
+/// AVX-VNNI), for [`super::variants`].
+pub(super) fn passed_over() -> Option<&'static Kernels> {
+    (has_avx2() && is_x86_feature_detected!("avxvnni")).then_some(&KERNELS)
+}
+
+// Soundness: the wrappers below are private and only reachable through the two tables, which
+// `kernels()` hands out only after the CPU has reported avx2, fma and f16c (and avxvnni for
+// `KERNELS_VNNI`), so the
 // `target_feature` functions they call never run on a CPU without those features. The length
 // checks are what keep the raw-pointer loads inside the slices.
 

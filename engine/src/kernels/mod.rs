@@ -23,6 +23,10 @@ mod attention_neon;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_interleaved;
+#[cfg(target_arch = "x86_64")]
+mod avx2_packed;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_interleaved;
@@ -134,6 +138,19 @@ pub fn available() -> Vec<&'static Kernels> {
         out.extend(neon::kernels());
     }
     out.push(&scalar::KERNELS);
+    out
+}
+
+/// [`available`] plus the variants it passes over for a better one of the same ISA (plain
+/// AVX2 on an AVX-VNNI CPU), so that tests iterating it cover every table this CPU can run.
+pub fn variants() -> Vec<&'static Kernels> {
+    let mut out = available();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let scalar = out.pop();
+        out.extend(avx2::passed_over());
+        out.extend(scalar);
+    }
     out
 }
 

@@ -109,8 +109,16 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
+/// The kernel table the real-model tests run: the one `MELTBENCH_KERNELS` names (as the CLI
+/// reads it), or the best one, so `MELTBENCH_KERNELS=avx2 cargo test` checks another table
+/// end to end.
+pub fn kernels() -> &'static meltbench_engine::kernels::Kernels {
+    let name = std::env::var("MELTBENCH_KERNELS").ok();
+    meltbench_engine::kernels::select(name.as_deref()).unwrap()
+}
+
 /// A greedy continuation of a fixture case (`prompt`, `prompt_ids`, `generated_ids`): checks
-/// the prompt's tokens, generates as many tokens as llama.cpp did with the best kernels, and
+/// the prompt's tokens, generates as many tokens as llama.cpp did with [`kernels`], and
 /// returns ours, llama.cpp's, how many leading ones agree, and the session (for a closer look
 /// where they part).
 pub fn greedy_case<'m>(
@@ -133,7 +141,7 @@ pub fn greedy_case<'m>(
     let want = ids(&case["generated_ids"]);
     let mut session = meltbench_engine::session::Session::new(
         &l.model,
-        meltbench_engine::kernels::best(),
+        kernels(),
         threads(),
         prompt_ids.len() + want.len(),
     );
