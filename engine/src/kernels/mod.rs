@@ -16,6 +16,8 @@ mod test_support;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_packed_q5;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_interleaved;
@@ -74,8 +76,8 @@ pub struct Kernels {
     /// One head's whole attention, when this ISA has a kernel for it; otherwise
     /// [`attention::attend_rows`] runs it with `dot_f32` and `axpy`.
     pub attend: Option<attention::Attend>,
-    /// Kernels for the packed layout of Q8_0, Q4_0 and Q4_1 rows ([`packed`]), when this ISA
-    /// has them; a session packs those matrices only then.
+    /// Kernels for the packed layout of Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows ([`packed`]),
+    /// when this ISA has them; a session packs those matrices only then.
     pub packed: Option<&'static PackedKernels>,
 }
 
