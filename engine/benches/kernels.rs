@@ -103,6 +103,8 @@ fn dot_kernels(k: &'static Kernels) -> Vec<(&'static str, DType, Dot)> {
         out.push(("packed_q8_0", DType::Q8_0, packed(DType::Q8_0)));
         out.push(("packed_q4_0", DType::Q4_0, packed(DType::Q4_0)));
         out.push(("packed_q4_1", DType::Q4_1, packed(DType::Q4_1)));
+        out.push(("packed_q5_0", DType::Q5_0, packed(DType::Q5_0)));
+        out.push(("packed_q5_1", DType::Q5_1, packed(DType::Q5_1)));
     }
     out
 }

@@ -84,6 +84,7 @@ unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>],
         DType::Q8_0 => run_tile::<Q8_0, D>(w, nb, a, o),
         DType::Q4_0 => run_tile::<Q4_0, D>(w, nb, a, o),
         DType::Q4_1 => run_tile::<Q4_1, D>(w, nb, a, o),
+        DType::Q5_0 | DType::Q5_1 => super::avx2_packed_q5::run(ty, w, nb, a, o, D::VNNI),
         other => panic!("{other} has no packed kernel"),
     }
 }

@@ -7,8 +7,8 @@
 //! Lane `b` of the integer accumulator ends up holding block `b`'s exact dot product, so the
 //! scales of the whole group apply as one vector: sum over lanes of
 //! `isum * d_w * d_a + m * s_a`, where `s_a = d_a * sum(q_a)` and `m` is the block's minimum
-//! (Q4_1), `-8 d_w` (Q4_0, whose quants are stored as `q + 8`), or `-128 d_w` (Q8_0 under VNNI,
-//! whose quants are made unsigned by adding 128).
+//! (Q4_1, Q5_1), `-8 d_w` (Q4_0, whose quants are stored as `q + 8`), `-16 d_w` (Q5_0, stored
+//! as `q + 16`), or `-128 d_w` (Q8_0 under VNNI, whose quants are made unsigned by adding 128).
 
 use super::blocks::Q8Blocks;
 use super::packed::{GROUP, WIDE_MAX};
@@ -77,6 +77,8 @@ unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>],
         DType::Q8_0 => run_tile::<Q8_0, D>(w, nb, a, o),
         DType::Q4_0 => run_tile::<Q4_0, D>(w, nb, a, o),
         DType::Q4_1 => run_tile::<Q4_1, D>(w, nb, a, o),
+        DType::Q5_0 => run_tile::<Q5_0, D>(w, nb, a, o),
+        DType::Q5_1 => run_tile::<Q5_1, D>(w, nb, a, o),
         other => panic!("{other} has no packed kernel"),
     }
 }
@@ -122,7 +124,7 @@ impl Dp for Vnni {
 /// activation step, and the per-lane constant term.
 trait Packed {
     const TYPE: DType;
-    /// Bytes of quants per block.
+    /// Bytes per block before the scales: the quants, and for Q5 the fifth bits.
     const QB: usize;
     /// The eight weight steps of a group of `g` blocks at `p`, in activation chunk order.
     unsafe fn load<D: Dp>(p: *const u8, g: usize, lanes: __mmask16) -> [__m512i; 8];
@@ -177,6 +179,8 @@ unsafe fn wide_blocks(g: usize) -> __m512i {
 struct Q8_0;
 struct Q4_0;
 struct Q4_1;
+struct Q5_0;
+struct Q5_1;
 
 #[inline(always)]
 unsafe fn chunk(p: *const u8, s: usize, g: usize, lanes: __mmask16) -> __m512i {
@@ -294,6 +298,96 @@ impl Packed for Q4_1 {
     #[inline(always)]
     unsafe fn load_wide<D: Dp>(p: *const u8, g: usize) -> __m512i {
         wide_nibbles(p, g)
+    }
+    #[inline(always)]
+    unsafe fn min_wide<D: Dp>(p: *const u8, g: usize, _: __m128) -> __m128 {
+        let k: __mmask8 = (1u8 << g) - 1;
+        _mm_cvtph_ps(_mm_maskz_loadu_epi16(
+            k,
+            p.add(g * Self::QB + 2 * g) as *const i16,
+        ))
+    }
+}
+
+/// The eight weight steps of a 5-bit group: [`nibble_steps`] with each byte's fifth bit at bit
+/// 4. The fifth-bit chunk (byte `j`, bit `k` = step `k`'s bit for byte `j`) is split into its
+/// low and high nibbles once; a 16-entry table per bit position then turns a nibble into a
+/// clean `0x10` or `0x00` byte with one shuffle, and one bit-select merges it with the weight
+/// nibble (whose high half the select discards, so the low steps need no mask of their own).
+#[inline(always)]
+unsafe fn q5_steps(p: *const u8, g: usize, lanes: __mmask16) -> [__m512i; 8] {
+    let mask = _mm512_set1_epi8(0x0F);
+    let qh = chunk(p, 4, g, lanes);
+    let qh_lo = _mm512_and_si512(qh, mask);
+    let qh_hi = _mm512_and_si512(_mm512_srli_epi16::<4>(qh), mask);
+    let mut out = [_mm512_setzero_si512(); 8];
+    for s in 0..4 {
+        let table = fifth_bit_table(s);
+        let v = chunk(p, s, g, lanes);
+        let hi = _mm512_srli_epi16::<4>(v);
+        // mask ? nibble : fifth bit (0xE4 = C ? A : B)
+        out[s] = _mm512_ternarylogic_epi32::<0xE4>(v, _mm512_shuffle_epi8(table, qh_lo), mask);
+        out[4 + s] = _mm512_ternarylogic_epi32::<0xE4>(hi, _mm512_shuffle_epi8(table, qh_hi), mask);
+    }
+    out
+}
+
+/// `table[i] = 0x10` if bit `k` of `i` is set, else 0, in every 128-bit lane.
+#[inline(always)]
+unsafe fn fifth_bit_table(k: usize) -> __m512i {
+    let t: [u8; 16] = std::array::from_fn(|i| (((i >> k) & 1) << 4) as u8);
+    _mm512_broadcast_i32x4(_mm_loadu_si128(t.as_ptr() as *const __m128i))
+}
+
+/// A 5-bit wide group's weights: the nibbles as [`wide_nibbles`], plus 16 wherever the
+/// group's fifth-bit mask (bit `i` = byte `i`, 32 bits per block) is set.
+#[inline(always)]
+unsafe fn wide_q5(p: *const u8, g: usize) -> __m512i {
+    let w = wide_nibbles(p, g);
+    let bits = p.add(16 * g);
+    let m: __mmask64 = if g == 2 {
+        std::ptr::read_unaligned(bits as *const u64)
+    } else {
+        std::ptr::read_unaligned(bits as *const u32) as u64
+    };
+    _mm512_mask_add_epi8(w, m, w, _mm512_set1_epi8(16))
+}
+
+impl Packed for Q5_0 {
+    const TYPE: DType = DType::Q5_0;
+    const QB: usize = QK / 2 + 4;
+    #[inline(always)]
+    unsafe fn load<D: Dp>(p: *const u8, g: usize, lanes: __mmask16) -> [__m512i; 8] {
+        q5_steps(p, g, lanes)
+    }
+    #[inline(always)]
+    unsafe fn min<D: Dp>(_: *const u8, _: usize, _: __mmask16, dw: __m512) -> __m512 {
+        _mm512_mul_ps(dw, _mm512_set1_ps(-16.0))
+    }
+    #[inline(always)]
+    unsafe fn load_wide<D: Dp>(p: *const u8, g: usize) -> __m512i {
+        wide_q5(p, g)
+    }
+    #[inline(always)]
+    unsafe fn min_wide<D: Dp>(_: *const u8, _: usize, dw: __m128) -> __m128 {
+        _mm_mul_ps(dw, _mm_set1_ps(-16.0))
+    }
+}
+
+impl Packed for Q5_1 {
+    const TYPE: DType = DType::Q5_1;
+    const QB: usize = QK / 2 + 4;
+    #[inline(always)]
+    unsafe fn load<D: Dp>(p: *const u8, g: usize, lanes: __mmask16) -> [__m512i; 8] {
+        q5_steps(p, g, lanes)
+    }
+    #[inline(always)]
+    unsafe fn min<D: Dp>(p: *const u8, g: usize, lanes: __mmask16, _: __m512) -> __m512 {
+        halves(p.add(g * Self::QB + 2 * g), lanes)
+    }
+    #[inline(always)]
+    unsafe fn load_wide<D: Dp>(p: *const u8, g: usize) -> __m512i {
+        wide_q5(p, g)
     }
     #[inline(always)]
     unsafe fn min_wide<D: Dp>(p: *const u8, g: usize, _: __m128) -> __m128 {
@@ -506,7 +600,7 @@ mod tests {
         }
         let mut rng = Rng(0x5EED);
         for (name, k) in tables {
-            for nb in [1, 2, 15, 16, 17, 18, 31, 33, 48] {
+            for nb in [1, 2, 3, 15, 16, 17, 18, 20, 31, 33, 48] {
                 let n = nb * QK;
                 let rows: Vec<Vec<f32>> = (0..MAX_TILE)
                     .map(|_| (0..n).map(|_| rng.f32() * 3.0).collect())
@@ -519,7 +613,13 @@ mod tests {
                     d: &pa.d[t * nb..(t + 1) * nb],
                     s: &pa.s[t * nb..(t + 1) * nb],
                 };
-                for ty in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+                for ty in [
+                    DType::Q8_0,
+                    DType::Q4_0,
+                    DType::Q4_1,
+                    DType::Q5_0,
+                    DType::Q5_1,
+                ] {
                     let raw = random_blocks(&mut rng, ty, n);
                     let mut w = vec![0u8; raw.len()];
                     pack_row(ty, &raw, &mut w);
@@ -594,7 +694,8 @@ mod tests {
     }
 
     /// Magnitude of the `m * s_a` terms the packed kernels add that the reference does not
-    /// (Q4_0's -8 d_w and VNNI Q8_0's -128 d_w), so the tolerance covers their cancellation.
+    /// (Q4_0's -8 d_w, Q5_0's -16 d_w and VNNI Q8_0's -128 d_w), so the tolerance covers
+    /// their cancellation.
     fn sum_ms(ty: DType, raw: &[u8], a: &Q8Row) -> f32 {
         raw.chunks_exact(ty.block_bytes())
             .enumerate()

@@ -27,6 +27,8 @@ mod avx2_interleaved;
 #[cfg(target_arch = "x86_64")]
 mod avx2_packed;
 #[cfg(target_arch = "x86_64")]
+mod avx2_packed_q5;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_interleaved;
@@ -85,8 +87,8 @@ pub struct Kernels {
     /// Query rows over one key/value head of the cache, tiled with an online softmax
     /// ([`attention`]).
     pub attend: attention::Attend,
-    /// Kernels for the packed layout of Q8_0, Q4_0 and Q4_1 rows ([`packed`]), when this ISA
-    /// has them; a session packs those matrices only then.
+    /// Kernels for the packed layout of Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows ([`packed`]),
+    /// when this ISA has them; a session packs those matrices only then.
     pub packed: Option<&'static PackedKernels>,
 }
 

@@ -11,7 +11,8 @@
 //!   value = d * q + m.
 //!
 //! The blocks are run as they are in the file (kernels in [`super::scalar`] and each ISA's
-//! table); the activations are the engine's 32-element [`super::blocks::Q8Row`], one block
+//! table), or, in a session whose table has packed kernels, rearranged into the lane-per-block
+//! layout of [`super::packed`] (same size); the activations are the engine's 32-element [`super::blocks::Q8Row`], one block
 //! per weight block, so each block's dot product is one exact integer sum.
 
 use crate::dtype::{DType, QK};

@@ -1,0 +1,415 @@
+//! AVX2 kernels for packed Q5_0 and Q5_1 rows ([`super::packed`]): one weight row against up
+//! to four activation rows, with `vpmaddubsw` or AVX-VNNI multiply-accumulates.
+//!
+//! A group of 16 blocks is two 256-bit halves (lanes 0-7 are the first 32 bytes of every chunk,
+//! lanes 8-15 the next 32). Each half's eight weight steps are built once and met by every
+//! activation row of the tile; lane `b` of a half's integer sum is then block `b`'s exact dot
+//! product, so its scales apply as one vector: `isum * d_w * d_a + m * s_a`, with `m` the
+//! block's minimum (Q5_1) or `-16 d_w` (Q5_0, whose quants are stored as `q + 16`). A step's
+//! fifth bits come out of the transposed fifth-bit chunk with one shuffle through a 16-entry
+//! table (see the layout's notes in [`super::packed`]).
+//!
+//! A partial group (the last of a row, 3 to 15 blocks) reads its lanes with masked loads, so
+//! nothing past the row or the activations is touched; wide groups (one or two blocks) take one
+//! or two multiply-accumulates.
+
+use super::blocks::Q8Blocks;
+use super::packed::{GROUP, WIDE_MAX};
+use crate::dtype::{DType, QK};
+use std::arch::x86_64::*;
+
+/// Largest number of activation rows one call takes.
+pub(super) const MAX_TILE: usize = 4;
+
+/// `out[t] = dot(row, acts[t])` for a packed Q5_0 or Q5_1 row of `nb` blocks at `w` and 1 to
+/// [`MAX_TILE`] activation rows quantized by [`super::packed::pack_activations`].
+///
+/// # Safety
+///
+/// The caller guarantees that:
+/// - the CPU has AVX2, FMA and F16C, and AVX-VNNI when `vnni` is set;
+/// - `ty` is Q5_0 or Q5_1 and `w` points to `nb * ty.block_bytes()` readable bytes holding a
+///   row in the packed layout ([`super::packed::pack_row`]);
+/// - `1 <= acts.len() == out.len() <= MAX_TILE`, and every `acts[t]` holds at least `nb * QK`
+///   quants (in the packed activation order) and `nb` scales and sums.
+///
+/// Every load stays within those bytes: partial groups use masked loads.
+pub(super) unsafe fn run(
+    ty: DType,
+    w: *const u8,
+    nb: usize,
+    acts: &[Q8Blocks<'_>],
+    out: &mut [f32],
+    vnni: bool,
+) {
+    debug_assert!(acts.len() == out.len() && (1..=MAX_TILE).contains(&acts.len()));
+    debug_assert!(acts
+        .iter()
+        .all(|a| a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb));
+    match (ty, vnni) {
+        (DType::Q5_0, false) => plain::<Q5_0>(w, nb, acts, out),
+        (DType::Q5_0, true) => with_vnni::<Q5_0>(w, nb, acts, out),
+        (DType::Q5_1, false) => plain::<Q5_1>(w, nb, acts, out),
+        (DType::Q5_1, true) => with_vnni::<Q5_1>(w, nb, acts, out),
+        (other, _) => panic!("{other} has no packed AVX2 5-bit kernel"),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn plain<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: &mut [f32]) {
+    by_tile::<B, Maddubs>(w, nb, acts, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn with_vnni<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: &mut [f32]) {
+    by_tile::<B, Vnni>(w, nb, acts, out)
+}
+
+#[inline(always)]
+unsafe fn by_tile<B: Q5, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+    match a.len() {
+        1 => tile::<B, D, 1>(w, nb, a, o),
+        2 => tile::<B, D, 2>(w, nb, a, o),
+        3 => tile::<B, D, 3>(w, nb, a, o),
+        _ => tile::<B, D, 4>(w, nb, a, o),
+    }
+}
+
+/// How unsigned-by-signed byte products are accumulated into i32 lanes.
+trait Dp {
+    /// `acc` lane k += sum of u[4k+j] * s[4k+j] for j in 0..4.
+    unsafe fn dp(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+}
+
+struct Maddubs;
+struct Vnni;
+
+impl Dp for Maddubs {
+    #[inline(always)]
+    unsafe fn dp(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // 5-bit weights keep each pair sum within i16 (2 * 31 * 127).
+        let pairs = _mm256_maddubs_epi16(u, s);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+}
+
+impl Dp for Vnni {
+    #[inline(always)]
+    unsafe fn dp(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, u, s)
+    }
+}
+
+/// The two 5-bit types differ only in their constant term.
+trait Q5 {
+    const TYPE: DType;
+    /// Whether blocks carry an f16 minimum (after the group's scales); otherwise `m = -16 d_w`.
+    const HAS_MIN: bool;
+}
+
+struct Q5_0;
+struct Q5_1;
+
+impl Q5 for Q5_0 {
+    const TYPE: DType = DType::Q5_0;
+    const HAS_MIN: bool = false;
+}
+
+impl Q5 for Q5_1 {
+    const TYPE: DType = DType::Q5_1;
+    const HAS_MIN: bool = true;
+}
+
+/// Bytes per block before a group's scales: 16 of nibbles, 4 of fifth bits.
+const LEAD: usize = QK / 2 + 4;
+
+/// All-ones in the first `n` of eight 32-bit lanes.
+#[inline(always)]
+unsafe fn lane_mask(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// Eight 32-bit lanes at `p`, those from `n` on zero (and not read).
+#[inline(always)]
+unsafe fn lanes(p: *const u8, n: usize) -> __m256i {
+    if n == 8 {
+        _mm256_loadu_si256(p as *const __m256i)
+    } else {
+        _mm256_maskload_epi32(p as *const i32, lane_mask(n))
+    }
+}
+
+/// Eight f32 at `p`, those from `n` on zero (and not read).
+#[inline(always)]
+unsafe fn floats(p: *const f32, n: usize) -> __m256 {
+    if n == 8 {
+        _mm256_loadu_ps(p)
+    } else {
+        _mm256_maskload_ps(p, lane_mask(n))
+    }
+}
+
+/// Eight f16 at `p` as f32, those from `n` on zero (and not read).
+#[inline(always)]
+unsafe fn halves(p: *const u8, n: usize) -> __m256 {
+    if n == 8 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    } else {
+        let mut buf = [0u16; 8];
+        std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr() as *mut u8, 2 * n);
+        _mm256_cvtph_ps(_mm_loadu_si128(buf.as_ptr() as *const __m128i))
+    }
+}
+
+/// `table[i] = 0x10` if bit `k` of `i` is set, else 0, in both 128-bit lanes.
+#[inline(always)]
+unsafe fn fifth_bit_table(k: usize) -> __m256i {
+    let t: [u8; 16] = std::array::from_fn(|i| (((i >> k) & 1) << 4) as u8);
+    _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i))
+}
+
+/// The eight weight steps of `n` lanes of a group of `g` blocks, `p` pointing at the half's
+/// first lane of chunk 0: nibble `| fifth bit << 4` in every byte.
+#[inline(always)]
+unsafe fn steps(p: *const u8, g: usize, n: usize) -> [__m256i; 8] {
+    let mask = _mm256_set1_epi8(0x0F);
+    let qh = lanes(p.add(16 * g), n);
+    let qh_lo = _mm256_and_si256(qh, mask);
+    let qh_hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qh), mask);
+    let mut out = [_mm256_setzero_si256(); 8];
+    for s in 0..4 {
+        let table = fifth_bit_table(s);
+        let v = lanes(p.add(4 * g * s), n);
+        let lo = _mm256_and_si256(v, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+        out[s] = _mm256_or_si256(lo, _mm256_shuffle_epi8(table, qh_lo));
+        out[4 + s] = _mm256_or_si256(hi, _mm256_shuffle_epi8(table, qh_hi));
+    }
+    out
+}
+
+/// `out[t] = dot(row, acts[t])` for `T` activation rows.
+#[inline(always)]
+unsafe fn tile<B: Q5, D: Dp, const T: usize>(
+    w: *const u8,
+    nb: usize,
+    acts: &[Q8Blocks<'_>],
+    out: &mut [f32],
+) {
+    let bb = B::TYPE.block_bytes();
+    let zero = _mm256_setzero_si256();
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut b0 = 0;
+    while b0 < nb {
+        let g = (nb - b0).min(GROUP);
+        let p = w.add(b0 * bb);
+        if g <= WIDE_MAX {
+            wide::<B, D, T>(p, g, b0, acts, &mut acc);
+            b0 += g;
+            continue;
+        }
+        for l0 in (0..g).step_by(8) {
+            let n = (g - l0).min(8);
+            let ws = steps(p.add(4 * l0), g, n);
+            let dw = halves(p.add(LEAD * g + 2 * l0), n);
+            let m = if B::HAS_MIN {
+                halves(p.add((LEAD + 2) * g + 2 * l0), n)
+            } else {
+                _mm256_mul_ps(dw, _mm256_set1_ps(-16.0))
+            };
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let a = &acts[t];
+                let ap = (a.qs.as_ptr() as *const u8).add(b0 * QK + 4 * l0);
+                // Two chains so consecutive multiply-accumulates do not wait on each other.
+                let (mut i0, mut i1) = (zero, zero);
+                for s in (0..8).step_by(2) {
+                    i0 = D::dp(i0, ws[s], lanes(ap.add(4 * g * s), n));
+                    i1 = D::dp(i1, ws[s + 1], lanes(ap.add(4 * g * (s + 1)), n));
+                }
+                let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
+                let da = floats(a.d.as_ptr().add(b0 + l0), n);
+                let sa = floats(a.s.as_ptr().add(b0 + l0), n);
+                let with_min = _mm256_fmadd_ps(m, sa, *acc);
+                *acc = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, da), with_min);
+            }
+        }
+        b0 += g;
+    }
+    for t in 0..T {
+        out[t] = hsum(acc[t]);
+    }
+}
+
+/// `0x10` in byte `i` where bit `i` of `bits` is set, else 0.
+#[inline(always)]
+unsafe fn fifth_bits(bits: u32) -> __m256i {
+    let v = _mm256_set1_epi32(bits as i32);
+    // Byte i takes source byte i / 8 (both 128-bit lanes hold all four source bytes).
+    let spread = _mm256_shuffle_epi8(
+        v,
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// f16 at `p` as f32.
+#[inline(always)]
+unsafe fn half_at(p: *const u8) -> f32 {
+    half::f16::from_bits(std::ptr::read_unaligned(p as *const u16)).to_f32()
+}
+
+/// Adds a wide group (one or two blocks at block `b0`) to every token's accumulator. Its
+/// weights are one vector (one block: `[e0..16, e16..32]`) or two (two blocks: both blocks'
+/// elements 0..16, then both blocks' 16..32), so lanes 0-3 belong to block 0 and lanes 4-7 to
+/// block `g - 1`.
+#[inline(always)]
+unsafe fn wide<B: Q5, D: Dp, const T: usize>(
+    p: *const u8,
+    g: usize,
+    b0: usize,
+    acts: &[Q8Blocks<'_>],
+    acc: &mut [__m256; T],
+) {
+    let mask = _mm256_set1_epi8(0x0F);
+    let bits = p.add(16 * g);
+    let word = |i: usize| std::ptr::read_unaligned(bits.add(4 * i) as *const u32);
+    let (w0, w1) = if g == 2 {
+        let v = _mm256_loadu_si256(p as *const __m256i);
+        let lo = _mm256_and_si256(v, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+        (
+            _mm256_or_si256(lo, fifth_bits(word(0))),
+            _mm256_or_si256(hi, fifth_bits(word(1))),
+        )
+    } else {
+        let v = _mm_loadu_si128(p as *const __m128i);
+        let m = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(v, m);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(v), m);
+        let w = _mm256_set_m128i(hi, lo);
+        (_mm256_or_si256(w, fifth_bits(word(0))), w)
+    };
+    let d = |b: usize| half_at(p.add(LEAD * g + 2 * b));
+    let min = |b: usize| {
+        if B::HAS_MIN {
+            half_at(p.add((LEAD + 2) * g + 2 * b))
+        } else {
+            -16.0 * d(b)
+        }
+    };
+    let last = g - 1;
+    for (t, acc) in acc.iter_mut().enumerate() {
+        let a = &acts[t];
+        let ap = (a.qs.as_ptr() as *const u8).add(b0 * QK);
+        let mut isum = D::dp(
+            _mm256_setzero_si256(),
+            w0,
+            _mm256_loadu_si256(ap as *const __m256i),
+        );
+        if g == 2 {
+            isum = D::dp(isum, w1, _mm256_loadu_si256(ap.add(32) as *const __m256i));
+        }
+        let (s0, s1) = (d(0) * a.d[b0], d(last) * a.d[b0 + last]);
+        let scale = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
+        let m1 = if g == 2 { min(1) * a.s[b0 + 1] } else { 0.0 };
+        let mterm = _mm256_setr_ps(min(0) * a.s[b0], 0.0, 0.0, 0.0, m1, 0.0, 0.0, 0.0);
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, _mm256_add_ps(*acc, mterm));
+    }
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::blocks::Q8Row;
+    use crate::kernels::packed::{dot_reference, pack_activations, pack_row};
+    use crate::kernels::test_support::{magnitude, random_blocks, Rng};
+
+    fn variants() -> Vec<bool> {
+        let mut out = Vec::new();
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            out.push(false);
+            if is_x86_feature_detected!("avxvnni") {
+                out.push(true);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_q5_tiles_match_the_reference() {
+        let variants = variants();
+        if variants.is_empty() {
+            eprintln!("no AVX2 on this CPU: nothing to test");
+            return;
+        }
+        let mut rng = Rng(0x0A5_2005);
+        for vnni in variants {
+            for nb in [1, 2, 3, 7, 8, 9, 15, 16, 17, 18, 20, 24, 33, 48] {
+                let n = nb * QK;
+                let rows: Vec<Vec<f32>> = (0..MAX_TILE)
+                    .map(|_| (0..n).map(|_| rng.f32() * 3.0).collect())
+                    .collect();
+                let mut pa = Q8Row::default();
+                pack_activations(&rows.concat(), n, &mut pa);
+                let view = |t: usize| Q8Blocks {
+                    qs: &pa.qs[t * n..(t + 1) * n],
+                    d: &pa.d[t * nb..(t + 1) * nb],
+                    s: &pa.s[t * nb..(t + 1) * nb],
+                };
+                for ty in DType::FIVE_BIT {
+                    let raw = random_blocks(&mut rng, ty, n);
+                    let mut w = vec![0u8; raw.len()];
+                    pack_row(ty, &raw, &mut w);
+                    for tn in 1..=MAX_TILE {
+                        let acts: Vec<_> = (0..tn).map(view).collect();
+                        let mut got = vec![0f32; tn];
+                        // SAFETY: features checked in `variants`; `w` is a whole packed row of
+                        // `nb` blocks and every view holds `nb` blocks.
+                        unsafe { run(ty, w.as_ptr(), nb, &acts, &mut got, vnni) };
+                        for t in 0..tn {
+                            let want = dot_reference(ty, &w, view(t));
+                            let mut one = Q8Row::default();
+                            one.quantize_from(&rows[t]);
+                            // The -16 d_w * s_a term the reference does not add cancels
+                            // against the integer sums, so it widens the bound too.
+                            let extra: f32 = raw
+                                .chunks_exact(ty.block_bytes())
+                                .enumerate()
+                                .map(|(i, b)| {
+                                    (16.0 * crate::kernels::packed::half_at(b, 0) * one.s[i]).abs()
+                                })
+                                .sum();
+                            let tol = (2 * nb + 40) as f32
+                                * f32::EPSILON
+                                * (magnitude(ty, &raw, &one) + extra)
+                                + f32::MIN_POSITIVE;
+                            assert!(
+                                (got[t] - want).abs() <= tol,
+                                "vnni={vnni} {ty} nb={nb} tile={tn} row {t}: {} vs {want}",
+                                got[t]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
