@@ -25,6 +25,7 @@ static KERNELS: Kernels = Kernels {
     axpy,
     attend: None,
     packed: None,
+    dot_k_tile: super::kquants::avx2_tile::dot_k_tile,
 };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {
