@@ -428,14 +428,17 @@ fn check_quant(
     Ok(())
 }
 
+/// A single-row kernel of a quantized type.
+type QuantDot = fn(&[u8], Q8Blocks<'_>) -> f32;
+
 /// Every table's K-quant tile against the scalar reference and against the same table's
 /// single-row kernel, token by token, within the single-row bound (the scalar table included:
 /// a tile is a different code path even where it loops the single-row kernel).
 fn check_k_tile(
     ty: DType,
     case: &KTileCase,
-    single: fn(&Kernels) -> fn(&[u8], Q8Blocks<'_>) -> f32,
-    reference: fn(&[u8], Q8Blocks<'_>) -> f32,
+    single: fn(&Kernels) -> QuantDot,
+    reference: QuantDot,
 ) -> Result<(), TestCaseError> {
     let rows: Vec<Q8Row> = std::iter::once(&case.row.x)
         .chain(&case.more)

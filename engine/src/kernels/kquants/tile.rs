@@ -25,7 +25,8 @@ pub(crate) fn check_tile(ty: DType, w: &[u8], acts: &[Q8Blocks<'_>], out: &[f32]
         acts.len(),
         out.len()
     );
-    acts.iter().map(|a| check_len(ty, w, a)).last().unwrap_or(0)
+    // Every row is checked, not just one: each is read as far as the weight row reaches.
+    acts.iter().fold(0, |_, a| check_len(ty, w, a))
 }
 
 /// The tile as one single-row call per token, with the kernels `dots` (Q4_K, Q5_K, Q6_K).
