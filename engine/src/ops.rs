@@ -4,6 +4,7 @@
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::{quantize_q8, Q8Blocks, Q8Row};
 use crate::kernels::interleaved::ROWS;
+use crate::kernels::kquants::tile::MAX_TILE as K_TILE;
 use crate::kernels::packed::pack_activation_row;
 #[cfg(doc)]
 use crate::kernels::packed::pack_activations;
@@ -231,12 +232,42 @@ pub fn matmul_many(
                 return;
             }
         }
+        if input.n > 1 && matches!(w.dtype, DType::Q4_K | DType::Q5_K | DType::Q6_K) {
+            k_quant_rows(k, w, rs.clone(), input, out);
+            return;
+        }
         for t in 0..input.n {
             // SAFETY: this task alone writes rows `rs` of each token's output.
             let o = unsafe { out.slice(t * w.rows + rs.start, rs.len()) };
             dot_rows(k, w, rs.start, input, t, o);
         }
     });
+}
+
+/// Rows `rs` of a K-quant matrix for every token, [`K_TILE`] tokens per call so each
+/// super-block's scales and quants are unpacked once per tile rather than once per token.
+fn k_quant_rows(
+    k: &Kernels,
+    w: &Matrix,
+    rs: std::ops::Range<usize>,
+    input: &Input<'_>,
+    out: &SharedMut<f32>,
+) {
+    let mut t0 = 0;
+    while t0 < input.n {
+        let tn = (input.n - t0).min(K_TILE);
+        let acts: [Q8Blocks<'_>; K_TILE] =
+            std::array::from_fn(|i| input.blocks(input.q8, t0 + i.min(tn - 1)));
+        let mut res = [0f32; K_TILE];
+        for r in rs.clone() {
+            (k.dot_k_tile)(w.dtype, w.row(r), &acts[..tn], &mut res[..tn]);
+            for (i, &v) in res[..tn].iter().enumerate() {
+                // SAFETY: the task owning rows `rs` alone writes these elements.
+                unsafe { out.slice((t0 + i) * w.rows + r, 1)[0] = v };
+            }
+        }
+        t0 += tn;
+    }
 }
 
 /// Rows `rs` of a packed matrix for every token, four tokens at a time so each weight row is

@@ -274,6 +274,24 @@ fn k_case(ty: DType) -> impl Strategy<Value = QuantCase> {
     })
 }
 
+/// A K-quant row and 1 to 4 activation rows for it, for the tile kernels.
+#[derive(Debug, Clone)]
+struct KTileCase {
+    row: QuantCase,
+    /// The activation rows after the first (`row.x`).
+    more: Vec<Vec<f32>>,
+}
+
+fn k_tile_case(ty: DType) -> impl Strategy<Value = KTileCase> {
+    k_case(ty).prop_flat_map(|row| {
+        let nb = row.nb;
+        prop::collection::vec(activations(nb), 0..4).prop_map(move |more| KTileCase {
+            row: row.clone(),
+            more,
+        })
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reference magnitudes
 
@@ -418,6 +436,48 @@ fn check_quant(
     Ok(())
 }
 
+/// A single-row kernel of a quantized type.
+type QuantDot = fn(&[u8], Q8Blocks<'_>) -> f32;
+
+/// Every table's K-quant tile against the scalar reference and against the same table's
+/// single-row kernel, token by token, within the single-row bound (the scalar table included:
+/// a tile is a different code path even where it loops the single-row kernel).
+fn check_k_tile(
+    ty: DType,
+    case: &KTileCase,
+    single: fn(&Kernels) -> QuantDot,
+    reference: QuantDot,
+) -> Result<(), TestCaseError> {
+    let rows: Vec<Q8Row> = std::iter::once(&case.row.x)
+        .chain(&case.more)
+        .map(|x| {
+            let mut q8 = Q8Row::default();
+            q8.quantize_from(x);
+            q8
+        })
+        .collect();
+    let acts: Vec<Q8Blocks<'_>> = rows.iter().map(|r| r.blocks()).collect();
+    let w = case.row.weights();
+    for k in kernels::available() {
+        let mut got = vec![f32::NAN; acts.len()];
+        (k.dot_k_tile)(ty, w, &acts, &mut got);
+        for (t, &a) in acts.iter().enumerate() {
+            let tol = quant_tolerance(2 * case.row.nb, k_magnitude(ty, w, a));
+            let (want, one) = (reference(w, a), single(k)(w, a));
+            prop_assert!(
+                (got[t] - want).abs() <= tol && (got[t] - one).abs() <= tol,
+                "{} {ty} tile, {} blocks, token {t} of {}: {} vs scalar {want}, single row {one} \
+                 (tolerance {tol})",
+                k.isa,
+                case.row.nb,
+                acts.len(),
+                got[t]
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -459,6 +519,21 @@ proptest! {
     #[test]
     fn dot_q6_k_matches_scalar(case in k_case(DType::Q6_K)) {
         check_quant("dot_q6_k", DType::Q6_K, &case, |k| k.dot_q6_k, kquants::scalar::dot_q6_k)?;
+    }
+
+    #[test]
+    fn k_tile_q4_k_matches_scalar(case in k_tile_case(DType::Q4_K)) {
+        check_k_tile(DType::Q4_K, &case, |k| k.dot_q4_k, kquants::scalar::dot_q4_k)?;
+    }
+
+    #[test]
+    fn k_tile_q5_k_matches_scalar(case in k_tile_case(DType::Q5_K)) {
+        check_k_tile(DType::Q5_K, &case, |k| k.dot_q5_k, kquants::scalar::dot_q5_k)?;
+    }
+
+    #[test]
+    fn k_tile_q6_k_matches_scalar(case in k_tile_case(DType::Q6_K)) {
+        check_k_tile(DType::Q6_K, &case, |k| k.dot_q6_k, kquants::scalar::dot_q6_k)?;
     }
 
     #[test]

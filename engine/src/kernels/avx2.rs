@@ -25,6 +25,7 @@ static KERNELS: Kernels = Kernels {
     axpy,
     attend: super::attention_avx2::attend,
     packed: Some(&super::avx2_packed::PACKED),
+    dot_k_tile: super::kquants::avx2_tile::dot_k_tile,
 };
 
 /// The same table with the packed kernels' AVX-VNNI variant; everything else is shared, and

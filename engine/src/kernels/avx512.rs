@@ -27,6 +27,7 @@ static KERNELS: Kernels = Kernels {
     axpy,
     attend: super::attention_avx512::attend,
     packed: Some(&super::avx512_packed::PACKED),
+    dot_k_tile: super::kquants::avx512_tile::dot_k_tile,
 };
 
 static KERNELS_VNNI: Kernels = Kernels {
@@ -44,6 +45,7 @@ static KERNELS_VNNI: Kernels = Kernels {
     axpy,
     attend: super::attention_avx512::attend,
     packed: Some(&super::avx512_packed::PACKED_VNNI),
+    dot_k_tile: super::kquants::avx512_tile::dot_k_tile_vnni,
 };
 
 fn has_avx512() -> bool {

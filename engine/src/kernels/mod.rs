@@ -90,6 +90,9 @@ pub struct Kernels {
     /// Kernels for the packed layout of Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows ([`packed`]),
     /// when this ISA has them; a session packs those matrices only then.
     pub packed: Option<&'static PackedKernels>,
+    /// K-quant rows (Q4_K, Q5_K, Q6_K) against 1 to [`kquants::tile::MAX_TILE`] activation
+    /// rows: `out[t] = dot(row, acts[t])`, each super-block unpacked once per call.
+    pub dot_k_tile: fn(DType, &[u8], &[Q8Blocks<'_>], &mut [f32]),
 }
 
 /// Most activation rows a float tile call takes.

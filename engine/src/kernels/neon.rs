@@ -26,6 +26,7 @@ static KERNELS: Kernels = Kernels {
     axpy: super::scalar::axpy,
     attend: super::attention_neon::attend,
     packed: None,
+    dot_k_tile: super::kquants::neon::dot_k_tile,
 };
 
 static KERNELS_DOTPROD: Kernels = Kernels {
@@ -43,6 +44,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     axpy: super::scalar::axpy,
     attend: super::attention_neon::attend,
     packed: None,
+    dot_k_tile: super::kquants::neon::dot_k_tile_dotprod,
 };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {

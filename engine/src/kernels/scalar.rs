@@ -22,6 +22,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     axpy,
     attend: super::attention::attend_scalar,
     packed: None,
+    dot_k_tile: super::kquants::tile::dot_k_tile,
 };
 
 /// `y += a * x`; a plain loop, which LLVM vectorises for the baseline ISA.

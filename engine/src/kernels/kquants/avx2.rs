@@ -51,7 +51,7 @@ pub(super) unsafe fn hsum(v: __m256) -> f32 {
 
 /// Lane j of the result is the sum of the eight lanes of `v[j]`. Integer adds, so exact.
 #[inline(always)]
-unsafe fn transpose_sum(v: &[__m256i; SUB]) -> __m256i {
+pub(super) unsafe fn transpose_sum(v: &[__m256i; SUB]) -> __m256i {
     // hadd works within 128-bit halves, so after two rounds the low half holds each vector's
     // low-half total and the high half its high-half total; the last step adds the halves.
     let h01 = _mm256_hadd_epi32(v[0], v[1]);

@@ -138,7 +138,7 @@ unsafe fn fold(x: __m512i, y: __m512i) -> __m512i {
 /// `u[c]` holds sub-block 2c in lanes 0..8 and 2c + 1 in lanes 8..16; lane j of the result is
 /// the total of sub-block j. Integer adds, so exact.
 #[inline(always)]
-unsafe fn transpose_sum(u: &[__m512i; 4]) -> __m256i {
+pub(super) unsafe fn transpose_sum(u: &[__m512i; 4]) -> __m256i {
     // Quarter q of `r01` holds four partial sums of sub-block q (0..4), of `r23` of 4 + q.
     let (r01, r23) = (fold(u[0], u[1]), fold(u[2], u[3]));
     // Interleave and add twice: quarter q becomes [total q, total 4+q, same again].
@@ -153,13 +153,13 @@ unsafe fn transpose_sum(u: &[__m512i; 4]) -> __m256i {
 
 /// Two copies of the 32 bytes at `p`, one per 256-bit half.
 #[inline(always)]
-unsafe fn load_twice(p: *const u8) -> __m512i {
+pub(super) unsafe fn load_twice(p: *const u8) -> __m512i {
     let b = _mm256_loadu_si256(p as *const __m256i);
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(b), b)
 }
 
 /// The upper 256 bits, as a 16-bit-lane mask.
-const HIGH_HALF: __mmask32 = 0xFFFF_0000;
+pub(super) const HIGH_HALF: __mmask32 = 0xFFFF_0000;
 
 #[inline(always)]
 unsafe fn dot_q4_k_impl<U: Udot>(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32 {

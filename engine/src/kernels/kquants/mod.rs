@@ -23,11 +23,16 @@
 //!   for k >= 2, and bits 2k..2k+2 of qh[32h..]. value = d * scale[i/16] * (q - 32).
 
 pub mod scalar;
+pub mod tile;
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2;
 #[cfg(target_arch = "x86_64")]
+pub(super) mod avx2_tile;
+#[cfg(target_arch = "x86_64")]
 pub(super) mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512_tile;
 #[cfg(target_arch = "aarch64")]
 pub(super) mod neon;
 
@@ -307,6 +312,96 @@ mod tests {
             }
         }
         eprintln!("compared {compared} plain/extended variant pairs");
+    }
+
+    type Tile = fn(DType, &[u8], &[Q8Blocks<'_>], &mut [f32]);
+
+    /// Every tile kernel this CPU can run beside the single-row kernels of the same variant,
+    /// including the variants the tables would not pick.
+    fn tile_variants() -> Vec<(&'static str, Tile, [Dot; 3])> {
+        let mut out: Vec<(&'static str, Tile, [Dot; 3])> =
+            vec![("scalar", tile::dot_k_tile, SCALAR)];
+        let singles: std::collections::HashMap<_, _> = simd_variants().into_iter().collect();
+        #[cfg(target_arch = "x86_64")]
+        let tiles: [(&str, Tile); 3] = [
+            ("avx2", avx2_tile::dot_k_tile),
+            ("avx512", avx512_tile::dot_k_tile),
+            ("avx512+vnni", avx512_tile::dot_k_tile_vnni),
+        ];
+        #[cfg(target_arch = "aarch64")]
+        let tiles: [(&str, Tile); 2] = [
+            ("neon", neon::dot_k_tile),
+            ("neon+dotprod", neon::dot_k_tile_dotprod),
+        ];
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let tiles: [(&str, Tile); 0] = [];
+        for (name, t) in tiles {
+            // A variant absent from simd_variants() is one this CPU cannot run.
+            if let Some((name, dots)) = singles.get_key_value(name) {
+                out.push((*name, t, *dots));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_tile_equals_its_single_row_kernel_to_the_bit() {
+        // A tile only changes how often a super-block is unpacked, not the arithmetic of any
+        // (super-block, token) pair, so each output is the single-row kernel's exactly; and
+        // hence within the single-row bound of the scalar reference.
+        let mut rng = Rng(0x711E_5EED_0000_0001);
+        let variants = tile_variants();
+        eprintln!(
+            "tiles: {:?}",
+            variants.iter().map(|v| v.0).collect::<Vec<_>>()
+        );
+        for (name, tile, dots) in variants {
+            for nsb in [1, 2, 3, 6, 9] {
+                for tn in 1..=tile::MAX_TILE {
+                    let rows: Vec<Q8Row> =
+                        (0..tn).map(|_| activations(&mut rng, nsb * QK_K)).collect();
+                    let acts: Vec<Q8Blocks<'_>> = rows.iter().map(|r| r.blocks()).collect();
+                    for (k, ty) in DType::K_QUANTS.into_iter().enumerate() {
+                        let w = random_blocks(&mut rng, ty, nsb);
+                        let mut got = vec![f32::NAN; tn];
+                        tile(ty, &w, &acts, &mut got);
+                        for (t, a) in acts.iter().enumerate() {
+                            let single = dots[k](&w, *a);
+                            assert_eq!(
+                                got[t].to_bits(),
+                                single.to_bits(),
+                                "{name} {ty} {nsb} super-blocks, token {t} of {tn}: tile {} vs single row {single}",
+                                got[t]
+                            );
+                            let want = SCALAR[k](&w, *a);
+                            let terms = 2 * SUB * nsb;
+                            let tol = (2 * terms + 16) as f32
+                                * f32::EPSILON
+                                * magnitude(ty, &w, &rows[t])
+                                + f32::MIN_POSITIVE;
+                            assert!(
+                                (got[t] - want).abs() <= tol,
+                                "{name} {ty}: {} vs scalar {want}",
+                                got[t]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "activation rows")]
+    fn a_tile_refuses_more_tokens_than_it_takes() {
+        let mut rng = Rng(5);
+        let row = activations(&mut rng, QK_K);
+        let acts = vec![row.blocks(); tile::MAX_TILE + 1];
+        let w = random_blocks(&mut rng, DType::Q4_K, 1);
+        let mut out = vec![0.0; acts.len()];
+        for (_, t, _) in tile_variants().into_iter().rev() {
+            t(DType::Q4_K, &w, &acts, &mut out);
+        }
     }
 
     #[test]

@@ -51,6 +51,22 @@ pub(in crate::kernels) fn dot_q6_k_dotprod(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     unsafe { Sdot::q6_k(w, a, nsb) }
 }
 
+/// The plain table's tile: no NEON tile kernel yet, so one single-row call per token.
+pub(in crate::kernels) fn dot_k_tile(ty: DType, w: &[u8], acts: &[Q8Blocks<'_>], out: &mut [f32]) {
+    super::tile::by_rows([dot_q4_k, dot_q5_k, dot_q6_k], ty, w, acts, out);
+}
+
+/// The dotprod table's tile, likewise.
+pub(in crate::kernels) fn dot_k_tile_dotprod(
+    ty: DType,
+    w: &[u8],
+    acts: &[Q8Blocks<'_>],
+    out: &mut [f32],
+) {
+    let dots = [dot_q4_k_dotprod, dot_q5_k_dotprod, dot_q6_k_dotprod];
+    super::tile::by_rows(dots, ty, w, acts, out);
+}
+
 /// How signed byte products reach i32 lanes, and the entry points compiled for each way.
 trait Dot {
     /// `acc` plus all sixteen products a[j] * b[j], spread over the four lanes in some order;
