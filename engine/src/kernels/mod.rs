@@ -36,6 +36,10 @@ mod avx512_interleaved;
 mod avx512_packed;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_interleaved;
+#[cfg(target_arch = "aarch64")]
+mod neon_packed;
 
 use crate::dtype::DType;
 use blocks::Q8Blocks;

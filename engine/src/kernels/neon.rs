@@ -3,7 +3,8 @@
 //!
 //! NEON's signed-by-signed byte products mean no sign trick is needed: every quantized block
 //! sum is exact for any byte values, and the results differ from the scalar reference only in
-//! the order the block terms are added. Both variants report [`Isa::Neon`].
+//! the order the block terms are added. Both variants report [`Isa::Neon`]; each carries its
+//! packed-layout kernels ([`super::neon_packed`], [`super::neon_interleaved`]).
 
 use super::{Isa, Kernels};
 use crate::dtype::{DType, QK};
@@ -25,7 +26,7 @@ static KERNELS: Kernels = Kernels {
     dot_q6_k: super::kquants::neon::dot_q6_k,
     axpy: super::scalar::axpy,
     attend: super::attention_neon::attend,
-    packed: None,
+    packed: Some(&super::neon_packed::PACKED),
     dot_k_tile: super::kquants::neon::dot_k_tile,
 };
 
@@ -43,7 +44,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     dot_q6_k: super::kquants::neon::dot_q6_k_dotprod,
     axpy: super::scalar::axpy,
     attend: super::attention_neon::attend,
-    packed: None,
+    packed: Some(&super::neon_packed::PACKED_DOTPROD),
     dot_k_tile: super::kquants::neon::dot_k_tile_dotprod,
 };
 
