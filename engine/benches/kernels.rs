@@ -256,8 +256,8 @@ fn matmuls(c: &mut Criterion) {
         let l = load(&path).expect("loading the synthetic model");
         let w = &l.model.weights.layers[0].w_gate;
         assert_eq!((w.rows, w.cols, w.dtype), (1536, 576, dtype));
-        if k.packed.is_some() {
-            w.pack();
+        if let Some(pk) = k.packed {
+            w.pack(pk.types);
         }
         let mut g = c.benchmark_group(format!("matmul_{dtype}_1536x576/{}", k.isa));
         g.throughput(Throughput::Bytes(w.n_bytes() as u64));

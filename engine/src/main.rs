@@ -30,7 +30,9 @@ use std::time::Instant;
                   kernels the CPU supports (AVX-512, AVX2, NEON, or plain Rust)."
 )]
 struct Cli {
-    /// Kernel table to use instead of the best one: scalar, avx2, avx512 or neon.
+    /// Kernel table to use instead of the best one: an ISA (scalar, avx2, avx512, neon: its
+    /// best table here) or one table (avx2+vnni, avx512+vnni, neon+dotprod; plain avx2 is AVX2
+    /// alone even where AVX-VNNI exists, as on a Zen 3). `meltbench-engine info` lists them.
     #[arg(long, global = true, env = "MELTBENCH_KERNELS")]
     kernels: Option<String>,
     /// Element type of the KV cache: f16 (as llama.cpp's default) or f32.
@@ -259,7 +261,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", info::describe(&g));
             println!(
                 "kernels       {} (available: {})",
-                kernels.isa,
+                kernels.name,
                 available_names()
             );
             let missing = info::missing(&g);
@@ -361,7 +363,7 @@ fn run(cli: Cli) -> Result<()> {
                 g.tokens.len(),
                 if decode_s > 0.0 { g.decode.len() as f64 / decode_s } else { 0.0 },
                 n_threads,
-                kernels.isa
+                kernels.name
             );
         }
         Command::Bench {
@@ -431,7 +433,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads: n_threads,
                 cpus: allowed_cpus().map(|c| cpu_list(&c)),
                 placement,
-                kernels: kernels.isa.to_string(),
+                kernels: kernels.name.to_string(),
                 open_ns: l.open_ns,
                 weights_ns: l.weights_ns,
                 tokenizer_ns: l.tokenizer_ns + template_ns,
@@ -662,9 +664,9 @@ fn read_job(path: &Path) -> Result<EngineJob> {
 }
 
 fn available_names() -> String {
-    kernels::available()
+    kernels::variants()
         .iter()
-        .map(|k| k.isa.name())
+        .map(|k| k.name)
         .collect::<Vec<_>>()
         .join(", ")
 }

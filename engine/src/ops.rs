@@ -8,7 +8,6 @@ use crate::kernels::kquants::tile::MAX_TILE as K_TILE;
 use crate::kernels::packed::pack_activation_row;
 #[cfg(doc)]
 use crate::kernels::packed::pack_activations;
-use crate::kernels::packed::packs;
 use crate::kernels::{Kernels, PackedKernels, FLOAT_TILE, INTERLEAVED_TILE};
 use crate::model::Matrix;
 use crate::pool::{SharedMut, ThreadPool};
@@ -43,7 +42,7 @@ enum Reads {
 }
 
 fn reads(k: &Kernels, w: &Matrix) -> Reads {
-    if k.packed.is_some() && w.is_packed() && packs(w.dtype) {
+    if k.packed.is_some_and(|pk| pk.types.contains(&w.dtype)) && w.is_packed() {
         Reads::Q8Packed
     } else if wants_q8(w.dtype) {
         Reads::Q8

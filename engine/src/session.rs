@@ -138,9 +138,9 @@ impl<'m> Session<'m> {
         let c = &model.config;
         let ctx = ctx.clamp(1, c.ctx_len.max(1));
         let pool = ThreadPool::new(n_threads);
-        if kernels.packed.is_some() {
+        if let Some(pk) = kernels.packed {
             let mats = model.weights.matrices();
-            pool.run(mats.len(), &|i| mats[i].pack());
+            pool.run(mats.len(), &|i| mats[i].pack(pk.types));
         }
         let rope_local = c
             .family

@@ -12,6 +12,7 @@ use std::ptr;
 
 static KERNELS: Kernels = Kernels {
     isa: Isa::Avx2,
+    name: "avx2",
     dot_f32,
     dot_f16,
     dot_q8_0,
@@ -31,6 +32,7 @@ static KERNELS: Kernels = Kernels {
 /// The same table with the packed kernels' AVX-VNNI variant; everything else is shared, and
 /// VNNI only changes how integer products are summed, not the results.
 static KERNELS_VNNI: Kernels = Kernels {
+    name: "avx2+vnni",
     packed: Some(&super::avx2_packed::PACKED_VNNI),
     ..KERNELS
 };

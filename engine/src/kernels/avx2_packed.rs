@@ -23,6 +23,7 @@ use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
 
 pub(super) static PACKED: PackedKernels = PackedKernels {
+    types: super::packed::PACKED_TYPES,
     dot: dot::<Maddubs>,
     dot_f16: float_tile::<u16>,
     dot_f32: float_tile::<f32>,
@@ -30,6 +31,7 @@ pub(super) static PACKED: PackedKernels = PackedKernels {
 };
 
 pub(super) static PACKED_VNNI: PackedKernels = PackedKernels {
+    types: super::packed::PACKED_TYPES,
     dot: dot::<Vnni>,
     dot_f16: float_tile::<u16>,
     dot_f32: float_tile::<f32>,

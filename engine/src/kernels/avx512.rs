@@ -14,6 +14,7 @@ use std::ptr;
 
 static KERNELS: Kernels = Kernels {
     isa: Isa::Avx512,
+    name: "avx512",
     dot_f32,
     dot_f16,
     dot_q8_0: dot_q8_0::<Maddubs>,
@@ -32,6 +33,7 @@ static KERNELS: Kernels = Kernels {
 
 static KERNELS_VNNI: Kernels = Kernels {
     isa: Isa::Avx512,
+    name: "avx512+vnni",
     dot_f32,
     dot_f16,
     dot_q8_0: dot_q8_0::<Vnni>,

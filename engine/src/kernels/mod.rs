@@ -76,6 +76,10 @@ impl fmt::Display for Isa {
 /// were quantized once per matrix-vector product ([`blocks::Q8Row`]); float weights meet f32.
 pub struct Kernels {
     pub isa: Isa,
+    /// The table's own name: the ISA, plus the extension a variant adds (`avx2+vnni`,
+    /// `avx512+vnni`, `neon+dotprod`). `--kernels` takes either: a name picks that table, an
+    /// ISA the best of its tables.
+    pub name: &'static str,
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[f16], &[f32]) -> f32,
     pub dot_q8_0: fn(&[u8], Q8Blocks<'_>) -> f32,
@@ -108,6 +112,9 @@ pub type FloatTile<W> = fn(&[&[W]], &[&[f32]], &mut [f32]);
 /// Dot products of one packed weight row with 1 to 4 activation rows quantized by
 /// [`packed::pack_activations`].
 pub struct PackedKernels {
+    /// The quantized types `dot` reads. A session packs matrices of these types only; the others
+    /// run as stored (NEON has no packed Q5_0/Q5_1 kernels yet).
+    pub types: &'static [DType],
     /// `out[t] = dot(row, acts[t])`; `acts.len() == out.len()`, at most 4.
     pub dot: fn(DType, &[u8], &[Q8Blocks<'_>], &mut [f32]),
     /// `out[r * T + t] = dot(rows[r], xs[t])` for one or two f16 rows (as bits) and `T` (1 to
@@ -130,7 +137,7 @@ pub type InterleavedTile = unsafe fn(DType, &[u8], usize, &[&[f32]], *mut f32, u
 
 impl fmt::Debug for Kernels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Kernels({})", self.isa)
+        write!(f, "Kernels({})", self.name)
     }
 }
 
@@ -153,6 +160,7 @@ pub fn available() -> Vec<&'static Kernels> {
 /// [`available`] plus the variants it passes over for a better one of the same ISA (plain
 /// AVX2 on an AVX-VNNI CPU), so that tests iterating it cover every table this CPU can run.
 pub fn variants() -> Vec<&'static Kernels> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut out = available();
     #[cfg(target_arch = "x86_64")]
     {
@@ -168,22 +176,24 @@ pub fn best() -> &'static Kernels {
     available()[0]
 }
 
-/// The table named `name` (`scalar`, `avx2`, `avx512`, `neon`), or the best one for `None`.
-/// The environment variable `MELTBENCH_KERNELS` is consulted by the CLI, not here.
+/// The table named `name` exactly (`avx2` is plain AVX2 even on a CPU with AVX-VNNI, as a
+/// Zen 3 runs it; `avx2+vnni` the variant), else the best table of the ISA `name`; the best
+/// table for `None`. The environment variable `MELTBENCH_KERNELS` is consulted by the CLI, not
+/// here.
 pub fn select(name: Option<&str>) -> Result<&'static Kernels, String> {
-    let avail = available();
-    match name {
-        None => Ok(avail[0]),
-        Some(n) => avail
-            .iter()
-            .copied()
-            .find(|k| k.isa.name() == n)
-            .ok_or_else(|| {
-                let names: Vec<_> = avail.iter().map(|k| k.isa.name()).collect();
-                format!(
-                    "kernels '{n}' are not available on this CPU; available: {}",
-                    names.join(", ")
-                )
-            }),
-    }
+    let Some(n) = name else {
+        return Ok(best());
+    };
+    let all = variants();
+    all.iter()
+        .find(|k| k.name == n)
+        .or_else(|| all.iter().find(|k| k.isa.name() == n))
+        .copied()
+        .ok_or_else(|| {
+            let names: Vec<_> = all.iter().map(|k| k.name).collect();
+            format!(
+                "kernels '{n}' are not available on this CPU; available: {}",
+                names.join(", ")
+            )
+        })
 }

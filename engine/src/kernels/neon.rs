@@ -14,6 +14,7 @@ use std::arch::aarch64::*;
 
 static KERNELS: Kernels = Kernels {
     isa: Isa::Neon,
+    name: "neon",
     dot_f32,
     dot_f16,
     dot_q8_0: dot_q8_0::<Mull>,
@@ -32,6 +33,7 @@ static KERNELS: Kernels = Kernels {
 
 static KERNELS_DOTPROD: Kernels = Kernels {
     isa: Isa::Neon,
+    name: "neon+dotprod",
     dot_f32,
     dot_f16,
     dot_q8_0: dot_q8_0::<Sdot>,

@@ -34,6 +34,7 @@ use crate::dtype::{DType, QK};
 use std::arch::aarch64::*;
 
 pub(super) static PACKED: PackedKernels = PackedKernels {
+    types: &[DType::Q8_0, DType::Q4_0, DType::Q4_1],
     dot: dot::<Mull>,
     dot_f16: float_tile::<u16>,
     dot_f32: float_tile::<f32>,
@@ -41,6 +42,7 @@ pub(super) static PACKED: PackedKernels = PackedKernels {
 };
 
 pub(super) static PACKED_DOTPROD: PackedKernels = PackedKernels {
+    types: &[DType::Q8_0, DType::Q4_0, DType::Q4_1],
     dot: dot::<Sdot>,
     dot_f16: float_tile::<u16>,
     dot_f32: float_tile::<f32>,

@@ -55,6 +55,15 @@ use half::f16;
 /// Blocks per group: one per 32-bit lane of a 512-bit vector.
 pub const GROUP: usize = 16;
 
+/// Every type with a packed form.
+pub const PACKED_TYPES: &[DType] = &[
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+];
+
 /// Whether rows of `ty` have a packed form.
 pub fn packs(ty: DType) -> bool {
     matches!(

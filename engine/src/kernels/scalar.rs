@@ -9,6 +9,7 @@ use half::f16;
 
 pub(super) static KERNELS: Kernels = Kernels {
     isa: Isa::Scalar,
+    name: "scalar",
     dot_f32,
     dot_f16,
     dot_q8_0,

@@ -94,11 +94,13 @@ impl Matrix {
     /// copy replaces them rather than doubling the model's memory; the page cache keeps
     /// them, and an embedding look-up faults a row back in.
     ///
-    /// Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows are packed one by one ([`packed`]); F16 and F32
+    /// Rows of the `types` given (those the session's packed kernels read, a subset of
+    /// Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1) are packed one by one ([`packed`]); F16 and F32
     /// matrices are interleaved 16 rows at a time ([`interleaved`]).
-    pub fn pack(&self) {
+    pub fn pack(&self, types: &[DType]) {
         let interleave = interleaved::interleaves(self.dtype, self.rows);
-        if !packed::packs(self.dtype) && !interleave {
+        let pack = packed::packs(self.dtype) && types.contains(&self.dtype);
+        if !pack && !interleave {
             return;
         }
         self.packed.get_or_init(|| {
