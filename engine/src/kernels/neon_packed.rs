@@ -376,7 +376,7 @@ unsafe fn tile<B: Packed, D: Lanes, const T: usize>(
             for q in 0..g / 4 {
                 quarter::<B, D, T>(&mut acc, p, g, q, 4, b0, acts);
             }
-            if g % 4 != 0 {
+            if !g.is_multiple_of(4) {
                 quarter::<B, D, T>(&mut acc, p, g, g / 4, g % 4, b0, acts);
             }
         }
