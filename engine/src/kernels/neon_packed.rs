@@ -119,9 +119,12 @@ impl Lanes for Mull {
     }
 }
 
+// The `Sdot` helpers carry no `target_feature` of their own: with one, LLVM kept them as
+// out-of-line calls (arrays passed through memory) instead of inlining them into `Sdot::run`.
+// Always inlined, they only ever exist inside `Sdot::run`, reachable only through
+// PACKED_DOTPROD.
 impl Lanes for Sdot {
-    #[inline]
-    #[target_feature(enable = "dotprod")]
+    #[inline(always)]
     unsafe fn lanes(w: &[int8x16_t; 8], a: &[int8x16_t; 8], _: usize) -> int32x4_t {
         // Two chains, so consecutive `sdot`s do not wait on each other.
         let (mut i0, mut i1) = (vdupq_n_s32(0), vdupq_n_s32(0));
@@ -131,8 +134,7 @@ impl Lanes for Sdot {
         }
         vaddq_s32(i0, i1)
     }
-    #[inline]
-    #[target_feature(enable = "dotprod")]
+    #[inline(always)]
     unsafe fn any(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         sdot(acc, a, b)
     }
@@ -143,13 +145,14 @@ impl Lanes for Sdot {
 }
 
 /// `acc` lane k + the four products of bytes `4k..4k + 4` of `a` and `b`.
-#[inline]
-#[target_feature(enable = "dotprod")]
+#[inline(always)]
 unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    // `vdotq_s32` is still unstable in Rust, so the instruction is written out; the assembler
-    // only accepts it in a function with dotprod enabled.
+    // `vdotq_s32` is still unstable in Rust, so the instruction is written out, and the
+    // directive lets the assembler take it in a function that does not enable dotprod itself
+    // (it is only ever inlined into `Sdot::run`, which does).
     let mut acc = acc;
     std::arch::asm!(
+        ".arch_extension dotprod",
         "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
         acc = inout(vreg) acc,
         a = in(vreg) a,
@@ -238,7 +241,11 @@ impl Packed for Q8_0 {
     const SPAN: usize = 2;
     #[inline(always)]
     unsafe fn load(p: *const u8, chunk: usize, r: usize) -> [int8x16_t; 8] {
-        std::array::from_fn(|s| vreinterpretq_s8_u8(words(p.add(s * chunk), r)))
+        let mut out = [vdupq_n_s8(0); 8];
+        for (s, o) in out.iter_mut().enumerate() {
+            *o = vreinterpretq_s8_u8(words(p.add(s * chunk), r));
+        }
+        out
     }
     #[inline(always)]
     unsafe fn load_wide(p: *const u8, g: usize) -> [int8x16_t; 4] {
@@ -368,17 +375,17 @@ unsafe fn tile<B: Packed, D: Lanes, const T: usize>(
         let p = w.add(b0 * bb);
         if g <= WIDE_MAX {
             let ws = B::load_wide(p, g);
-            let isum: [int32x4_t; T] = std::array::from_fn(|t| {
-                let ap = acts[t].qs.as_ptr().add(b0 * QK);
-                wide_isum::<D>(&ws, g, ap)
-            });
+            let mut isum = [vdupq_n_s32(0); T];
+            for (t, sum) in isum.iter_mut().enumerate() {
+                *sum = wide_isum::<D>(&ws, g, acts[t].qs.as_ptr().add(b0 * QK));
+            }
             scale::<B, T>(&mut acc, &isum, p, g, 0, g, b0, acts);
         } else {
             // Whole quarters with `r` a constant, then the partial one.
             for q in 0..g / 4 {
                 quarter::<B, D, T>(&mut acc, p, g, q, 4, b0, acts);
             }
-            if g % 4 != 0 {
+            if !g.is_multiple_of(4) {
                 quarter::<B, D, T>(&mut acc, p, g, g / 4, g % 4, b0, acts);
             }
         }
@@ -402,13 +409,18 @@ unsafe fn quarter<B: Packed, D: Lanes, const T: usize>(
     b0: usize,
     acts: &[Q8Blocks<'_>],
 ) {
+    // Loops rather than `array::from_fn`: its closures were left out of line, away from the
+    // dotprod function they belong to.
     let ws = B::load(p.add(16 * q), 4 * g, r);
-    let isum: [int32x4_t; T] = std::array::from_fn(|t| {
+    let mut isum = [vdupq_n_s32(0); T];
+    for (t, sum) in isum.iter_mut().enumerate() {
         let ap = (acts[t].qs.as_ptr() as *const u8).add(b0 * QK + 16 * q);
-        let a: [int8x16_t; 8] =
-            std::array::from_fn(|s| vreinterpretq_s8_u8(words(ap.add(s * 4 * g), r)));
-        D::lanes(&ws, &a, B::SPAN)
-    });
+        let mut a = [vdupq_n_s8(0); 8];
+        for (s, v) in a.iter_mut().enumerate() {
+            *v = vreinterpretq_s8_u8(words(ap.add(s * 4 * g), r));
+        }
+        *sum = D::lanes(&ws, &a, B::SPAN);
+    }
     scale::<B, T>(acc, &isum, p, g, 4 * q, r, b0, acts);
 }
 
