@@ -8,11 +8,13 @@
 # LLAMA_BENCH is the path of a llama-bench binary you built; this script never builds llama.cpp.
 # Environment: ROUNDS (default 4), THREADS (default "1 2"), TESTS (default "tg128 pp64 pp256"),
 # ENGINE (default target/release/meltbench-engine), LLAMA_ARGS (extra llama-bench flags, e.g.
-# "--repack 0" on a machine whose CPU advertises AMX that the hypervisor does not allow).
+# "--repack 0" on a machine whose CPU advertises AMX that the hypervisor does not allow), DEPTH
+# (default 0: tokens already in the KV cache before each test, llama-bench's -d; our engine's
+# bench --depth), MELTBENCH_KERNELS (our kernel table, e.g. avx2 against an AVX2-only build).
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 LLAMA_BENCH=$1
@@ -22,6 +24,7 @@ THREADS=${THREADS:-"1 2"}
 TESTS=${TESTS:-"tg128 pp64 pp256"}
 ENGINE=${ENGINE:-target/release/meltbench-engine}
 LLAMA_ARGS=${LLAMA_ARGS:-}
+DEPTH=${DEPTH:-0}
 [[ -x $ENGINE ]] || { echo "error: $ENGINE not found; run: cargo build --release -p meltbench-engine" >&2; exit 2; }
 [[ -x $LLAMA_BENCH ]] || { echo "error: $LLAMA_BENCH is not an executable llama-bench" >&2; exit 2; }
 
@@ -33,12 +36,12 @@ trap 'rm -f "$samples"' EXIT
 ours() { # model test threads
     local model=$1 test=$2 t=$3 n=${2:2}
     if [[ $test == tg* ]]; then
-        "$ENGINE" bench "$model" --prompt-tokens 1 -n $((n + 1)) --passes 1 --warmup 1 -t "$t" |
+        "$ENGINE" bench "$model" --prompt-tokens 1 -n $((n + 1)) --passes 1 --warmup 1 -t "$t" --depth "$DEPTH" |
             python3 -c 'import json,sys
 r=[json.loads(l) for l in sys.stdin if "\"pass\"" in l][-1]
 print(len(r["decode_ns"])/ (sum(r["decode_ns"])/1e9))'
     else
-        "$ENGINE" bench "$model" --prompt-tokens "$n" -n 1 --passes 1 --warmup 1 -t "$t" |
+        "$ENGINE" bench "$model" --prompt-tokens "$n" -n 1 --passes 1 --warmup 1 -t "$t" --depth "$DEPTH" |
             python3 -c 'import json,sys
 r=[json.loads(l) for l in sys.stdin if "\"pass\"" in l][-1]
 print(r["prompt_tokens"]/(r["prefill_ns"]/1e9))'
@@ -49,7 +52,7 @@ theirs() { # model test threads
     local model=$1 test=$2 t=$3 n=${2:2} args
     if [[ $test == tg* ]]; then args=(-p 0 -n "$n"); else args=(-p "$n" -n 0); fi
     # shellcheck disable=SC2086
-    "$LLAMA_BENCH" -m "$model" "${args[@]}" -t "$t" -r 1 -o json $LLAMA_ARGS 2>/dev/null |
+    "$LLAMA_BENCH" -m "$model" "${args[@]}" -t "$t" -d "$DEPTH" -r 1 -o json $LLAMA_ARGS 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'
 }
 
@@ -65,13 +68,14 @@ for model in "$@"; do
     done
 done
 
-python3 - "$samples" "$ROUNDS" <<'PY'
+python3 - "$samples" "$ROUNDS" "$DEPTH" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     model, test, t, who, v = line.rstrip("\n").split("\t")
     rows[(model, test, int(t))][who].append(float(v))
-print(f"Medians of {sys.argv[2]} alternating runs each, tokens/s.\n")
+depth = f", {sys.argv[3]} tokens in the KV cache first" if sys.argv[3] != "0" else ""
+print(f"Medians of {sys.argv[2]} alternating runs each{depth}, tokens/s.\n")
 print("| model | test | threads | meltbench-engine | llama.cpp | ratio |")
 print("|---|---|---:|---:|---:|---:|")
 for (model, test, t), d in rows.items():

@@ -78,9 +78,15 @@ unsafe fn q4_k_header(blk: &[u8], q: [__m256i; SUB]) -> Ready {
     let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
         m.as_ptr() as *const __m128i
     )));
+    // Loops rather than `array::from_fn` (here and in Q6_K's): its closures do not inherit the
+    // caller's target features, so LLVM may leave them and their intrinsics out of line.
+    let mut sc16 = [_mm256_setzero_si256(); SUB];
+    for (j, v) in sc16.iter_mut().enumerate() {
+        *v = _mm256_set1_epi16(sc[j] as i16);
+    }
     Ready {
         q,
-        sc: std::array::from_fn(|j| _mm256_set1_epi16(sc[j] as i16)),
+        sc: sc16,
         d: f16_at(blk.as_ptr()),
         dm: _mm256_mul_ps(_mm256_set1_ps(f16_at(blk.as_ptr().add(2))), mins),
     }
@@ -168,10 +174,11 @@ impl Kind for Q6K {
         // result), 2j + 1 for the high 16.
         let scales = _mm_loadu_si128(p.add(Q6_K_SCALES) as *const __m128i);
         let pick = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        let sc = std::array::from_fn(|j| {
+        let mut sc = [_mm256_setzero_si256(); SUB];
+        for (j, v) in sc.iter_mut().enumerate() {
             let idx = _mm_add_epi8(pick, _mm_set1_epi8(2 * j as i8));
-            _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, idx))
-        });
+            *v = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, idx));
+        }
         Ready {
             q,
             sc,
