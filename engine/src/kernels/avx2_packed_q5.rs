@@ -164,27 +164,10 @@ unsafe fn halves(p: *const u8, n: usize) -> __m256 {
     }
 }
 
-/// `FIFTH_BIT[k][i] = 0x10` if bit `k` of `i` is set, else 0: built at compile time, since
-/// an `array::from_fn` in the kernel was left out of line (its closure does not inherit the
-/// kernel's target features).
-const FIFTH_BIT: [[u8; 16]; 4] = {
-    let mut t = [[0u8; 16]; 4];
-    let mut k = 0;
-    while k < 4 {
-        let mut i = 0;
-        while i < 16 {
-            t[k][i] = (((i >> k) & 1) << 4) as u8;
-            i += 1;
-        }
-        k += 1;
-    }
-    t
-};
-
 /// `table[i] = 0x10` if bit `k` of `i` is set, else 0, in both 128-bit lanes.
 #[inline(always)]
 unsafe fn fifth_bit_table(k: usize) -> __m256i {
-    let t = &FIFTH_BIT[k];
+    let t = &super::packed::FIFTH_BIT[k];
     _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i))
 }
 

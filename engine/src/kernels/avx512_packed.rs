@@ -334,27 +334,10 @@ unsafe fn q5_steps(p: *const u8, g: usize, lanes: __mmask16) -> [__m512i; 8] {
     out
 }
 
-/// `FIFTH_BIT[k][i] = 0x10` if bit `k` of `i` is set, else 0: built at compile time, since
-/// an `array::from_fn` in the kernel was left out of line (its closure does not inherit the
-/// kernel's target features).
-const FIFTH_BIT: [[u8; 16]; 4] = {
-    let mut t = [[0u8; 16]; 4];
-    let mut k = 0;
-    while k < 4 {
-        let mut i = 0;
-        while i < 16 {
-            t[k][i] = (((i >> k) & 1) << 4) as u8;
-            i += 1;
-        }
-        k += 1;
-    }
-    t
-};
-
 /// `table[i] = 0x10` if bit `k` of `i` is set, else 0, in every 128-bit lane.
 #[inline(always)]
 unsafe fn fifth_bit_table(k: usize) -> __m512i {
-    let t = &FIFTH_BIT[k];
+    let t = &super::packed::FIFTH_BIT[k];
     _mm512_broadcast_i32x4(_mm_loadu_si128(t.as_ptr() as *const __m128i))
 }
 

@@ -64,6 +64,25 @@ pub const PACKED_TYPES: &[DType] = &[
     DType::Q5_1,
 ];
 
+/// `FIFTH_BIT[k][i] = 0x10` if bit `k` of `i` is set, else 0: the byte-shuffle table that
+/// turns a packed Q5 group's transposed fifth bits into step `k`'s bit 4. Built at compile time:
+/// an `array::from_fn` in the kernels was left out of line (its closure does not inherit the
+/// kernel's target features).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) const FIFTH_BIT: [[u8; 16]; 4] = {
+    let mut t = [[0u8; 16]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut i = 0;
+        while i < 16 {
+            t[k][i] = (((i >> k) & 1) << 4) as u8;
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
 /// Whether rows of `ty` have a packed form.
 pub fn packs(ty: DType) -> bool {
     matches!(
