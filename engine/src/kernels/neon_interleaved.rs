@@ -9,12 +9,74 @@
 //! chains are in flight.
 
 use super::interleaved::ROWS;
-use super::neon_packed::FloatWeight;
 use crate::dtype::DType;
 use std::arch::aarch64::*;
 
 /// Most tokens one call takes.
 use super::INTERLEAVED_TILE as TILE;
+
+// The float element loaders live here and the packed float tiles import them, so the two
+// files depend one way only.
+
+/// A float weight element: f32, or f16 read as its bits.
+pub(super) trait FloatWeight: Copy + Default {
+    /// Four weights at `p` as f32.
+    unsafe fn load4(p: *const Self) -> float32x4_t;
+    /// Eight weights at `p` as two f32 vectors.
+    unsafe fn load8(p: *const Self) -> [float32x4_t; 2];
+}
+
+impl FloatWeight for f32 {
+    #[inline(always)]
+    unsafe fn load4(p: *const f32) -> float32x4_t {
+        vld1q_f32(p)
+    }
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> [float32x4_t; 2] {
+        [vld1q_f32(p), vld1q_f32(p.add(4))]
+    }
+}
+
+impl FloatWeight for u16 {
+    #[inline(always)]
+    unsafe fn load4(p: *const u16) -> float32x4_t {
+        f16x4(vld1_u16(p))
+    }
+    #[inline(always)]
+    unsafe fn load8(p: *const u16) -> [float32x4_t; 2] {
+        let h = vld1q_u16(p);
+        [f16x4(vget_low_u16(h)), f16x4_high(h)]
+    }
+}
+
+/// Four f16 bit patterns as f32 with `fcvtl`. Half-to-single conversion is part of Armv8.0's
+/// Advanced SIMD (FEAT_FP16 adds half-precision arithmetic, not this), so it needs no feature
+/// check; Rust's `vcvt_f32_f16` is newer than this crate's minimum Rust, hence the assembly.
+/// Exact for every input (the test below checks all 65536).
+#[inline(always)]
+pub(super) unsafe fn f16x4(h: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    std::arch::asm!(
+        "fcvtl {o:v}.4s, {i:v}.4h",
+        o = lateout(vreg) out,
+        i = in(vreg) h,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    out
+}
+
+/// The upper four of eight f16 bit patterns as f32 (`fcvtl2`).
+#[inline(always)]
+pub(super) unsafe fn f16x4_high(h: uint16x8_t) -> float32x4_t {
+    let out: float32x4_t;
+    std::arch::asm!(
+        "fcvtl2 {o:v}.4s, {i:v}.8h",
+        o = lateout(vreg) out,
+        i = in(vreg) h,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    out
+}
 
 /// Most tokens one pass over the weights takes.
 const PASS: usize = 6;

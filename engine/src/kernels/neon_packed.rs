@@ -28,6 +28,7 @@
 //! own.
 
 use super::blocks::Q8Blocks;
+use super::neon_interleaved::{f16x4, FloatWeight};
 use super::packed::{GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
@@ -337,35 +338,6 @@ unsafe fn halves(p: *const u8, r: usize) -> float32x4_t {
     f16x4(vcreate_u16(bits))
 }
 
-/// Four f16 bit patterns as f32 with `fcvtl`. Half-to-single conversion is part of Armv8.0's
-/// Advanced SIMD (FEAT_FP16 adds half-precision arithmetic, not this), so it needs no feature
-/// check; Rust's `vcvt_f32_f16` is newer than this crate's minimum Rust, hence the assembly.
-/// Exact for every input (the test below checks all 65536).
-#[inline(always)]
-pub(super) unsafe fn f16x4(h: uint16x4_t) -> float32x4_t {
-    let out: float32x4_t;
-    std::arch::asm!(
-        "fcvtl {o:v}.4s, {i:v}.4h",
-        o = lateout(vreg) out,
-        i = in(vreg) h,
-        options(pure, nomem, nostack, preserves_flags)
-    );
-    out
-}
-
-/// The upper four of eight f16 bit patterns as f32 (`fcvtl2`).
-#[inline(always)]
-pub(super) unsafe fn f16x4_high(h: uint16x8_t) -> float32x4_t {
-    let out: float32x4_t;
-    std::arch::asm!(
-        "fcvtl2 {o:v}.4s, {i:v}.8h",
-        o = lateout(vreg) out,
-        i = in(vreg) h,
-        options(pure, nomem, nostack, preserves_flags)
-    );
-    out
-}
-
 /// `out[t] = dot(row, acts[t])` for `T` activation rows.
 #[inline(always)]
 unsafe fn tile<B: Packed, D: Lanes, const T: usize>(
@@ -480,37 +452,6 @@ unsafe fn scale<B: Packed, const T: usize>(
     }
 }
 
-/// A float weight element: f32, or f16 read as its bits.
-pub(super) trait FloatWeight: Copy + Default {
-    /// Four weights at `p` as f32.
-    unsafe fn load4(p: *const Self) -> float32x4_t;
-    /// Eight weights at `p` as two f32 vectors.
-    unsafe fn load8(p: *const Self) -> [float32x4_t; 2];
-}
-
-impl FloatWeight for f32 {
-    #[inline(always)]
-    unsafe fn load4(p: *const f32) -> float32x4_t {
-        vld1q_f32(p)
-    }
-    #[inline(always)]
-    unsafe fn load8(p: *const f32) -> [float32x4_t; 2] {
-        [vld1q_f32(p), vld1q_f32(p.add(4))]
-    }
-}
-
-impl FloatWeight for u16 {
-    #[inline(always)]
-    unsafe fn load4(p: *const u16) -> float32x4_t {
-        f16x4(vld1_u16(p))
-    }
-    #[inline(always)]
-    unsafe fn load8(p: *const u16) -> [float32x4_t; 2] {
-        let h = vld1q_u16(p);
-        [f16x4(vget_low_u16(h)), f16x4_high(h)]
-    }
-}
-
 /// `out[r * T + t] = dot(ws[r], xs[t])` for float weight rows (f32, or f16 bits; one or two
 /// rows) and 1 to [`FLOAT_TILE`] f32 activation rows: each weight vector is loaded (and
 /// converted) once for every token of the tile, and each activation vector once for both rows.
@@ -605,6 +546,7 @@ unsafe fn float_tile_neon<W: FloatWeight, const R: usize, const T: usize, const 
 
 #[cfg(test)]
 mod tests {
+    use super::super::neon_interleaved::f16x4_high;
     use super::*;
     use crate::kernels::blocks::Q8Row;
     use crate::kernels::packed::{dot_reference, pack_activations, pack_row};
