@@ -1294,7 +1294,7 @@ mod tests {
         let e = err("models: [{name: synth}]\n\
                      scenarios: [{name: a, prompt: hi, new_tokens: 2, depth: -1}, {name: b, prompt: hi, new_tokens: 2, depth: deep}]\n");
         assert!(
-            e.contains("s.yaml:2:48: depth must be a whole number from 0 to 1000000, got '-1'"),
+            e.contains("s.yaml:2:57: depth must be a whole number from 0 to 1000000, got '-1'"),
             "{e}"
         );
         assert!(
