@@ -6,13 +6,35 @@
 //! outputs each. Decode (one token) takes four row blocks at a time for four independent
 //! chains; it is bound by memory bandwidth either way.
 
-use super::avx512_packed::FloatWeight;
 use super::interleaved::ROWS;
 use crate::dtype::DType;
 use std::arch::x86_64::*;
 
 /// Most tokens one call takes.
 use super::INTERLEAVED_TILE as TILE;
+
+// The float element loader lives here and the packed float tiles import it, so the two files
+// depend one way only.
+
+/// A float weight element: f32, or f16 read as its bits.
+pub(super) trait FloatWeight: Copy {
+    /// Sixteen weights at `p` as f32, lanes beyond `k` zero.
+    unsafe fn load16(p: *const Self, k: __mmask16) -> __m512;
+}
+
+impl FloatWeight for f32 {
+    #[inline(always)]
+    unsafe fn load16(p: *const f32, k: __mmask16) -> __m512 {
+        _mm512_maskz_loadu_ps(k, p)
+    }
+}
+
+impl FloatWeight for u16 {
+    #[inline(always)]
+    unsafe fn load16(p: *const u16, k: __mmask16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p as *const i16))
+    }
+}
 
 /// `out[t * stride + j] = dot(row j, xs[t])` for every row `j` of the interleaved blocks in `w`
 /// (f16 bits or f32 per `ty`), for 1 to [`TILE`] tokens of `cols` values.

@@ -10,6 +10,7 @@
 //! (Q4_1, Q5_1), `-8 d_w` (Q4_0, whose quants are stored as `q + 8`), `-16 d_w` (Q5_0, stored
 //! as `q + 16`), or `-128 d_w` (Q8_0 under VNNI, whose quants are made unsigned by adding 128).
 
+use super::avx512_interleaved::FloatWeight;
 use super::blocks::Q8Blocks;
 use super::packed::{GROUP, WIDE_MAX};
 use super::PackedKernels;
@@ -444,26 +445,6 @@ unsafe fn tile<B: Packed, D: Dp, const T: usize>(
     }
     for t in 0..T {
         out[t] = _mm512_reduce_add_ps(acc[t]);
-    }
-}
-
-/// A float weight element: f32, or f16 read as its bits.
-pub(super) trait FloatWeight: Copy {
-    /// Sixteen weights at `p` as f32, lanes beyond `k` zero.
-    unsafe fn load16(p: *const Self, k: __mmask16) -> __m512;
-}
-
-impl FloatWeight for f32 {
-    #[inline(always)]
-    unsafe fn load16(p: *const f32, k: __mmask16) -> __m512 {
-        _mm512_maskz_loadu_ps(k, p)
-    }
-}
-
-impl FloatWeight for u16 {
-    #[inline(always)]
-    unsafe fn load16(p: *const u16, k: __mmask16) -> __m512 {
-        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p as *const i16))
     }
 }
 
