@@ -85,10 +85,7 @@ pub(super) const FIFTH_BIT: [[u8; 16]; 4] = {
 
 /// Whether rows of `ty` have a packed form.
 pub fn packs(ty: DType) -> bool {
-    matches!(
-        ty,
-        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1
-    )
+    PACKED_TYPES.contains(&ty)
 }
 
 /// Bytes of quants per block in a packed group: 16 for the 4- and 5-bit types' nibbles, 32
