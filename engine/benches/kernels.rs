@@ -96,7 +96,7 @@ fn dot_kernels(k: &'static Kernels) -> Vec<(&'static str, DType, Dot)> {
         let packed = |ty: DType| -> Dot {
             Box::new(move |o| {
                 let mut r = [0f32];
-                (pk.dot)(ty, &o.packed, &[o.q8_packed.blocks()], &mut r);
+                pk.dot_row(ty, &o.packed, &[o.q8_packed.blocks()], &mut r);
                 r[0]
             })
         };

@@ -5,15 +5,12 @@ use crate::dtype::{DType, QK};
 use crate::kernels::blocks::{quantize_q8, Q8Blocks, Q8Row};
 use crate::kernels::interleaved::ROWS;
 use crate::kernels::kquants::tile::MAX_TILE as K_TILE;
-use crate::kernels::packed::pack_activation_row;
 #[cfg(doc)]
 use crate::kernels::packed::pack_activations;
+use crate::kernels::packed::{pack_activation_row, MAX_TILE};
 use crate::kernels::{Kernels, PackedKernels, FLOAT_TILE, INTERLEAVED_TILE};
 use crate::model::Matrix;
 use crate::pool::{SharedMut, ThreadPool};
-
-/// Activation rows per packed kernel call.
-const MAX_TILE: usize = 4;
 
 /// A batch of `n` activation rows of `cols` values, with the 8-bit forms its readers need
 /// computed once, so that every quantized matrix that reads this input (q, k and v; gate and
@@ -279,19 +276,17 @@ fn packed_rows(
     out: &SharedMut<f32>,
 ) {
     let pk = k.packed.expect("packed kernels");
+    let rows = w.packed_rows(rs.clone()).expect("packed");
     let mut t0 = 0;
     while t0 < input.n {
         let tn = (input.n - t0).min(MAX_TILE);
         let acts: [Q8Blocks<'_>; MAX_TILE] =
             std::array::from_fn(|i| input.blocks(input.q8_packed, t0 + i.min(tn - 1)));
-        let mut res = [0f32; MAX_TILE];
-        for r in rs.clone() {
-            let row = w.packed_row(r).expect("packed");
-            (pk.dot)(w.dtype, row, &acts[..tn], &mut res[..tn]);
-            for (i, &v) in res[..tn].iter().enumerate() {
-                // SAFETY: the task owning rows `rs` alone writes these elements.
-                unsafe { out.slice((t0 + i) * w.rows + r, 1)[0] = v };
-            }
+        // SAFETY: the task owning rows `rs` alone writes rows rs of each token's output, which
+        // lie inside `out` (n * w.rows elements).
+        unsafe {
+            let o = out.ptr().add(t0 * w.rows + rs.start);
+            (pk.dot)(w.dtype, rows, rs.len(), &acts[..tn], o, w.rows);
         }
         t0 += tn;
     }

@@ -42,7 +42,7 @@
 use half::f16;
 use meltbench_engine::dtype::{DType, QK, QK_K};
 use meltbench_engine::kernels::blocks::{Q8Blocks, Q8Row};
-use meltbench_engine::kernels::{self, kquants, packed, scalar, Isa, Kernels};
+use meltbench_engine::kernels::{self, kquants, packed, scalar, Isa, Kernels, PackedKernels};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -607,7 +607,7 @@ fn check_packed(ty: DType, case: &QuantCase, xs: &[Vec<f32>]) -> Result<(), Test
     for (i, k) in simd_tables("packed_dot").into_iter().enumerate() {
         let Some(pk) = k.packed else { continue };
         let mut got = vec![0f32; xs.len()];
-        (pk.dot)(ty, w, &acts, &mut got);
+        pk.dot_row(ty, w, &acts, &mut got);
         for (t, x) in xs.iter().enumerate() {
             let want = packed::dot_reference(ty, w, view(t));
             let mut one = Q8Row::default();
@@ -628,6 +628,49 @@ fn check_packed(ty: DType, case: &QuantCase, xs: &[Vec<f32>]) -> Result<(), Test
                 got[t]
             );
         }
+        check_packed_rows(pk, ty, raw, &acts)?;
+    }
+    Ok(())
+}
+
+/// A call over several rows writes each row's results where the stride says, exactly as one
+/// call per row would, and nothing else: rows are the case's blocks rotated, so a kernel that
+/// read the wrong row would differ.
+fn check_packed_rows(
+    pk: &PackedKernels,
+    ty: DType,
+    raw: &[u8],
+    acts: &[Q8Blocks<'_>],
+) -> Result<(), TestCaseError> {
+    const ROWS: usize = 3;
+    const STRIDE: usize = ROWS + 2;
+    let bb = ty.block_bytes();
+    let mut rows = vec![0u8; ROWS * raw.len()];
+    for (r, out) in rows.chunks_exact_mut(raw.len()).enumerate() {
+        let mut rotated = raw.to_vec();
+        rotated.rotate_left((r * bb) % raw.len());
+        packed::pack_row(ty, &rotated, out);
+    }
+    let mut got = vec![f32::NAN; acts.len() * STRIDE];
+    // SAFETY: every token's ROWS results lie inside `got` (stride STRIDE).
+    unsafe { (pk.dot)(ty, &rows, ROWS, acts, got.as_mut_ptr(), STRIDE) };
+    for (r, row) in rows.chunks_exact(raw.len()).enumerate() {
+        let mut one = vec![0f32; acts.len()];
+        pk.dot_row(ty, row, acts, &mut one);
+        for (t, &v) in one.iter().enumerate() {
+            prop_assert_eq!(
+                got[t * STRIDE + r].to_bits(),
+                v.to_bits(),
+                "row {} token {}",
+                r,
+                t
+            );
+        }
+    }
+    for t in 0..acts.len() {
+        prop_assert!(got[t * STRIDE + ROWS..(t + 1) * STRIDE]
+            .iter()
+            .all(|v| v.is_nan()));
     }
     Ok(())
 }

@@ -17,7 +17,7 @@
 
 use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
-use super::packed::{GROUP, WIDE_MAX};
+use super::packed::{check_call, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
@@ -38,27 +38,29 @@ pub(super) static PACKED_VNNI: PackedKernels = PackedKernels {
     dot_interleaved: super::avx2_interleaved::dot,
 };
 
-/// Largest number of activation rows one packed call takes.
-const MAX_TILE: usize = 4;
-
 // Soundness: `dot::<D>` is only reachable through the two statics, which `avx2.rs` hands out
-// only after detecting AVX2, FMA and F16C (and AVX-VNNI for `PACKED_VNNI`). The asserts in
-// `dot` keep every load inside the slices: masked-off lanes are never read.
-fn dot<D: Dp>(ty: DType, w: &[u8], acts: &[Q8Blocks<'_>], out: &mut [f32]) {
-    assert!(
-        acts.len() == out.len() && (1..=MAX_TILE).contains(&acts.len()),
-        "a packed tile takes 1 to {MAX_TILE} activation rows"
-    );
-    let bb = ty.block_bytes();
-    assert_eq!(w.len() % bb, 0, "{ty}: row is not whole blocks");
-    let nb = w.len() / bb;
-    for a in acts {
-        assert!(
-            a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb,
-            "{ty}: activations shorter than the weight row"
-        );
-    }
-    unsafe { D::run(ty, w.as_ptr(), nb, acts, out) }
+// only after detecting AVX2, FMA and F16C (and AVX-VNNI for `PACKED_VNNI`). `check_call` keeps
+// every load inside the slices: masked-off lanes are never read.
+unsafe fn dot<D: Dp>(
+    ty: DType,
+    w: &[u8],
+    rows: usize,
+    acts: &[Q8Blocks<'_>],
+    out: *mut f32,
+    stride: usize,
+) {
+    let nb = check_call(ty, w, rows, acts);
+    D::run(
+        ty,
+        w.as_ptr(),
+        nb,
+        acts,
+        TileOut {
+            rows,
+            ptr: out,
+            stride,
+        },
+    )
 }
 
 /// How unsigned-by-signed byte products are accumulated: the part that differs between
@@ -72,7 +74,7 @@ trait Dp {
     /// i32 lanes; at most eight of these may go into one accumulator.
     unsafe fn dp4(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     unsafe fn widen4(acc: __m256i) -> __m256i;
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: &mut [f32]);
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut);
 }
 
 struct Maddubs;
@@ -81,7 +83,7 @@ struct Vnni;
 /// Dispatches on the type and tile height, inside the caller's `target_feature` function so
 /// the generic code below is compiled with the features enabled.
 #[inline(always)]
-unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match ty {
         DType::Q8_0 => run_tile::<Q8_0, D>(w, nb, a, o),
         DType::Q4_0 => run_tile::<Q4_0, D>(w, nb, a, o),
@@ -92,12 +94,28 @@ unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>],
 }
 
 #[inline(always)]
-unsafe fn run_tile<B: Packed, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+unsafe fn run_tile<B: Packed, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match a.len() {
-        1 => tile::<B, D, 1>(w, nb, a, o),
-        2 => tile::<B, D, 2>(w, nb, a, o),
-        3 => tile::<B, D, 3>(w, nb, a, o),
-        _ => tile::<B, D, 4>(w, nb, a, o),
+        1 => rows::<B, D, 1>(w, nb, a, o),
+        2 => rows::<B, D, 2>(w, nb, a, o),
+        3 => rows::<B, D, 3>(w, nb, a, o),
+        _ => rows::<B, D, 4>(w, nb, a, o),
+    }
+}
+
+/// Every row of the call against the `T` tokens.
+#[inline(always)]
+unsafe fn rows<B: Packed, D: Dp, const T: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &[Q8Blocks<'_>],
+    o: TileOut,
+) {
+    let row_bytes = nb * B::TYPE.block_bytes();
+    let mut res = [0f32; T];
+    for r in 0..o.rows {
+        tile::<B, D, T>(w.add(r * row_bytes), nb, a, &mut res);
+        o.put(r, &res);
     }
 }
 
@@ -117,7 +135,7 @@ impl Dp for Maddubs {
         _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
     }
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
     }
 }
@@ -137,7 +155,7 @@ impl Dp for Vnni {
         acc
     }
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
     }
 }
@@ -706,6 +724,7 @@ unsafe fn float_tile_avx2<W: FloatWeight, const R: usize, const T: usize>(
 mod tests {
     use super::*;
     use crate::kernels::blocks::Q8Row;
+    use crate::kernels::packed::MAX_TILE;
     use crate::kernels::packed::{dot_reference, pack_activations, pack_row};
     use crate::kernels::test_support::{magnitude, random_blocks, Rng};
 
@@ -755,7 +774,7 @@ mod tests {
                     for tn in 1..=MAX_TILE {
                         let acts: Vec<_> = (0..tn).map(view).collect();
                         let mut got = vec![0f32; tn];
-                        (k.dot)(ty, &w, &acts, &mut got);
+                        k.dot_row(ty, &w, &acts, &mut got);
                         for t in 0..tn {
                             let want = dot_reference(ty, &w, view(t));
                             let mut one = Q8Row::default();
@@ -805,7 +824,7 @@ mod tests {
                     let mut w = vec![0u8; raw.len()];
                     pack_row(ty, &raw, &mut w);
                     let mut got = [0f32];
-                    (k.dot)(ty, &w, &[pa.blocks()], &mut got);
+                    k.dot_row(ty, &w, &[pa.blocks()], &mut got);
                     let want = dot_reference(ty, &w, pa.blocks());
                     let tol = 1e-4 * (1.0 + want.abs());
                     assert!(
@@ -851,8 +870,8 @@ mod tests {
                 let mut w = vec![0u8; raw.len()];
                 pack_row(ty, &raw, &mut w);
                 let (mut a, mut b) = ([0f32; 2], [0f32; 2]);
-                (plain.dot)(ty, &w, &acts, &mut a);
-                (vnni.dot)(ty, &w, &acts, &mut b);
+                plain.dot_row(ty, &w, &acts, &mut a);
+                vnni.dot_row(ty, &w, &acts, &mut b);
                 assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits), "{ty} nb={nb}");
             }
         }
@@ -867,7 +886,7 @@ mod tests {
         let raw = vec![0u8; DType::Q4_K.block_bytes()];
         let mut a = Q8Row::default();
         pack_activations(&[0.5; 256], 256, &mut a);
-        (k.dot)(DType::Q4_K, &raw, &[a.blocks()], &mut [0.0]);
+        k.dot_row(DType::Q4_K, &raw, &[a.blocks()], &mut [0.0]);
     }
 
     #[test]

@@ -14,24 +14,23 @@
 //! or two multiply-accumulates.
 
 use super::blocks::Q8Blocks;
-use super::packed::{GROUP, WIDE_MAX};
+use super::packed::{TileOut, GROUP, MAX_TILE, WIDE_MAX};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
 
-/// Largest number of activation rows one call takes.
-pub(super) const MAX_TILE: usize = 4;
-
-/// `out[t] = dot(row, acts[t])` for a packed Q5_0 or Q5_1 row of `nb` blocks at `w` and 1 to
-/// [`MAX_TILE`] activation rows quantized by [`super::packed::pack_activations`].
+/// `dot(row, acts[t])` into `out` for `out.rows` packed Q5_0 or Q5_1 rows of `nb` blocks each,
+/// back to back at `w`, and 1 to [`MAX_TILE`] activation rows quantized by
+/// [`super::packed::pack_activations`].
 ///
 /// # Safety
 ///
 /// The caller guarantees that:
 /// - the CPU has AVX2, FMA and F16C, and AVX-VNNI when `vnni` is set;
-/// - `ty` is Q5_0 or Q5_1 and `w` points to `nb * ty.block_bytes()` readable bytes holding a
-///   row in the packed layout ([`super::packed::pack_row`]);
-/// - `1 <= acts.len() == out.len() <= MAX_TILE`, and every `acts[t]` holds at least `nb * QK`
-///   quants (in the packed activation order) and `nb` scales and sums.
+/// - `ty` is Q5_0 or Q5_1 and `w` points to `out.rows * nb * ty.block_bytes()` readable bytes
+///   holding rows in the packed layout ([`super::packed::pack_row`]);
+/// - `1 <= acts.len() <= MAX_TILE`, every `acts[t]` holds at least `nb * QK` quants (in the
+///   packed activation order) and `nb` scales and sums, and `out` is valid for every row and
+///   token.
 ///
 /// Every load stays within those bytes: partial groups use masked loads.
 pub(super) unsafe fn run(
@@ -39,10 +38,10 @@ pub(super) unsafe fn run(
     w: *const u8,
     nb: usize,
     acts: &[Q8Blocks<'_>],
-    out: &mut [f32],
+    out: TileOut,
     vnni: bool,
 ) {
-    debug_assert!(acts.len() == out.len() && (1..=MAX_TILE).contains(&acts.len()));
+    debug_assert!((1..=MAX_TILE).contains(&acts.len()));
     debug_assert!(acts
         .iter()
         .all(|a| a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb));
@@ -56,22 +55,38 @@ pub(super) unsafe fn run(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn plain<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: &mut [f32]) {
+unsafe fn plain<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut) {
     by_tile::<B, Maddubs>(w, nb, acts, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn with_vnni<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: &mut [f32]) {
+unsafe fn with_vnni<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut) {
     by_tile::<B, Vnni>(w, nb, acts, out)
 }
 
 #[inline(always)]
-unsafe fn by_tile<B: Q5, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+unsafe fn by_tile<B: Q5, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match a.len() {
-        1 => tile::<B, D, 1>(w, nb, a, o),
-        2 => tile::<B, D, 2>(w, nb, a, o),
-        3 => tile::<B, D, 3>(w, nb, a, o),
-        _ => tile::<B, D, 4>(w, nb, a, o),
+        1 => rows::<B, D, 1>(w, nb, a, o),
+        2 => rows::<B, D, 2>(w, nb, a, o),
+        3 => rows::<B, D, 3>(w, nb, a, o),
+        _ => rows::<B, D, 4>(w, nb, a, o),
+    }
+}
+
+/// Every row of the call against the `T` tokens.
+#[inline(always)]
+unsafe fn rows<B: Q5, D: Dp, const T: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &[Q8Blocks<'_>],
+    o: TileOut,
+) {
+    let row_bytes = nb * B::TYPE.block_bytes();
+    let mut res = [0f32; T];
+    for r in 0..o.rows {
+        tile::<B, D, T>(w.add(r * row_bytes), nb, a, &mut res);
+        o.put(r, &res);
     }
 }
 
@@ -381,9 +396,14 @@ mod tests {
                     for tn in 1..=MAX_TILE {
                         let acts: Vec<_> = (0..tn).map(view).collect();
                         let mut got = vec![0f32; tn];
+                        let out = TileOut {
+                            rows: 1,
+                            ptr: got.as_mut_ptr(),
+                            stride: 1,
+                        };
                         // SAFETY: features checked in `variants`; `w` is a whole packed row of
-                        // `nb` blocks and every view holds `nb` blocks.
-                        unsafe { run(ty, w.as_ptr(), nb, &acts, &mut got, vnni) };
+                        // `nb` blocks, every view holds `nb` blocks, `got` one float per view.
+                        unsafe { run(ty, w.as_ptr(), nb, &acts, out, vnni) };
                         for t in 0..tn {
                             let want = dot_reference(ty, &w, view(t));
                             let mut one = Q8Row::default();

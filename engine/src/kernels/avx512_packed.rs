@@ -12,7 +12,7 @@
 
 use super::avx512_interleaved::FloatWeight;
 use super::blocks::Q8Blocks;
-use super::packed::{GROUP, WIDE_MAX};
+use super::packed::{check_call, TileOut, GROUP, WIDE_MAX};
 use super::PackedKernels;
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
@@ -33,32 +33,34 @@ pub(super) static PACKED_VNNI: PackedKernels = PackedKernels {
     dot_interleaved: super::avx512_interleaved::dot,
 };
 
-/// Largest number of activation rows one packed call takes.
-pub const MAX_TILE: usize = 4;
-
 // Float calls take up to `FLOAT_TILE` (8) activation rows: eight tokens share each converted f16
 // weight vector, so the conversions (which compete with the FMAs for the same ports) are an
 // eighth of the work.
 use super::FLOAT_TILE;
 
 // Soundness: `dot::<D>` is only reachable through the two statics, which `avx512.rs` hands out
-// only after detecting AVX-512 F/BW/VL (and VNNI for `PACKED_VNNI`). The asserts in `dot`
-// keep every load inside the slices: masked-off lanes are never read.
-fn dot<D: Dp>(ty: DType, w: &[u8], acts: &[Q8Blocks<'_>], out: &mut [f32]) {
-    assert!(
-        acts.len() == out.len() && (1..=MAX_TILE).contains(&acts.len()),
-        "a packed tile takes 1 to {MAX_TILE} activation rows"
-    );
-    let bb = ty.block_bytes();
-    assert_eq!(w.len() % bb, 0, "{ty}: row is not whole blocks");
-    let nb = w.len() / bb;
-    for a in acts {
-        assert!(
-            a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb,
-            "{ty}: activations shorter than the weight row"
-        );
-    }
-    unsafe { D::run(ty, w.as_ptr(), nb, acts, out) }
+// only after detecting AVX-512 F/BW/VL (and VNNI for `PACKED_VNNI`). `check_call` keeps
+// every load inside the slices: masked-off lanes are never read.
+unsafe fn dot<D: Dp>(
+    ty: DType,
+    w: &[u8],
+    rows: usize,
+    acts: &[Q8Blocks<'_>],
+    out: *mut f32,
+    stride: usize,
+) {
+    let nb = check_call(ty, w, rows, acts);
+    D::run(
+        ty,
+        w.as_ptr(),
+        nb,
+        acts,
+        TileOut {
+            rows,
+            ptr: out,
+            stride,
+        },
+    )
 }
 
 /// How unsigned-by-signed byte products are accumulated into i32 lanes.
@@ -66,7 +68,7 @@ trait Dp {
     const VNNI: bool;
     /// `acc` lane k += sum of u[4k+j] * s[4k+j] for j in 0..4.
     unsafe fn dp(acc: __m512i, u: __m512i, s: __m512i) -> __m512i;
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: &mut [f32]);
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut);
 }
 
 struct Maddubs;
@@ -75,7 +77,7 @@ struct Vnni;
 /// Dispatches on the type and tile height, inside the caller's `target_feature` function so
 /// the generic code below is compiled with the features enabled.
 #[inline(always)]
-unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match ty {
         DType::Q8_0 => run_tile::<Q8_0, D>(w, nb, a, o),
         DType::Q4_0 => run_tile::<Q4_0, D>(w, nb, a, o),
@@ -87,12 +89,28 @@ unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>],
 }
 
 #[inline(always)]
-unsafe fn run_tile<B: Packed, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+unsafe fn run_tile<B: Packed, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match a.len() {
-        1 => tile::<B, D, 1>(w, nb, a, o),
-        2 => tile::<B, D, 2>(w, nb, a, o),
-        3 => tile::<B, D, 3>(w, nb, a, o),
-        _ => tile::<B, D, 4>(w, nb, a, o),
+        1 => rows::<B, D, 1>(w, nb, a, o),
+        2 => rows::<B, D, 2>(w, nb, a, o),
+        3 => rows::<B, D, 3>(w, nb, a, o),
+        _ => rows::<B, D, 4>(w, nb, a, o),
+    }
+}
+
+/// Every row of the call against the `T` tokens.
+#[inline(always)]
+unsafe fn rows<B: Packed, D: Dp, const T: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &[Q8Blocks<'_>],
+    o: TileOut,
+) {
+    let row_bytes = nb * B::TYPE.block_bytes();
+    let mut res = [0f32; T];
+    for r in 0..o.rows {
+        tile::<B, D, T>(w.add(r * row_bytes), nb, a, &mut res);
+        o.put(r, &res);
     }
 }
 
@@ -106,7 +124,7 @@ impl Dp for Maddubs {
         _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)))
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
     }
 }
@@ -118,7 +136,7 @@ impl Dp for Vnni {
         _mm512_dpbusd_epi32(acc, u, s)
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
     }
 }
@@ -555,6 +573,7 @@ unsafe fn wide<B: Packed, D: Dp, const T: usize>(
 mod tests {
     use super::*;
     use crate::kernels::blocks::Q8Row;
+    use crate::kernels::packed::MAX_TILE;
     use crate::kernels::packed::{dot_reference, pack_activations, pack_row};
     use crate::kernels::test_support::{magnitude, random_blocks, Rng};
 
@@ -609,7 +628,7 @@ mod tests {
                     for tn in 1..=MAX_TILE {
                         let acts: Vec<_> = (0..tn).map(view).collect();
                         let mut got = vec![0f32; tn];
-                        (k.dot)(ty, &w, &acts, &mut got);
+                        k.dot_row(ty, &w, &acts, &mut got);
                         for t in 0..tn {
                             let want = dot_reference(ty, &w, view(t));
                             let mut one = Q8Row::default();

@@ -109,14 +109,18 @@ pub const FLOAT_TILE: usize = 8;
 /// `out[r * T + t] = dot(rows[r], xs[t])` for float weight rows of element type `W`.
 pub type FloatTile<W> = fn(&[&[W]], &[&[f32]], &mut [f32]);
 
-/// Dot products of one packed weight row with 1 to 4 activation rows quantized by
-/// [`packed::pack_activations`].
+/// Dot products of packed weight rows with 1 to [`packed::MAX_TILE`] activation rows quantized
+/// by [`packed::pack_activations`], and of float rows in their tiles.
 pub struct PackedKernels {
     /// The quantized types `dot` reads. A session packs matrices of these types only; the others
     /// run as stored (NEON has no packed Q5_0/Q5_1 kernels yet).
     pub types: &'static [DType],
-    /// `out[t] = dot(row, acts[t])`; `acts.len() == out.len()`, at most 4.
-    pub dot: fn(DType, &[u8], &[Q8Blocks<'_>], &mut [f32]),
+    /// `out[t * stride + r] = dot(row r, acts[t])` for every one of `rows` whole rows lying back
+    /// to back in the bytes given. The row loop runs inside the kernel, compiled with its
+    /// features: one call per row left a fifth of prefill in call and dispatch overhead.
+    /// Unsafe: `out` must be valid (and not otherwise accessed) at every such element;
+    /// [`PackedKernels::dot_row`] is the safe form for one row.
+    pub dot: PackedDot,
     /// `out[r * T + t] = dot(rows[r], xs[t])` for one or two f16 rows (as bits) and `T` (1 to
     /// [`FLOAT_TILE`]) f32 activation rows.
     pub dot_f16: FloatTile<u16>,
@@ -127,6 +131,18 @@ pub struct PackedKernels {
     /// [`INTERLEAVED_TILE`] tokens. Unsafe: `out` must be valid (and not otherwise accessed)
     /// at every such element.
     pub dot_interleaved: InterleavedTile,
+}
+
+/// See [`PackedKernels::dot`]: `(type, rows' bytes, rows, activation rows, out, stride)`.
+pub type PackedDot = unsafe fn(DType, &[u8], usize, &[Q8Blocks<'_>], *mut f32, usize);
+
+impl PackedKernels {
+    /// `out[t] = dot(row, acts[t])` for one packed row.
+    pub fn dot_row(&self, ty: DType, row: &[u8], acts: &[Q8Blocks<'_>], out: &mut [f32]) {
+        assert_eq!(acts.len(), out.len(), "one output per activation row");
+        // SAFETY: with one row and stride 1 the kernel writes out[0..acts.len()].
+        unsafe { (self.dot)(ty, row, 1, acts, out.as_mut_ptr(), 1) }
+    }
 }
 
 /// Most activation rows an interleaved call takes.

@@ -29,7 +29,7 @@
 
 use super::blocks::Q8Blocks;
 use super::neon_interleaved::{f16x4, FloatWeight};
-use super::packed::{GROUP, WIDE_MAX};
+use super::packed::{check_call, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::aarch64::*;
@@ -57,28 +57,30 @@ pub(super) static PACKED_DOTPROD: PackedKernels = PackedKernels {
     dot_interleaved: super::neon_interleaved::dot,
 };
 
-/// Largest number of activation rows one packed call takes.
-pub const MAX_TILE: usize = 4;
-
 // Soundness: NEON is baseline on every aarch64 target, so `dot::<Mull>` and the float tiles run
 // on any CPU; `dot::<Sdot>` is only reachable through PACKED_DOTPROD, which `neon.rs` hands out
-// only after detecting dotprod. The asserts in `dot` and `float_tile` keep every load inside the
-// slices: the last quarter of a group is read lane by lane when it is not full.
-fn dot<D: Lanes>(ty: DType, w: &[u8], acts: &[Q8Blocks<'_>], out: &mut [f32]) {
-    assert!(
-        acts.len() == out.len() && (1..=MAX_TILE).contains(&acts.len()),
-        "a packed tile takes 1 to {MAX_TILE} activation rows"
-    );
-    let bb = ty.block_bytes();
-    assert_eq!(w.len() % bb, 0, "{ty}: row is not whole blocks");
-    let nb = w.len() / bb;
-    for a in acts {
-        assert!(
-            a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb,
-            "{ty}: activations shorter than the weight row"
-        );
-    }
-    unsafe { D::run(ty, w.as_ptr(), nb, acts, out) }
+// only after detecting dotprod. `check_call` and the asserts in `float_tile` keep every load inside
+// the slices: the last quarter of a group is read lane by lane when it is not full.
+unsafe fn dot<D: Lanes>(
+    ty: DType,
+    w: &[u8],
+    rows: usize,
+    acts: &[Q8Blocks<'_>],
+    out: *mut f32,
+    stride: usize,
+) {
+    let nb = check_call(ty, w, rows, acts);
+    D::run(
+        ty,
+        w.as_ptr(),
+        nb,
+        acts,
+        TileOut {
+            rows,
+            ptr: out,
+            stride,
+        },
+    )
 }
 
 /// How a quarter's signed byte products are summed into i32 lanes: the part that differs
@@ -90,7 +92,7 @@ trait Lanes {
     unsafe fn lanes(w: &[int8x16_t; 8], a: &[int8x16_t; 8], span: usize) -> int32x4_t;
     /// `acc` plus all sixteen products `a[j] * b[j]`, spread over the lanes in any order.
     unsafe fn any(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: &mut [f32]);
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut);
 }
 
 struct Mull;
@@ -122,7 +124,7 @@ impl Lanes for Mull {
         let hi = vmull_high_s8(a, b);
         vpadalq_s16(vpadalq_s16(acc, lo), hi)
     }
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
     }
 }
@@ -147,7 +149,7 @@ impl Lanes for Sdot {
         sdot(acc, a, b)
     }
     #[target_feature(enable = "dotprod")]
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
     }
 }
@@ -173,7 +175,7 @@ unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 /// Dispatches on the type and tile height, inside the caller's `target_feature` function so
 /// the generic code below is compiled with its features.
 #[inline(always)]
-unsafe fn run_any<D: Lanes>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: &mut [f32]) {
+unsafe fn run_any<D: Lanes>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match ty {
         DType::Q8_0 => run_tile::<Q8_0, D>(w, nb, a, o),
         DType::Q4_0 => run_tile::<Q4_0, D>(w, nb, a, o),
@@ -183,17 +185,28 @@ unsafe fn run_any<D: Lanes>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_
 }
 
 #[inline(always)]
-unsafe fn run_tile<B: Packed, D: Lanes>(
+unsafe fn run_tile<B: Packed, D: Lanes>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
+    match a.len() {
+        1 => rows::<B, D, 1>(w, nb, a, o),
+        2 => rows::<B, D, 2>(w, nb, a, o),
+        3 => rows::<B, D, 3>(w, nb, a, o),
+        _ => rows::<B, D, 4>(w, nb, a, o),
+    }
+}
+
+/// Every row of the call against the `T` tokens.
+#[inline(always)]
+unsafe fn rows<B: Packed, D: Lanes, const T: usize>(
     w: *const u8,
     nb: usize,
     a: &[Q8Blocks<'_>],
-    o: &mut [f32],
+    o: TileOut,
 ) {
-    match a.len() {
-        1 => tile::<B, D, 1>(w, nb, a, o),
-        2 => tile::<B, D, 2>(w, nb, a, o),
-        3 => tile::<B, D, 3>(w, nb, a, o),
-        _ => tile::<B, D, 4>(w, nb, a, o),
+    let row_bytes = nb * B::TYPE.block_bytes();
+    let mut res = [0f32; T];
+    for r in 0..o.rows {
+        tile::<B, D, T>(w.add(r * row_bytes), nb, a, &mut res);
+        o.put(r, &res);
     }
 }
 
@@ -549,6 +562,7 @@ mod tests {
     use super::super::neon_interleaved::f16x4_high;
     use super::*;
     use crate::kernels::blocks::Q8Row;
+    use crate::kernels::packed::MAX_TILE;
     use crate::kernels::packed::{dot_reference, pack_activations, pack_row};
     use crate::kernels::test_support::{magnitude, random_blocks, Rng};
 
@@ -615,7 +629,7 @@ mod tests {
                     for tn in 1..=MAX_TILE {
                         let acts: Vec<_> = (0..tn).map(view).collect();
                         let mut got = vec![0f32; tn];
-                        (k.dot)(ty, &w, &acts, &mut got);
+                        k.dot_row(ty, &w, &acts, &mut got);
                         for t in 0..tn {
                             let want = dot_reference(ty, &w, view(t));
                             let mut one = Q8Row::default();
@@ -653,7 +667,7 @@ mod tests {
                     let mut pa = Q8Row::default();
                     pack_activations(&vec![av; n], n, &mut pa);
                     let mut got = [0f32];
-                    (k.dot)(DType::Q8_0, &w, &[pa.blocks()], &mut got);
+                    k.dot_row(DType::Q8_0, &w, &[pa.blocks()], &mut got);
                     let want = dot_reference(DType::Q8_0, &w, pa.blocks());
                     // Exactly w * 127 * n integer products, each scaled by 1/127.
                     let exact = (wq as i8) as f32 * av * n as f32;
@@ -673,7 +687,7 @@ mod tests {
     fn other_types_panic() {
         let a = Q8Row::with_len(QK);
         let w = vec![0u8; DType::Q5_0.block_bytes()];
-        (PACKED.dot)(DType::Q5_0, &w, &[a.blocks()], &mut [0.0]);
+        PACKED.dot_row(DType::Q5_0, &w, &[a.blocks()], &mut [0.0]);
     }
 
     #[test]

@@ -55,6 +55,54 @@ use half::f16;
 /// Blocks per group: one per 32-bit lane of a 512-bit vector.
 pub const GROUP: usize = 16;
 
+/// Most activation rows one packed call takes, on every ISA.
+pub const MAX_TILE: usize = 4;
+
+/// Checks the arguments of a [`super::PackedKernels::dot`] call: `w` is `rows` whole rows of
+/// `ty`, and 1 to [`MAX_TILE`] activation rows are each as long as a row. Returns the blocks
+/// per row. A kernel may then load anything inside those slices.
+pub(super) fn check_call(ty: DType, w: &[u8], rows: usize, acts: &[Q8Blocks<'_>]) -> usize {
+    assert!(
+        (1..=MAX_TILE).contains(&acts.len()),
+        "a packed tile takes 1 to {MAX_TILE} activation rows"
+    );
+    let bb = ty.block_bytes();
+    assert!(
+        rows > 0 && w.len().is_multiple_of(rows) && (w.len() / rows).is_multiple_of(bb),
+        "{ty}: {} bytes are not {rows} rows of whole blocks",
+        w.len()
+    );
+    let nb = w.len() / rows / bb;
+    for a in acts {
+        assert!(
+            a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb,
+            "{ty}: activations shorter than the weight row"
+        );
+    }
+    nb
+}
+
+/// Where a packed call writes: token `t`'s result for row `r` at `ptr + t * stride + r`.
+#[derive(Clone, Copy)]
+pub(super) struct TileOut {
+    pub rows: usize,
+    pub ptr: *mut f32,
+    pub stride: usize,
+}
+
+impl TileOut {
+    /// Stores row `r`'s results for every token of the tile.
+    ///
+    /// # Safety
+    /// The caller of the kernel guaranteed `ptr + t * stride + r` valid for these.
+    #[inline(always)]
+    pub unsafe fn put(&self, r: usize, res: &[f32]) {
+        for (t, &v) in res.iter().enumerate() {
+            self.ptr.add(t * self.stride + r).write(v);
+        }
+    }
+}
+
 /// Every type with a packed form.
 pub const PACKED_TYPES: &[DType] = &[
     DType::Q8_0,

@@ -128,12 +128,12 @@ impl Matrix {
         });
     }
 
-    /// Packed row `r`, when [`Matrix::pack`] has run on a quantized matrix.
-    pub fn packed_row(&self, r: usize) -> Option<&[u8]> {
+    /// Packed rows `rows`, back to back, when [`Matrix::pack`] has run on a quantized matrix.
+    pub fn packed_rows(&self, rows: std::ops::Range<usize>) -> Option<&[u8]> {
         debug_assert!(packed::packs(self.dtype));
         self.packed
             .get()
-            .map(|p| &p.as_slice()[r * self.row_bytes..(r + 1) * self.row_bytes])
+            .map(|p| &p.as_slice()[rows.start * self.row_bytes..rows.end * self.row_bytes])
     }
 
     /// Rows `r0..r1` (both multiples of [`interleaved::ROWS`]) of an interleaved float
