@@ -521,6 +521,13 @@ unsafe fn tile<B: Packed, D: Dp, const T: usize>(
         }
         if g <= WIDE_MAX {
             wide::<B, D, T>(p, g, b0, acts, &ap, &mut acc);
+        } else if g == GROUP {
+            // A whole group spelled with the constant, so every chunk's offset is an immediate
+            // from the token's pointer: with `g` a variable, the 32 addresses of a half were
+            // computed ahead and spilled, one reload per multiply-accumulate.
+            for h in 0..2 {
+                half::<B, D, T, true>(p, GROUP, h, 8, b0, acts, &ap, &mut acc);
+            }
         } else {
             for h in 0..g.div_ceil(8) {
                 let n = (g - 8 * h).min(8);

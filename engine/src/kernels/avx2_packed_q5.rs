@@ -94,6 +94,10 @@ unsafe fn rows<B: Q5, D: Dp, const T: usize>(
 trait Dp {
     /// `acc` lane k += sum of u[4k+j] * s[4k+j] for j in 0..4.
     unsafe fn dp(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    /// The same into an accumulator that [`Dp::widen`] turns into i32 lanes; at most four of
+    /// these may go into one accumulator.
+    unsafe fn dp_short(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    unsafe fn widen(acc: __m256i) -> __m256i;
 }
 
 struct Maddubs;
@@ -106,12 +110,30 @@ impl Dp for Maddubs {
         let pairs = _mm256_maddubs_epi16(u, s);
         _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
+    #[inline(always)]
+    unsafe fn dp_short(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // Four pair sums of at most 2 * 31 * 127 each stay within i16 (31,496), so a chain of
+        // four steps widens once instead of once per step.
+        _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s))
+    }
+    #[inline(always)]
+    unsafe fn widen(acc: __m256i) -> __m256i {
+        _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
+    }
 }
 
 impl Dp for Vnni {
     #[inline(always)]
     unsafe fn dp(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_avx_epi32(acc, u, s)
+    }
+    #[inline(always)]
+    unsafe fn dp_short(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(acc, u, s)
+    }
+    #[inline(always)]
+    unsafe fn widen(acc: __m256i) -> __m256i {
+        acc
     }
 }
 
@@ -215,7 +237,6 @@ unsafe fn tile<B: Q5, D: Dp, const T: usize>(
     out: &mut [f32],
 ) {
     let bb = B::TYPE.block_bytes();
-    let zero = _mm256_setzero_si256();
     let mut acc = [_mm256_setzero_ps(); T];
     let mut b0 = 0;
     while b0 < nb {
@@ -223,38 +244,60 @@ unsafe fn tile<B: Q5, D: Dp, const T: usize>(
         let p = w.add(b0 * bb);
         if g <= WIDE_MAX {
             wide::<B, D, T>(p, g, b0, acts, &mut acc);
-            b0 += g;
-            continue;
-        }
-        for l0 in (0..g).step_by(8) {
-            let n = (g - l0).min(8);
-            let ws = steps(p.add(4 * l0), g, n);
-            let dw = halves(p.add(LEAD * g + 2 * l0), n);
-            let m = if B::HAS_MIN {
-                halves(p.add((LEAD + 2) * g + 2 * l0), n)
-            } else {
-                _mm256_mul_ps(dw, _mm256_set1_ps(-16.0))
-            };
-            for (t, acc) in acc.iter_mut().enumerate() {
-                let a = &acts[t];
-                let ap = (a.qs.as_ptr() as *const u8).add(b0 * QK + 4 * l0);
-                // Two chains so consecutive multiply-accumulates do not wait on each other.
-                let (mut i0, mut i1) = (zero, zero);
-                for s in (0..8).step_by(2) {
-                    i0 = D::dp(i0, ws[s], lanes(ap.add(4 * g * s), n));
-                    i1 = D::dp(i1, ws[s + 1], lanes(ap.add(4 * g * (s + 1)), n));
-                }
-                let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
-                let da = floats(a.d.as_ptr().add(b0 + l0), n);
-                let sa = floats(a.s.as_ptr().add(b0 + l0), n);
-                let with_min = _mm256_fmadd_ps(m, sa, *acc);
-                *acc = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, da), with_min);
+        } else if g == GROUP {
+            // A whole group spelled with the constant, so the activation offsets are
+            // immediates (see `avx2_packed.rs`).
+            for l0 in [0, 8] {
+                half::<B, D, T>(&mut acc, p, GROUP, l0, 8, b0, acts);
+            }
+        } else {
+            for l0 in (0..g).step_by(8) {
+                half::<B, D, T>(&mut acc, p, g, l0, (g - l0).min(8), b0, acts);
             }
         }
         b0 += g;
     }
     for t in 0..T {
         out[t] = hsum(acc[t]);
+    }
+}
+
+/// Adds the `n` blocks from lane `l0` on of the group of `g` blocks at `p` (block `b0` of the
+/// row) to every token's accumulator.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn half<B: Q5, D: Dp, const T: usize>(
+    acc: &mut [__m256; T],
+    p: *const u8,
+    g: usize,
+    l0: usize,
+    n: usize,
+    b0: usize,
+    acts: &[Q8Blocks<'_>],
+) {
+    let zero = _mm256_setzero_si256();
+    let ws = steps(p.add(4 * l0), g, n);
+    let dw = halves(p.add(LEAD * g + 2 * l0), n);
+    let m = if B::HAS_MIN {
+        halves(p.add((LEAD + 2) * g + 2 * l0), n)
+    } else {
+        _mm256_mul_ps(dw, _mm256_set1_ps(-16.0))
+    };
+    for (t, acc) in acc.iter_mut().enumerate() {
+        let a = &acts[t];
+        let ap = (a.qs.as_ptr() as *const u8).add(b0 * QK + 4 * l0);
+        // Two chains of four steps, so consecutive multiply-accumulates do not wait on each
+        // other and each chain fits [`Dp::dp_short`].
+        let (mut i0, mut i1) = (zero, zero);
+        for s in (0..8).step_by(2) {
+            i0 = D::dp_short(i0, ws[s], lanes(ap.add(4 * g * s), n));
+            i1 = D::dp_short(i1, ws[s + 1], lanes(ap.add(4 * g * (s + 1)), n));
+        }
+        let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(D::widen(i0), D::widen(i1)));
+        let da = floats(a.d.as_ptr().add(b0 + l0), n);
+        let sa = floats(a.s.as_ptr().add(b0 + l0), n);
+        let with_min = _mm256_fmadd_ps(m, sa, *acc);
+        *acc = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, da), with_min);
     }
 }
 

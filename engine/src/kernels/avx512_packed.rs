@@ -429,7 +429,6 @@ unsafe fn tile<B: Packed, D: Dp, const T: usize>(
     out: &mut [f32],
 ) {
     let bb = B::TYPE.block_bytes();
-    let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); T];
     let mut b0 = 0;
     while b0 < nb {
@@ -440,29 +439,49 @@ unsafe fn tile<B: Packed, D: Dp, const T: usize>(
             b0 += g;
             continue;
         }
-        let lanes: __mmask16 = if g == GROUP { !0 } else { (1u16 << g) - 1 };
-        let ws = B::load::<D>(p, g, lanes);
-        let dw = halves(p.add(g * B::QB), lanes);
-        let m = B::min::<D>(p, g, lanes, dw);
-        for t in 0..T {
-            let a = &acts[t];
-            let ap = a.qs.as_ptr().add(b0 * QK) as *const u8;
-            // Two chains so consecutive multiply-accumulates do not wait on each other.
-            let (mut i0, mut i1) = (zero, zero);
-            for s in (0..8).step_by(2) {
-                i0 = B::step::<D>(i0, ws[s], chunk(ap, s, g, lanes));
-                i1 = B::step::<D>(i1, ws[s + 1], chunk(ap, s + 1, g, lanes));
-            }
-            let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
-            let da = _mm512_maskz_loadu_ps(lanes, a.d.as_ptr().add(b0));
-            let sa = _mm512_maskz_loadu_ps(lanes, a.s.as_ptr().add(b0));
-            let with_min = _mm512_fmadd_ps(m, sa, acc[t]);
-            acc[t] = _mm512_fmadd_ps(isum, _mm512_mul_ps(dw, da), with_min);
+        if g == GROUP {
+            // Spelled with the constant, so every chunk's offset is an immediate from the
+            // token's pointer rather than an address computed ahead and spilled.
+            group::<B, D, T>(&mut acc, p, GROUP, !0, b0, acts);
+        } else {
+            group::<B, D, T>(&mut acc, p, g, (1u16 << g) - 1, b0, acts);
         }
         b0 += g;
     }
     for t in 0..T {
         out[t] = _mm512_reduce_add_ps(acc[t]);
+    }
+}
+
+/// Adds the group of `g` blocks at `p` (block `b0` of the row; the blocks of `lanes`) to every
+/// token's accumulator.
+#[inline(always)]
+unsafe fn group<B: Packed, D: Dp, const T: usize>(
+    acc: &mut [__m512; T],
+    p: *const u8,
+    g: usize,
+    lanes: __mmask16,
+    b0: usize,
+    acts: &[Q8Blocks<'_>],
+) {
+    let zero = _mm512_setzero_si512();
+    let ws = B::load::<D>(p, g, lanes);
+    let dw = halves(p.add(g * B::QB), lanes);
+    let m = B::min::<D>(p, g, lanes, dw);
+    for t in 0..T {
+        let a = &acts[t];
+        let ap = a.qs.as_ptr().add(b0 * QK) as *const u8;
+        // Two chains so consecutive multiply-accumulates do not wait on each other.
+        let (mut i0, mut i1) = (zero, zero);
+        for s in (0..8).step_by(2) {
+            i0 = B::step::<D>(i0, ws[s], chunk(ap, s, g, lanes));
+            i1 = B::step::<D>(i1, ws[s + 1], chunk(ap, s + 1, g, lanes));
+        }
+        let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
+        let da = _mm512_maskz_loadu_ps(lanes, a.d.as_ptr().add(b0));
+        let sa = _mm512_maskz_loadu_ps(lanes, a.s.as_ptr().add(b0));
+        let with_min = _mm512_fmadd_ps(m, sa, acc[t]);
+        acc[t] = _mm512_fmadd_ps(isum, _mm512_mul_ps(dw, da), with_min);
     }
 }
 
