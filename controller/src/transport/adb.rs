@@ -506,7 +506,10 @@ impl AdbTransport {
         let name = service.split(':').next().unwrap_or(service);
         conn.request(service).map_err(|e| {
             TransportError::Other(format!(
-                "{}: the device refused its {name} service: {e}",
+                // "closed" here is most often a device that dropped off between the
+                // transport switch and the service request.
+                "{}: the device refused its {name} service: {e} (is the device still in \
+                 `adb devices`?)",
                 self.describe()
             ))
         })?;
