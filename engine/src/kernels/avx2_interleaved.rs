@@ -45,11 +45,21 @@ impl FloatWeight for u16 {
     }
     #[inline(always)]
     unsafe fn load_part(p: *const u16, n: usize) -> __m256 {
-        // AVX2 has no masked 16-bit load; the tail is at most seven elements, once per row.
-        // Copied as bytes: packed rows' scales need not be 2-byte aligned.
-        let mut buf = [0u16; 8];
-        std::ptr::copy_nonoverlapping(p as *const u8, buf.as_mut_ptr() as *mut u8, 2 * n);
-        _mm256_cvtph_ps(_mm_loadu_si128(buf.as_ptr() as *const __m128i))
+        // AVX2 has no masked 16-bit load: whole 32-bit words by a masked load, then an odd last
+        // element on its own. A copy into a buffer compiled to a `memcpy` call, and every
+        // register around it was spilled: a tenth of Gemma's prefill, whose 640-wide rows end
+        // in a partial packed group whose scales come through here.
+        let words = _mm_cmpgt_epi32(_mm_set1_epi32((n / 2) as i32), _mm_setr_epi32(0, 1, 2, 3));
+        let mut v = _mm_maskload_epi32(p as *const i32, words);
+        if n % 2 == 1 {
+            let last = std::ptr::read_unaligned(p.add(n - 1)) as i16;
+            let at = _mm_cmpeq_epi16(
+                _mm_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7),
+                _mm_set1_epi16((n - 1) as i16),
+            );
+            v = _mm_or_si128(v, _mm_and_si128(at, _mm_set1_epi16(last)));
+        }
+        _mm256_cvtph_ps(v)
     }
 }
 

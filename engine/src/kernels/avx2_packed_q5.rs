@@ -13,6 +13,7 @@
 //! nothing past the row or the activations is touched; wide groups (one or two blocks) take one
 //! or two multiply-accumulates.
 
+use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
 use super::packed::{TileOut, GROUP, MAX_TILE, WIDE_MAX};
 use crate::dtype::{DType, QK};
@@ -160,15 +161,6 @@ impl Q5 for Q5_1 {
 /// Bytes per block before a group's scales: 16 of nibbles, 4 of fifth bits.
 const LEAD: usize = QK / 2 + 4;
 
-/// All-ones in the first `n` of eight 32-bit lanes.
-#[inline(always)]
-unsafe fn lane_mask(n: usize) -> __m256i {
-    _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(n as i32),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    )
-}
-
 /// Eight 32-bit lanes at `p`, those from `n` on zero (and not read).
 #[inline(always)]
 unsafe fn lanes(p: *const u8, n: usize) -> __m256i {
@@ -193,11 +185,9 @@ unsafe fn floats(p: *const f32, n: usize) -> __m256 {
 #[inline(always)]
 unsafe fn halves(p: *const u8, n: usize) -> __m256 {
     if n == 8 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        u16::load8(p as *const u16)
     } else {
-        let mut buf = [0u16; 8];
-        std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr() as *mut u8, 2 * n);
-        _mm256_cvtph_ps(_mm_loadu_si128(buf.as_ptr() as *const __m128i))
+        u16::load_part(p as *const u16, n)
     }
 }
 
