@@ -328,6 +328,9 @@ funcs = disassemble(ENGINE)
 ours_funcs = {n: f for n, f in funcs.items()
               if re.search(r"kernels(::|\.\.)(kquants(::|\.\.))?neon(_packed)?(::|\.\.)", n) and f}
 addr_frames = frames(ENGINE, [a for f in ours_funcs.values() for a, _, _ in f])
+if not any(len(fr) > 1 for fr in addr_frames.values()):
+    sys.exit(f"{ENGINE} has no inlining debug info: build it with --config "
+             "'profile.release.package.meltbench-engine.debug=\"limited\"' (see the header)")
 STARTS = {f[0][0]: n for n, f in funcs.items() if f}
 
 
