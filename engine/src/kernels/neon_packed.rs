@@ -34,12 +34,12 @@ use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::aarch64::*;
 
-/// Quantized rows stay as stored on NEON for now: the only instruction count taken (qemu, a
-/// synth model whose rows are 2 to 6 blocks, no full 16-block group, before the sdot helpers
-/// were inlined) showed the packed Q8_0/Q4_0/Q4_1 path executing more instructions per token
-/// than the row kernels. Re-count on rows of 576+ columns before listing them here; the float
-/// layouts (2.8x fewer instructions per decoded token, 5.3x per prefill token) are on.
-const NEON_PACKED_TYPES: &[DType] = &[];
+/// The quantized types packed on NEON. The static count in the README (`engine/scripts/
+/// neon-instruction-count.sh`: a whole 16-block group at one token) has these kernels issuing
+/// about half the instructions per block of the row kernels in `neon.rs` (Q4_1 a third), plain
+/// and dotprod; an earlier count on a synth model whose rows were 2 to 6 blocks (never a whole
+/// group) had said the opposite. No packed Q5_0/Q5_1 kernel exists for NEON yet.
+const NEON_PACKED_TYPES: &[DType] = &[DType::Q8_0, DType::Q4_0, DType::Q4_1];
 
 pub(super) static PACKED: PackedKernels = PackedKernels {
     types: NEON_PACKED_TYPES,
