@@ -51,8 +51,10 @@ print(r["prompt_tokens"]/(r["prefill_ns"]/1e9))'
 theirs() { # model test threads
     local model=$1 test=$2 t=$3 n=${2:2} args
     if [[ $test == tg* ]]; then args=(-p 0 -n "$n"); else args=(-p "$n" -n 0); fi
+    # -d only when asked: older llama-bench builds and ik_llama.cpp's do not know it.
+    if [[ $DEPTH != 0 ]]; then args+=(-d "$DEPTH"); fi
     # shellcheck disable=SC2086
-    "$LLAMA_BENCH" -m "$model" "${args[@]}" -t "$t" -d "$DEPTH" -r 1 -o json $LLAMA_ARGS 2>/dev/null |
+    "$LLAMA_BENCH" -m "$model" "${args[@]}" -t "$t" -r 1 -o json $LLAMA_ARGS 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'
 }
 
