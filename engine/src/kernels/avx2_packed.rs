@@ -17,10 +17,11 @@
 
 use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
-use super::packed::{check_call, TileOut, GROUP, WIDE_MAX};
+use super::packed::{check_call, run_rows, RowKernel, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
 
 pub(super) static PACKED: PackedKernels = PackedKernels {
     types: super::packed::PACKED_TYPES,
@@ -85,37 +86,27 @@ struct Vnni;
 #[inline(always)]
 unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match ty {
-        DType::Q8_0 => run_tile::<Q8_0, D>(w, nb, a, o),
-        DType::Q4_0 => run_tile::<Q4_0, D>(w, nb, a, o),
-        DType::Q4_1 => run_tile::<Q4_1, D>(w, nb, a, o),
+        DType::Q8_0 => run_rows::<Kernel<Q8_0, D>>(w, nb, a, o),
+        DType::Q4_0 => run_rows::<Kernel<Q4_0, D>>(w, nb, a, o),
+        DType::Q4_1 => run_rows::<Kernel<Q4_1, D>>(w, nb, a, o),
         DType::Q5_0 | DType::Q5_1 => super::avx2_packed_q5::run(ty, w, nb, a, o, D::VNNI),
         other => panic!("{other} has no packed kernel"),
     }
 }
 
-#[inline(always)]
-unsafe fn run_tile<B: Packed, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
-    match a.len() {
-        1 => rows::<B, D, 1>(w, nb, a, o),
-        2 => rows::<B, D, 2>(w, nb, a, o),
-        3 => rows::<B, D, 3>(w, nb, a, o),
-        _ => rows::<B, D, 4>(w, nb, a, o),
-    }
-}
+/// Type `B` under `D`, as [`run_rows`] drives it.
+struct Kernel<B, D>(PhantomData<(B, D)>);
 
-/// Every row of the call against the `T` tokens.
-#[inline(always)]
-unsafe fn rows<B: Packed, D: Dp, const T: usize>(
-    w: *const u8,
-    nb: usize,
-    a: &[Q8Blocks<'_>],
-    o: TileOut,
-) {
-    let row_bytes = nb * B::TYPE.block_bytes();
-    let mut res = [0f32; T];
-    for r in 0..o.rows {
-        tile::<B, D, T>(w.add(r * row_bytes), nb, a, &mut res);
-        o.put(r, &res);
+impl<B: Packed, D: Dp> RowKernel for Kernel<B, D> {
+    const TYPE: DType = B::TYPE;
+    #[inline(always)]
+    unsafe fn row<const T: usize>(
+        w: *const u8,
+        nb: usize,
+        acts: &[Q8Blocks<'_>],
+        out: &mut [f32; T],
+    ) {
+        tile::<B, D, T>(w, nb, acts, out)
     }
 }
 

@@ -15,9 +15,10 @@
 
 use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
-use super::packed::{TileOut, GROUP, MAX_TILE, WIDE_MAX};
+use super::packed::{run_rows, RowKernel, TileOut, GROUP, MAX_TILE, WIDE_MAX};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
 
 /// `dot(row, acts[t])` into `out` for `out.rows` packed Q5_0 or Q5_1 rows of `nb` blocks each,
 /// back to back at `w`, and 1 to [`MAX_TILE`] activation rows quantized by
@@ -57,37 +58,27 @@ pub(super) unsafe fn run(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn plain<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut) {
-    by_tile::<B, Maddubs>(w, nb, acts, out)
+    run_rows::<Kernel<B, Maddubs>>(w, nb, acts, out)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 unsafe fn with_vnni<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut) {
-    by_tile::<B, Vnni>(w, nb, acts, out)
+    run_rows::<Kernel<B, Vnni>>(w, nb, acts, out)
 }
 
-#[inline(always)]
-unsafe fn by_tile<B: Q5, D: Dp>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
-    match a.len() {
-        1 => rows::<B, D, 1>(w, nb, a, o),
-        2 => rows::<B, D, 2>(w, nb, a, o),
-        3 => rows::<B, D, 3>(w, nb, a, o),
-        _ => rows::<B, D, 4>(w, nb, a, o),
-    }
-}
+/// Type `B` under `D`, as [`run_rows`] drives it.
+struct Kernel<B, D>(PhantomData<(B, D)>);
 
-/// Every row of the call against the `T` tokens.
-#[inline(always)]
-unsafe fn rows<B: Q5, D: Dp, const T: usize>(
-    w: *const u8,
-    nb: usize,
-    a: &[Q8Blocks<'_>],
-    o: TileOut,
-) {
-    let row_bytes = nb * B::TYPE.block_bytes();
-    let mut res = [0f32; T];
-    for r in 0..o.rows {
-        tile::<B, D, T>(w.add(r * row_bytes), nb, a, &mut res);
-        o.put(r, &res);
+impl<B: Q5, D: Dp> RowKernel for Kernel<B, D> {
+    const TYPE: DType = B::TYPE;
+    #[inline(always)]
+    unsafe fn row<const T: usize>(
+        w: *const u8,
+        nb: usize,
+        acts: &[Q8Blocks<'_>],
+        out: &mut [f32; T],
+    ) {
+        tile::<B, D, T>(w, nb, acts, out)
     }
 }
 

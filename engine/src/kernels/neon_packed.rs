@@ -29,10 +29,11 @@
 
 use super::blocks::Q8Blocks;
 use super::neon_interleaved::{f16x4, FloatWeight};
-use super::packed::{check_call, TileOut, GROUP, WIDE_MAX};
+use super::packed::{check_call, run_rows, RowKernel, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::aarch64::*;
+use std::marker::PhantomData;
 
 /// The quantized types packed on NEON. The static count in the README (`engine/scripts/
 /// neon-instruction-count.sh`: a whole 16-block group at one token) has these kernels issuing
@@ -177,36 +178,26 @@ unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 #[inline(always)]
 unsafe fn run_any<D: Lanes>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
     match ty {
-        DType::Q8_0 => run_tile::<Q8_0, D>(w, nb, a, o),
-        DType::Q4_0 => run_tile::<Q4_0, D>(w, nb, a, o),
-        DType::Q4_1 => run_tile::<Q4_1, D>(w, nb, a, o),
+        DType::Q8_0 => run_rows::<Kernel<Q8_0, D>>(w, nb, a, o),
+        DType::Q4_0 => run_rows::<Kernel<Q4_0, D>>(w, nb, a, o),
+        DType::Q4_1 => run_rows::<Kernel<Q4_1, D>>(w, nb, a, o),
         other => panic!("{other} has no packed NEON kernel"),
     }
 }
 
-#[inline(always)]
-unsafe fn run_tile<B: Packed, D: Lanes>(w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
-    match a.len() {
-        1 => rows::<B, D, 1>(w, nb, a, o),
-        2 => rows::<B, D, 2>(w, nb, a, o),
-        3 => rows::<B, D, 3>(w, nb, a, o),
-        _ => rows::<B, D, 4>(w, nb, a, o),
-    }
-}
+/// Type `B` under `D`, as [`run_rows`] drives it.
+struct Kernel<B, D>(PhantomData<(B, D)>);
 
-/// Every row of the call against the `T` tokens.
-#[inline(always)]
-unsafe fn rows<B: Packed, D: Lanes, const T: usize>(
-    w: *const u8,
-    nb: usize,
-    a: &[Q8Blocks<'_>],
-    o: TileOut,
-) {
-    let row_bytes = nb * B::TYPE.block_bytes();
-    let mut res = [0f32; T];
-    for r in 0..o.rows {
-        tile::<B, D, T>(w.add(r * row_bytes), nb, a, &mut res);
-        o.put(r, &res);
+impl<B: Packed, D: Lanes> RowKernel for Kernel<B, D> {
+    const TYPE: DType = B::TYPE;
+    #[inline(always)]
+    unsafe fn row<const T: usize>(
+        w: *const u8,
+        nb: usize,
+        acts: &[Q8Blocks<'_>],
+        out: &mut [f32; T],
+    ) {
+        tile::<B, D, T>(w, nb, acts, out)
     }
 }
 

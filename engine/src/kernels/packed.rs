@@ -103,6 +103,58 @@ impl TileOut {
     }
 }
 
+/// One ISA's kernel for one packed type: a weight row against `T` tokens. [`run_rows`] drives
+/// it over a call's rows and tile height, so each ISA file writes only the row kernel.
+pub(super) trait RowKernel {
+    const TYPE: DType;
+    /// `out[t] = dot(row at w, acts[t])` for the `T` tokens, the row `nb` blocks long.
+    ///
+    /// # Safety
+    /// As [`super::PackedKernels::dot`], after [`check_call`], on a CPU with the kernel's
+    /// features.
+    unsafe fn row<const T: usize>(
+        w: *const u8,
+        nb: usize,
+        acts: &[Q8Blocks<'_>],
+        out: &mut [f32; T],
+    );
+}
+
+/// Every row of a call (`o.rows` rows of `nb` blocks at `w`) against its 1 to [`MAX_TILE`]
+/// tokens. Always inlined: it must be compiled inside the caller's `target_feature` function.
+///
+/// # Safety
+/// As [`RowKernel::row`], and `o` valid for every row and token.
+#[inline(always)]
+pub(super) unsafe fn run_rows<K: RowKernel>(
+    w: *const u8,
+    nb: usize,
+    a: &[Q8Blocks<'_>],
+    o: TileOut,
+) {
+    match a.len() {
+        1 => rows::<K, 1>(w, nb, a, o),
+        2 => rows::<K, 2>(w, nb, a, o),
+        3 => rows::<K, 3>(w, nb, a, o),
+        _ => rows::<K, 4>(w, nb, a, o),
+    }
+}
+
+#[inline(always)]
+unsafe fn rows<K: RowKernel, const T: usize>(
+    w: *const u8,
+    nb: usize,
+    a: &[Q8Blocks<'_>],
+    o: TileOut,
+) {
+    let row_bytes = nb * K::TYPE.block_bytes();
+    let mut res = [0f32; T];
+    for r in 0..o.rows {
+        K::row::<T>(w.add(r * row_bytes), nb, a, &mut res);
+        o.put(r, &res);
+    }
+}
+
 /// Every type with a packed form.
 pub const PACKED_TYPES: &[DType] = &[
     DType::Q8_0,
