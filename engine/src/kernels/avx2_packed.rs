@@ -17,7 +17,7 @@
 
 use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
-use super::packed::{check_call, run_rows, RowKernel, TileOut, GROUP, WIDE_MAX};
+use super::packed::{dot, run_rows, PackedRun, RowKernel, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
@@ -39,30 +39,9 @@ pub(super) static PACKED_VNNI: PackedKernels = PackedKernels {
     dot_interleaved: super::avx2_interleaved::dot,
 };
 
-// Soundness: `dot::<D>` is only reachable through the two statics, which `avx2.rs` hands out
-// only after detecting AVX2, FMA and F16C (and AVX-VNNI for `PACKED_VNNI`). `check_call` keeps
+// Soundness: `packed::dot::<D>` is only reachable through the two statics, which `avx2.rs` hands
+// out only after detecting AVX2, FMA and F16C (and AVX-VNNI for `PACKED_VNNI`). `check_call` keeps
 // every load inside the slices: masked-off lanes are never read.
-unsafe fn dot<D: Dp>(
-    ty: DType,
-    w: &[u8],
-    rows: usize,
-    acts: &[Q8Blocks<'_>],
-    out: *mut f32,
-    stride: usize,
-) {
-    let nb = check_call(ty, w, rows, acts);
-    D::run(
-        ty,
-        w.as_ptr(),
-        nb,
-        acts,
-        TileOut {
-            rows,
-            ptr: out,
-            stride,
-        },
-    )
-}
 
 /// How unsigned-by-signed byte products are accumulated: the part that differs between
 /// plain AVX2 and AVX-VNNI.
@@ -75,7 +54,6 @@ trait Dp {
     /// i32 lanes; at most eight of these may go into one accumulator.
     unsafe fn dp4(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     unsafe fn widen4(acc: __m256i) -> __m256i;
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut);
 }
 
 struct Maddubs;
@@ -125,6 +103,9 @@ impl Dp for Maddubs {
     unsafe fn widen4(acc: __m256i) -> __m256i {
         _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
     }
+}
+
+impl PackedRun for Maddubs {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
@@ -145,6 +126,9 @@ impl Dp for Vnni {
     unsafe fn widen4(acc: __m256i) -> __m256i {
         acc
     }
+}
+
+impl PackedRun for Vnni {
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
     unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)

@@ -12,7 +12,7 @@
 
 use super::avx512_interleaved::FloatWeight;
 use super::blocks::Q8Blocks;
-use super::packed::{check_call, run_rows, RowKernel, TileOut, GROUP, WIDE_MAX};
+use super::packed::{dot, run_rows, PackedRun, RowKernel, TileOut, GROUP, WIDE_MAX};
 use super::PackedKernels;
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
@@ -39,37 +39,15 @@ pub(super) static PACKED_VNNI: PackedKernels = PackedKernels {
 // eighth of the work.
 use super::FLOAT_TILE;
 
-// Soundness: `dot::<D>` is only reachable through the two statics, which `avx512.rs` hands out
-// only after detecting AVX-512 F/BW/VL (and VNNI for `PACKED_VNNI`). `check_call` keeps
-// every load inside the slices: masked-off lanes are never read.
-unsafe fn dot<D: Dp>(
-    ty: DType,
-    w: &[u8],
-    rows: usize,
-    acts: &[Q8Blocks<'_>],
-    out: *mut f32,
-    stride: usize,
-) {
-    let nb = check_call(ty, w, rows, acts);
-    D::run(
-        ty,
-        w.as_ptr(),
-        nb,
-        acts,
-        TileOut {
-            rows,
-            ptr: out,
-            stride,
-        },
-    )
-}
+// Soundness: `packed::dot::<D>` is only reachable through the two statics, which `avx512.rs` hands
+// out only after detecting AVX-512 F/BW/VL (and VNNI for `PACKED_VNNI`). `check_call` keeps every
+// load inside the slices: masked-off lanes are never read.
 
 /// How unsigned-by-signed byte products are accumulated into i32 lanes.
 trait Dp {
     const VNNI: bool;
     /// `acc` lane k += sum of u[4k+j] * s[4k+j] for j in 0..4.
     unsafe fn dp(acc: __m512i, u: __m512i, s: __m512i) -> __m512i;
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut);
 }
 
 struct Maddubs;
@@ -114,6 +92,9 @@ impl Dp for Maddubs {
         let pairs = _mm512_maddubs_epi16(u, s);
         _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)))
     }
+}
+
+impl PackedRun for Maddubs {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
@@ -126,6 +107,9 @@ impl Dp for Vnni {
     unsafe fn dp(acc: __m512i, u: __m512i, s: __m512i) -> __m512i {
         _mm512_dpbusd_epi32(acc, u, s)
     }
+}
+
+impl PackedRun for Vnni {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)

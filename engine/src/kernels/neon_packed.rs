@@ -29,7 +29,7 @@
 
 use super::blocks::Q8Blocks;
 use super::neon_interleaved::{f16x4, FloatWeight};
-use super::packed::{check_call, run_rows, RowKernel, TileOut, GROUP, WIDE_MAX};
+use super::packed::{dot, run_rows, PackedRun, RowKernel, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::aarch64::*;
@@ -58,31 +58,10 @@ pub(super) static PACKED_DOTPROD: PackedKernels = PackedKernels {
     dot_interleaved: super::neon_interleaved::dot,
 };
 
-// Soundness: NEON is baseline on every aarch64 target, so `dot::<Mull>` and the float tiles run
-// on any CPU; `dot::<Sdot>` is only reachable through PACKED_DOTPROD, which `neon.rs` hands out
-// only after detecting dotprod. `check_call` and the asserts in `float_tile` keep every load inside
-// the slices: the last quarter of a group is read lane by lane when it is not full.
-unsafe fn dot<D: Lanes>(
-    ty: DType,
-    w: &[u8],
-    rows: usize,
-    acts: &[Q8Blocks<'_>],
-    out: *mut f32,
-    stride: usize,
-) {
-    let nb = check_call(ty, w, rows, acts);
-    D::run(
-        ty,
-        w.as_ptr(),
-        nb,
-        acts,
-        TileOut {
-            rows,
-            ptr: out,
-            stride,
-        },
-    )
-}
+// Soundness: NEON is baseline on every aarch64 target, so `packed::dot::<Mull>` and the float tiles
+// run on any CPU; `packed::dot::<Sdot>` is only reachable through PACKED_DOTPROD, which `neon.rs`
+// hands out only after detecting dotprod. `check_call` and the asserts in `float_tile` keep every
+// load inside the slices: the last quarter of a group is read lane by lane when it is not full.
 
 /// How a quarter's signed byte products are summed into i32 lanes: the part that differs
 /// between plain NEON and the dot-product extension.
@@ -93,7 +72,6 @@ trait Lanes {
     unsafe fn lanes(w: &[int8x16_t; 8], a: &[int8x16_t; 8], span: usize) -> int32x4_t;
     /// `acc` plus all sixteen products `a[j] * b[j]`, spread over the lanes in any order.
     unsafe fn any(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
-    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut);
 }
 
 struct Mull;
@@ -125,6 +103,9 @@ impl Lanes for Mull {
         let hi = vmull_high_s8(a, b);
         vpadalq_s16(vpadalq_s16(acc, lo), hi)
     }
+}
+
+impl PackedRun for Mull {
     unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)
     }
@@ -149,6 +130,9 @@ impl Lanes for Sdot {
     unsafe fn any(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
         sdot(acc, a, b)
     }
+}
+
+impl PackedRun for Sdot {
     #[target_feature(enable = "dotprod")]
     unsafe fn run(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>], o: TileOut) {
         run_any::<Self>(ty, w, nb, a, o)

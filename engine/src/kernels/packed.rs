@@ -103,6 +103,36 @@ impl TileOut {
     }
 }
 
+/// A packed table's dot-product flavour (plain, VNNI, dotprod, ...): its `run` is the
+/// `target_feature` function every row kernel of the table is inlined into.
+pub(super) trait PackedRun {
+    /// # Safety
+    /// As [`RowKernel::row`], for `out.rows` rows, on a CPU with the flavour's features.
+    unsafe fn run(ty: DType, w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: TileOut);
+}
+
+/// [`super::PackedKernels::dot`] of a table whose rows run through `R`.
+///
+/// # Safety
+/// As [`super::PackedKernels::dot`]; and the table holding this entry is handed out only on a
+/// CPU with `R`'s features. [`check_call`] keeps every load inside the slices.
+pub(super) unsafe fn dot<R: PackedRun>(
+    ty: DType,
+    w: &[u8],
+    rows: usize,
+    acts: &[Q8Blocks<'_>],
+    out: *mut f32,
+    stride: usize,
+) {
+    let nb = check_call(ty, w, rows, acts);
+    let out = TileOut {
+        rows,
+        ptr: out,
+        stride,
+    };
+    R::run(ty, w.as_ptr(), nb, acts, out)
+}
+
 /// One ISA's kernel for one packed type: a weight row against `T` tokens. [`run_rows`] drives
 /// it over a call's rows and tile height, so each ISA file writes only the row kernel.
 pub(super) trait RowKernel {
