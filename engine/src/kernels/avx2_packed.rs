@@ -17,11 +17,10 @@
 
 use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
-use super::packed::{dot, run_rows, PackedRun, RowKernel, TileOut, GROUP, WIDE_MAX};
+use super::packed::{dot, row_kernels_from_tile, run_rows, PackedRun, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
-use std::marker::PhantomData;
 
 pub(super) static PACKED: PackedKernels = PackedKernels {
     types: super::packed::PACKED_TYPES,
@@ -72,21 +71,7 @@ unsafe fn run_any<D: Dp>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_>],
     }
 }
 
-/// Type `B` under `D`, as [`run_rows`] drives it.
-struct Kernel<B, D>(PhantomData<(B, D)>);
-
-impl<B: Packed, D: Dp> RowKernel for Kernel<B, D> {
-    const TYPE: DType = B::TYPE;
-    #[inline(always)]
-    unsafe fn row<const T: usize>(
-        w: *const u8,
-        nb: usize,
-        acts: &[Q8Blocks<'_>],
-        out: &mut [f32; T],
-    ) {
-        tile::<B, D, T>(w, nb, acts, out)
-    }
-}
+row_kernels_from_tile!(Packed, Dp);
 
 impl Dp for Maddubs {
     const VNNI: bool = false;

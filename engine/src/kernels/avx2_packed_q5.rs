@@ -15,10 +15,9 @@
 
 use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
-use super::packed::{run_rows, RowKernel, TileOut, GROUP, MAX_TILE, WIDE_MAX};
+use super::packed::{row_kernels_from_tile, run_rows, TileOut, GROUP, MAX_TILE, WIDE_MAX};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
-use std::marker::PhantomData;
 
 /// `dot(row, acts[t])` into `out` for `out.rows` packed Q5_0 or Q5_1 rows of `nb` blocks each,
 /// back to back at `w`, and 1 to [`MAX_TILE`] activation rows quantized by
@@ -66,21 +65,7 @@ unsafe fn with_vnni<B: Q5>(w: *const u8, nb: usize, acts: &[Q8Blocks<'_>], out: 
     run_rows::<Kernel<B, Vnni>>(w, nb, acts, out)
 }
 
-/// Type `B` under `D`, as [`run_rows`] drives it.
-struct Kernel<B, D>(PhantomData<(B, D)>);
-
-impl<B: Q5, D: Dp> RowKernel for Kernel<B, D> {
-    const TYPE: DType = B::TYPE;
-    #[inline(always)]
-    unsafe fn row<const T: usize>(
-        w: *const u8,
-        nb: usize,
-        acts: &[Q8Blocks<'_>],
-        out: &mut [f32; T],
-    ) {
-        tile::<B, D, T>(w, nb, acts, out)
-    }
-}
+row_kernels_from_tile!(Q5, Dp);
 
 /// How unsigned-by-signed byte products are accumulated into i32 lanes.
 trait Dp {

@@ -29,11 +29,10 @@
 
 use super::blocks::Q8Blocks;
 use super::neon_interleaved::{f16x4, FloatWeight};
-use super::packed::{dot, run_rows, PackedRun, RowKernel, TileOut, GROUP, WIDE_MAX};
+use super::packed::{dot, row_kernels_from_tile, run_rows, PackedRun, TileOut, GROUP, WIDE_MAX};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::aarch64::*;
-use std::marker::PhantomData;
 
 /// The quantized types packed on NEON. The static count in the README (`engine/scripts/
 /// neon-instruction-count.sh`: a whole 16-block group at one token) has these kernels issuing
@@ -169,21 +168,7 @@ unsafe fn run_any<D: Lanes>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_
     }
 }
 
-/// Type `B` under `D`, as [`run_rows`] drives it.
-struct Kernel<B, D>(PhantomData<(B, D)>);
-
-impl<B: Packed, D: Lanes> RowKernel for Kernel<B, D> {
-    const TYPE: DType = B::TYPE;
-    #[inline(always)]
-    unsafe fn row<const T: usize>(
-        w: *const u8,
-        nb: usize,
-        acts: &[Q8Blocks<'_>],
-        out: &mut [f32; T],
-    ) {
-        tile::<B, D, T>(w, nb, acts, out)
-    }
-}
+row_kernels_from_tile!(Packed, Lanes);
 
 /// One packed block type: how a quarter's eight weight steps are loaded, and its minimum.
 trait Packed {

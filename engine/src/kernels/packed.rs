@@ -150,6 +150,30 @@ pub(super) trait RowKernel {
     );
 }
 
+/// Declares `Kernel<B, D>`, the [`RowKernel`] through which [`run_rows`] drives an ISA file's
+/// `tile::<B, D, T>` for every block type `B: $block` and flavour `D: $flavour`: the one
+/// adapter every packed file needs, written once.
+macro_rules! row_kernels_from_tile {
+    ($block:ident, $flavour:ident) => {
+        /// Type `B` under `D`, as `run_rows` drives it.
+        struct Kernel<B, D>(std::marker::PhantomData<(B, D)>);
+
+        impl<B: $block, D: $flavour> super::packed::RowKernel for Kernel<B, D> {
+            const TYPE: crate::dtype::DType = B::TYPE;
+            #[inline(always)]
+            unsafe fn row<const T: usize>(
+                w: *const u8,
+                nb: usize,
+                acts: &[super::blocks::Q8Blocks<'_>],
+                out: &mut [f32; T],
+            ) {
+                tile::<B, D, T>(w, nb, acts, out)
+            }
+        }
+    };
+}
+pub(super) use row_kernels_from_tile;
+
 /// Every row of a call (`o.rows` rows of `nb` blocks at `w`) against its 1 to [`MAX_TILE`]
 /// tokens. Always inlined: it must be compiled inside the caller's `target_feature` function.
 ///
