@@ -5,45 +5,17 @@ use crate::bins;
 use crate::device_run::{self, DeviceRun};
 use crate::devices::Device;
 use crate::models;
+pub use crate::planned_cell::PlannedCell;
 use crate::prepare::{self, PreparedModel};
 use crate::scheduler;
 use crate::store::{DeviceRecord, RunManifest, RunStore};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use meltbench_protocol::agent::AgentEvent;
-use meltbench_protocol::engine::Prompt;
 use meltbench_reports::summary::{summarize_device, CellKey, Summary};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One cell of the suite matrix, before it is placed on a device.
-#[derive(Clone, Debug)]
-pub struct PlannedCell {
-    /// Stable key, `model/precision/scenario/t<threads>/state`.
-    pub id: String,
-    /// The model's name in ids and reports.
-    pub model: String,
-    /// What [`prepare::prepare`] resolves: a registry or cached name, `synth`, or a path.
-    pub model_source: String,
-    pub precision: String,
-    pub scenario: String,
-    pub prompt: Prompt,
-    pub new_tokens: usize,
-    /// The engine renders the prompt with the model's chat template.
-    pub chat: bool,
-    /// Tokens in the KV cache before each pass's prompt (`depth:`).
-    pub depth: usize,
-    /// `None`: the device's default (its performance cores).
-    pub threads: Option<usize>,
-    pub state: String,
-    pub passes: usize,
-    pub warmup: usize,
-    pub sessions: usize,
-    pub cold_start: usize,
-    pub timeout_s: u64,
-    pub state_timeout_s: u64,
-}
 
 pub struct RunPlan {
     pub suite_name: String,
