@@ -15,12 +15,12 @@
 
 use super::avx2_interleaved::{lane_mask, FloatWeight};
 use super::blocks::Q8Blocks;
-use super::packed::{row_kernels_from_tile, run_rows, TileOut, GROUP, MAX_TILE, WIDE_MAX};
+use super::packed::{row_kernels_from_tile, run_rows, TileOut, GROUP, WIDE_MAX};
 use crate::dtype::{DType, QK};
 use std::arch::x86_64::*;
 
 /// `dot(row, acts[t])` into `out` for `out.rows` packed Q5_0 or Q5_1 rows of `nb` blocks each,
-/// back to back at `w`, and 1 to [`MAX_TILE`] activation rows quantized by
+/// back to back at `w`, and 1 to [`super::packed::MAX_TILE`] activation rows quantized by
 /// [`super::packed::pack_activations`].
 ///
 /// # Safety
@@ -29,7 +29,7 @@ use std::arch::x86_64::*;
 /// - the CPU has AVX2, FMA and F16C, and AVX-VNNI when `vnni` is set;
 /// - `ty` is Q5_0 or Q5_1 and `w` points to `out.rows * nb * ty.block_bytes()` readable bytes
 ///   holding rows in the packed layout ([`super::packed::pack_row`]);
-/// - `1 <= acts.len() <= MAX_TILE`, every `acts[t]` holds at least `nb * QK` quants (in the
+/// - `1 <= acts.len() <= super::packed::MAX_TILE`, every `acts[t]` holds at least `nb * QK` quants (in the
 ///   packed activation order) and `nb` scales and sums, and `out` is valid for every row and
 ///   token.
 ///
@@ -42,10 +42,7 @@ pub(super) unsafe fn run(
     out: TileOut,
     vnni: bool,
 ) {
-    debug_assert!((1..=MAX_TILE).contains(&acts.len()));
-    debug_assert!(acts
-        .iter()
-        .all(|a| a.qs.len() >= nb * QK && a.d.len() >= nb && a.s.len() >= nb));
+    // `packed::check_call` has checked all of the above but the CPU features.
     match (ty, vnni) {
         (DType::Q5_0, false) => plain::<Q5_0>(w, nb, acts, out),
         (DType::Q5_0, true) => with_vnni::<Q5_0>(w, nb, acts, out),
@@ -360,6 +357,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 mod tests {
     use super::*;
     use crate::kernels::blocks::Q8Row;
+    use crate::kernels::packed::MAX_TILE;
     use crate::kernels::packed::{dot_reference, pack_activations, pack_row};
     use crate::kernels::test_support::{magnitude, random_blocks, Rng};
 
