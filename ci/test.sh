@@ -99,12 +99,14 @@ run cargo test --workspace --doc
 
 step "Engine tests on aarch64 (qemu user mode)"
 # The linker for this target (rust-lld) is configured in .cargo/config.toml.
-# NEON kernels against the scalar ones, the synth model's greedy tokens against the x86_64
-# reference, the tokenizers and bad-input handling. The real-model perplexity and greedy runs
-# stay native: under emulation they would take most of the CI budget and test nothing new.
+# NEON kernels against the scalar ones, the synth model's and the real models' greedy tokens
+# against the x86_64 build's (every NEON table qemu's default `max` CPU offers: plain NEON and
+# dotprod), the tokenizers and bad-input handling. The perplexity and KL-divergence runs stay
+# native: under emulation they would take most of the CI budget and test nothing new.
 run env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
     cargo test -p meltbench-engine --target aarch64-unknown-linux-musl \
-    --lib --test kernels_match_scalar --test synth_model --test tokenizer_matches_llama_cpp --test bad_input
+    --lib --test kernels_match_scalar --test synth_model --test greedy_every_isa \
+    --test tokenizer_matches_llama_cpp --test bad_input
 
 # Last, so the run closes on the summary line of the whole workspace's tests.
 step "Tests"

@@ -58,8 +58,33 @@ impl Q8Row {
     }
 }
 
-/// Quantizes activations block by block: d = max|x| / 127, q = round(x / d).
+/// Quantizes activations block by block: d = max|x| / 127, q = round(x / d). Runs the AVX2 or
+/// NEON version where the CPU has it ([`super::quantize_q8_simd`]), which gives the same bits.
 pub fn quantize_q8(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    assert!(
+        x.len().is_multiple_of(QK) && qs.len() == x.len() && d.len() * QK == x.len(),
+        "quantize_q8: {} values into {} quants and {} scales",
+        x.len(),
+        qs.len(),
+        d.len()
+    );
+    assert_eq!(s.len(), d.len(), "quantize_q8: one sum per scale");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected; the slices were checked above.
+        return unsafe { super::quantize_q8_simd::avx2(x, qs, d, s) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // SAFETY: every aarch64 CPU has NEON; the slices were checked above.
+        return unsafe { super::quantize_q8_simd::neon(x, qs, d, s) };
+    }
+    #[allow(unreachable_code)]
+    quantize_q8_portable(x, qs, d, s)
+}
+
+/// [`quantize_q8`] in plain Rust: the definition the SIMD versions are tested against.
+pub(crate) fn quantize_q8_portable(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     for (b, xb) in x.chunks_exact(QK).enumerate() {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let scale = amax / 127.0;

@@ -10,6 +10,7 @@ pub mod interleaved;
 pub mod kquants;
 pub mod packed;
 pub mod q5;
+mod quantize_q8_simd;
 pub mod scalar;
 #[cfg(test)]
 mod test_support;
