@@ -107,6 +107,12 @@ run env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
     cargo test -p meltbench-engine --target aarch64-unknown-linux-musl \
     --lib --test kernels_match_scalar --test synth_model --test greedy_every_isa \
     --test tokenizer_matches_llama_cpp --test bad_input
+# The kernels again on CPUs with less than `max`: plain NEON (no dotprod) and dotprod without
+# i8mm, so each table is picked, and run, only where its instructions exist.
+for cpu in cortex-a53 neoverse-n1; do
+    run env QEMU_CPU=$cpu CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
+        cargo test -p meltbench-engine --target aarch64-unknown-linux-musl --test kernels_match_scalar
+done
 
 # Last, so the run closes on the summary line of the whole workspace's tests.
 step "Tests"

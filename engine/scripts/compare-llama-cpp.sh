@@ -11,10 +11,16 @@
 # "--repack 0" on a machine whose CPU advertises AMX that the hypervisor does not allow), DEPTH
 # (default 0: tokens already in the KV cache before each test, llama-bench's -d; our engine's
 # bench --depth), MELTBENCH_KERNELS (our kernel table, e.g. avx2 against an AVX2-only build).
+#
+# On a board over ssh: SSH=user@host runs both benchmarks there (SSH_ARGS: extra ssh flags,
+# e.g. "-p 2222 -i key"). LLAMA_BENCH, the models and ENGINE are then paths on the board; only
+# ssh runs here, the board needs nothing but a shell. REMOTE_ENV sets variables for both
+# commands there (e.g. "LD_LIBRARY_PATH=/home/pi/llama/bin"). Copy the engine from
+# `meltbench bundle --target aarch64-unknown-linux-musl` (or cargo build --release --target ...).
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 LLAMA_BENCH=$1
@@ -25,8 +31,42 @@ TESTS=${TESTS:-"tg128 pp64 pp256"}
 ENGINE=${ENGINE:-target/release/meltbench-engine}
 LLAMA_ARGS=${LLAMA_ARGS:-}
 DEPTH=${DEPTH:-0}
-[[ -x $ENGINE ]] || { echo "error: $ENGINE not found; run: cargo build --release -p meltbench-engine" >&2; exit 2; }
-[[ -x $LLAMA_BENCH ]] || { echo "error: $LLAMA_BENCH is not an executable llama-bench" >&2; exit 2; }
+SSH=${SSH:-}
+SSH_ARGS=${SSH_ARGS:-}
+REMOTE_ENV=${REMOTE_ENV:-}
+
+# Runs a command here, or on the board when SSH is set (words quoted for the remote shell;
+# MELTBENCH_KERNELS travels with it, since ssh does not pass the environment).
+on_device() {
+    if [[ -z $SSH ]]; then
+        "$@"
+        return
+    fi
+    local cmd=(env)
+    # shellcheck disable=SC2206
+    [[ -n $REMOTE_ENV ]] && cmd+=($REMOTE_ENV)
+    [[ -n ${MELTBENCH_KERNELS:-} ]] && cmd+=("MELTBENCH_KERNELS=$MELTBENCH_KERNELS")
+    # shellcheck disable=SC2086
+    ssh -o BatchMode=yes $SSH_ARGS "$SSH" "$(printf '%q ' "${cmd[@]}" "$@")"
+}
+
+where=${SSH:+" on $SSH"}
+if [[ -n $SSH ]] && ! on_device true; then
+    echo "error: cannot run a command on $SSH over ssh (SSH_ARGS: '$SSH_ARGS'); check that 'ssh $SSH_ARGS $SSH true' works without a password prompt" >&2
+    exit 2
+fi
+on_device test -x "$ENGINE" || {
+    if [[ -n $SSH ]]; then
+        echo "error: $ENGINE is not an executable$where; copy the engine there (meltbench bundle --target aarch64-unknown-linux-musl) and set ENGINE to its path" >&2
+    else
+        echo "error: $ENGINE not found; run: cargo build --release -p meltbench-engine" >&2
+    fi
+    exit 2
+}
+on_device test -x "$LLAMA_BENCH" || { echo "error: $LLAMA_BENCH is not an executable llama-bench$where" >&2; exit 2; }
+for model in "$@"; do
+    on_device test -r "$model" || { echo "error: $model is not a readable file$where" >&2; exit 2; }
+done
 
 samples=$(mktemp)
 trap 'rm -f "$samples"' EXIT
@@ -36,12 +76,12 @@ trap 'rm -f "$samples"' EXIT
 ours() { # model test threads
     local model=$1 test=$2 t=$3 n=${2:2}
     if [[ $test == tg* ]]; then
-        "$ENGINE" bench "$model" --prompt-tokens 1 -n $((n + 1)) --passes 1 --warmup 1 -t "$t" --depth "$DEPTH" |
+        on_device "$ENGINE" bench "$model" --prompt-tokens 1 -n $((n + 1)) --passes 1 --warmup 1 -t "$t" --depth "$DEPTH" |
             python3 -c 'import json,sys
 r=[json.loads(l) for l in sys.stdin if "\"pass\"" in l][-1]
 print(len(r["decode_ns"])/ (sum(r["decode_ns"])/1e9))'
     else
-        "$ENGINE" bench "$model" --prompt-tokens "$n" -n 1 --passes 1 --warmup 1 -t "$t" --depth "$DEPTH" |
+        on_device "$ENGINE" bench "$model" --prompt-tokens "$n" -n 1 --passes 1 --warmup 1 -t "$t" --depth "$DEPTH" |
             python3 -c 'import json,sys
 r=[json.loads(l) for l in sys.stdin if "\"pass\"" in l][-1]
 print(r["prompt_tokens"]/(r["prefill_ns"]/1e9))'
@@ -54,7 +94,7 @@ theirs() { # model test threads
     # -d only when asked: older llama-bench builds and ik_llama.cpp's do not know it.
     if [[ $DEPTH != 0 ]]; then args+=(-d "$DEPTH"); fi
     # shellcheck disable=SC2086
-    "$LLAMA_BENCH" -m "$model" "${args[@]}" -t "$t" -r 1 -o json $LLAMA_ARGS 2>/dev/null |
+    on_device "$LLAMA_BENCH" -m "$model" "${args[@]}" -t "$t" -r 1 -o json $LLAMA_ARGS 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'
 }
 
@@ -70,14 +110,15 @@ for model in "$@"; do
     done
 done
 
-python3 - "$samples" "$ROUNDS" "$DEPTH" <<'PY'
+python3 - "$samples" "$ROUNDS" "$DEPTH" "$SSH" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     model, test, t, who, v = line.rstrip("\n").split("\t")
     rows[(model, test, int(t))][who].append(float(v))
 depth = f", {sys.argv[3]} tokens in the KV cache first" if sys.argv[3] != "0" else ""
-print(f"Medians of {sys.argv[2]} alternating runs each{depth}, tokens/s.\n")
+on = f" on {sys.argv[4]}" if sys.argv[4] else ""
+print(f"Medians of {sys.argv[2]} alternating runs each{depth}{on}, tokens/s.\n")
 print("| model | test | threads | meltbench-engine | llama.cpp | ratio |")
 print("|---|---|---:|---:|---:|---:|")
 for (model, test, t), d in rows.items():
