@@ -118,10 +118,14 @@ for line in open(sys.argv[1]):
     rows[(model, test, int(t))][who].append(float(v))
 depth = f", {sys.argv[3]} tokens in the KV cache first" if sys.argv[3] != "0" else ""
 on = f" on {sys.argv[4]}" if sys.argv[4] else ""
-print(f"Medians of {sys.argv[2]} alternating runs each{depth}{on}, tokens/s.\n")
-print("| model | test | threads | meltbench-engine | llama.cpp | ratio |")
-print("|---|---|---:|---:|---:|---:|")
+print(f"Medians of {sys.argv[2]} alternating runs each{depth}{on}, tokens/s. Ratio: the median of")
+print("the rounds' ratios (each round runs ours, then llama.cpp, back to back, so a slow spell of")
+print("the machine hits both sides of a ratio); range: the lowest and highest of them.\n")
+print("| model | test | threads | meltbench-engine | llama.cpp | ratio | range |")
+print("|---|---|---:|---:|---:|---:|---:|")
 for (model, test, t), d in rows.items():
     a, b = statistics.median(d["ours"]), statistics.median(d["llama"])
-    print(f"| {model} | {test} | {t} | {a:.1f} | {b:.1f} | {a / b:.2f}x |")
+    ratios = [x / y for x, y in zip(d["ours"], d["llama"])]
+    r = statistics.median(ratios)
+    print(f"| {model} | {test} | {t} | {a:.1f} | {b:.1f} | {r:.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |")
 PY

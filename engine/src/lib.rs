@@ -1,4 +1,5 @@
-//! meltbench-engine: a small, readable quantized inference engine for llama-family GGUF models.
+//! meltbench-engine: a small, readable quantized inference engine for GGUF models of the llama,
+//! qwen2, qwen3 and gemma3 architectures.
 //!
 //! Reading order: [`gguf`] (the file), [`tokenizer`], [`model`] (weights) and
 //! [`session::Session::forward`] (the network, every architecture), [`ops`] and [`kernels`] (the arithmetic),

@@ -24,10 +24,11 @@ use std::time::Instant;
 #[command(
     name = "meltbench-engine",
     version,
-    about = "The quantized llama-family inference engine that meltbench runs on every device",
-    long_about = "The quantized llama-family inference engine that meltbench pushes to every device.\n\
-                  It reads GGUF models (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K weights) and picks the fastest \
-                  kernels the CPU supports (AVX-512, AVX2, NEON, or plain Rust)."
+    about = "The quantized inference engine that meltbench runs on every device",
+    long_about = "The quantized inference engine that meltbench pushes to every device.\n\
+                  It runs GGUF models of the llama (Llama 2/3, SmolLM), qwen2, qwen3 and gemma3 architectures \
+                  (F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K weights, each in its own format) and picks \
+                  the fastest kernels the CPU supports (AVX-512, AVX2, NEON, or plain Rust)."
 )]
 struct Cli {
     /// Kernel table to use instead of the best one: an ISA (scalar, avx2, avx512, neon: its
