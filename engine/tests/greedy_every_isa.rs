@@ -10,24 +10,9 @@
 
 mod common;
 
-use meltbench_engine::generate::generate;
 use meltbench_engine::kernels::{self, Isa, Kernels};
-use meltbench_engine::load::{load, Loaded};
-use meltbench_engine::sampler::{Sampler, SamplerConfig};
-use meltbench_engine::session::Session;
+use meltbench_engine::load::load;
 use std::path::Path;
-
-fn greedy(l: &Loaded, k: &'static Kernels, prompt: &str, n: usize) -> Vec<u32> {
-    let prompt = l.tokenizer.encode(prompt, true, false);
-    let mut s = Session::new(&l.model, k, common::threads(), prompt.len() + n);
-    let mut sampler = Sampler::new(SamplerConfig {
-        temperature: 0.0,
-        ..Default::default()
-    });
-    generate(&mut s, &l.tokenizer, &mut sampler, &prompt, n, true, |_| {})
-        .unwrap()
-        .tokens
-}
 
 /// The tables to hold to the reference. Under emulation the scalar table is left out: it is
 /// the same Rust on both architectures and checked natively, and emulating it costs minutes.
@@ -54,7 +39,7 @@ fn check(name: &str, model: &Path) {
                 want.len() >= 4,
                 "{prompt:?}: the reference is too short to test"
             );
-            let got = greedy(&l, k, prompt, n);
+            let got = common::greedy_tokens(&l, k, common::threads(), prompt, n);
             let same = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
             println!(
                 "{name} {} {prompt:?}: {same} of {} agreed tokens; ours {got:?}",

@@ -4,11 +4,8 @@
 mod common;
 
 use meltbench_engine::dtype::DType;
-use meltbench_engine::generate::generate;
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::load;
-use meltbench_engine::sampler::{Sampler, SamplerConfig};
-use meltbench_engine::session::Session;
 use meltbench_engine::synth::{write_synth, SynthArch, SynthConfig};
 use meltbench_protocol::engine::EngineRecord;
 use std::path::Path;
@@ -17,16 +14,7 @@ const PROMPT: &str = "The engineers measured the heat of 42 phones, and the batt
 const N: usize = 24;
 
 fn greedy(model: &Path, k: &'static Kernels, threads: usize) -> Vec<u32> {
-    let l = load(model).unwrap();
-    let prompt = l.tokenizer.encode(PROMPT, true, false);
-    let mut s = Session::new(&l.model, k, threads, prompt.len() + N);
-    let mut sampler = Sampler::new(SamplerConfig {
-        temperature: 0.0,
-        ..Default::default()
-    });
-    generate(&mut s, &l.tokenizer, &mut sampler, &prompt, N, true, |_| {})
-        .unwrap()
-        .tokens
+    common::greedy_tokens(&load(model).unwrap(), k, threads, PROMPT, N)
 }
 
 #[test]

@@ -117,6 +117,34 @@ pub fn kernels() -> &'static meltbench_engine::kernels::Kernels {
     meltbench_engine::kernels::select(name.as_deref()).unwrap()
 }
 
+/// `n` greedy tokens after `prompt` (tokenized with BOS as the vocabulary asks), on table `k`.
+pub fn greedy_tokens(
+    l: &meltbench_engine::load::Loaded,
+    k: &'static meltbench_engine::kernels::Kernels,
+    threads: usize,
+    prompt: &str,
+    n: usize,
+) -> Vec<u32> {
+    use meltbench_engine::sampler::{Sampler, SamplerConfig};
+    let prompt = l.tokenizer.encode(prompt, true, false);
+    let mut s = meltbench_engine::session::Session::new(&l.model, k, threads, prompt.len() + n);
+    let mut sampler = Sampler::new(SamplerConfig {
+        temperature: 0.0,
+        ..Default::default()
+    });
+    meltbench_engine::generate::generate(
+        &mut s,
+        &l.tokenizer,
+        &mut sampler,
+        &prompt,
+        n,
+        true,
+        |_| {},
+    )
+    .unwrap()
+    .tokens
+}
+
 /// A greedy continuation of a fixture case (`prompt`, `prompt_ids`, `generated_ids`): checks
 /// the prompt's tokens, generates as many tokens as llama.cpp did with [`kernels`], and
 /// returns ours, llama.cpp's, how many leading ones agree, and the session (for a closer look
