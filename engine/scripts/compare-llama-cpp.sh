@@ -11,6 +11,9 @@
 # "--repack 0" on a machine whose CPU advertises AMX that the hypervisor does not allow), DEPTH
 # (default 0: tokens already in the KV cache before each test, llama-bench's -d; our engine's
 # bench --depth), MELTBENCH_KERNELS (our kernel table, e.g. avx2 against an AVX2-only build).
+# ALSO_BENCH: a second llama-bench (e.g. ik_llama.cpp's) run in the same rounds, right after
+# llama.cpp, for two more columns; ALSO_ARGS its extra flags (e.g. "-rtr 1"), ALSO_NAME its
+# column's name (default ik_llama.cpp).
 #
 # On a board over ssh: SSH=user@host runs both benchmarks there (SSH_ARGS: extra ssh flags,
 # e.g. "-p 2222 -i key"). LLAMA_BENCH, the models and ENGINE are then paths on the board; only
@@ -20,7 +23,7 @@
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 LLAMA_BENCH=$1
@@ -31,6 +34,9 @@ TESTS=${TESTS:-"tg128 pp64 pp256"}
 ENGINE=${ENGINE:-target/release/meltbench-engine}
 LLAMA_ARGS=${LLAMA_ARGS:-}
 DEPTH=${DEPTH:-0}
+ALSO_BENCH=${ALSO_BENCH:-}
+ALSO_ARGS=${ALSO_ARGS:-}
+ALSO_NAME=${ALSO_NAME:-ik_llama.cpp}
 SSH=${SSH:-}
 SSH_ARGS=${SSH_ARGS:-}
 REMOTE_ENV=${REMOTE_ENV:-}
@@ -63,7 +69,11 @@ on_device test -x "$ENGINE" || {
     fi
     exit 2
 }
-on_device test -x "$LLAMA_BENCH" || { echo "error: $LLAMA_BENCH is not an executable llama-bench$where" >&2; exit 2; }
+benches=("$LLAMA_BENCH")
+[[ -n $ALSO_BENCH ]] && benches+=("$ALSO_BENCH")
+for bench in "${benches[@]}"; do
+    on_device test -x "$bench" || { echo "error: $bench is not an executable llama-bench$where" >&2; exit 2; }
+done
 for model in "$@"; do
     on_device test -r "$model" || { echo "error: $model is not a readable file$where" >&2; exit 2; }
 done
@@ -88,29 +98,45 @@ print(r["prompt_tokens"]/(r["prefill_ns"]/1e9))'
     fi
 }
 
-theirs() { # model test threads
+theirs() { # bench extra-args model test threads
+    local bench=$1 extra=$2
+    shift 2
     local model=$1 test=$2 t=$3 n=${2:2} args
     if [[ $test == tg* ]]; then args=(-p 0 -n "$n"); else args=(-p "$n" -n 0); fi
     # -d only when asked: older llama-bench builds and ik_llama.cpp's do not know it.
     if [[ $DEPTH != 0 ]]; then args+=(-d "$DEPTH"); fi
     # shellcheck disable=SC2086
-    on_device "$LLAMA_BENCH" -m "$model" "${args[@]}" -t "$t" -r 1 -o json $LLAMA_ARGS 2>/dev/null |
+    on_device "$bench" -m "$model" "${args[@]}" -t "$t" -r 1 -o json $extra 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'
+}
+
+# One sample; an engine that printed no number stops the run with what to try.
+record() { # model test threads who value
+    if [[ -z $5 ]]; then
+        local name
+        case $4 in ours) name=$ENGINE ;; llama) name=$LLAMA_BENCH ;; *) name=$ALSO_BENCH ;; esac
+        echo "error: $name gave no result for $(basename "$1") $2 at $3 threads; run it by hand to see why" >&2
+        exit 1
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$(basename "$1")" "$2" "$3" "$4" "$5" >>"$samples"
 }
 
 for model in "$@"; do
     for t in $THREADS; do
         for test in $TESTS; do
             for ((r = 0; r < ROUNDS; r++)); do
-                printf '%s\t%s\t%s\tours\t%s\n' "$(basename "$model")" "$test" "$t" "$(ours "$model" "$test" "$t")" >>"$samples"
-                printf '%s\t%s\t%s\tllama\t%s\n' "$(basename "$model")" "$test" "$t" "$(theirs "$model" "$test" "$t")" >>"$samples"
+                record "$model" "$test" "$t" ours "$(ours "$model" "$test" "$t")"
+                record "$model" "$test" "$t" llama "$(theirs "$LLAMA_BENCH" "$LLAMA_ARGS" "$model" "$test" "$t")"
+                if [[ -n $ALSO_BENCH ]]; then
+                    record "$model" "$test" "$t" also "$(theirs "$ALSO_BENCH" "$ALSO_ARGS" "$model" "$test" "$t")"
+                fi
             done
             echo "done: $(basename "$model") $test t=$t" >&2
         done
     done
 done
 
-python3 - "$samples" "$ROUNDS" "$DEPTH" "$SSH" <<'PY'
+python3 - "$samples" "$ROUNDS" "$DEPTH" "$SSH" "$ALSO_NAME" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
@@ -119,13 +145,25 @@ for line in open(sys.argv[1]):
 depth = f", {sys.argv[3]} tokens in the KV cache first" if sys.argv[3] != "0" else ""
 on = f" on {sys.argv[4]}" if sys.argv[4] else ""
 print(f"Medians of {sys.argv[2]} alternating runs each{depth}{on}, tokens/s. Ratio: the median of")
-print("the rounds' ratios (each round runs ours, then llama.cpp, back to back, so a slow spell of")
+print("the rounds' ratios (each round runs ours, then the others, back to back, so a slow spell of")
 print("the machine hits both sides of a ratio); range: the lowest and highest of them.\n")
-print("| model | test | threads | meltbench-engine | llama.cpp | ratio | range |")
-print("|---|---|---:|---:|---:|---:|---:|")
+also = sys.argv[5] if any("also" in d for d in rows.values()) else None
+head = "| model | test | threads | meltbench-engine | llama.cpp | ratio | range |"
+rule = "|---|---|---:|---:|---:|---:|---:|"
+if also:
+    head += f" {also} | ratio | range |"
+    rule += "---:|---:|---:|"
+print(head)
+print(rule)
+
+def paired(ours, theirs):
+    """The median and range of the rounds' ratios, as table cells."""
+    ratios = [x / y for x, y in zip(ours, theirs)]
+    return f"{statistics.median(theirs):.1f} | {statistics.median(ratios):.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |"
+
 for (model, test, t), d in rows.items():
-    a, b = statistics.median(d["ours"]), statistics.median(d["llama"])
-    ratios = [x / y for x, y in zip(d["ours"], d["llama"])]
-    r = statistics.median(ratios)
-    print(f"| {model} | {test} | {t} | {a:.1f} | {b:.1f} | {r:.2f}x | {min(ratios):.2f}-{max(ratios):.2f} |")
+    line = f"| {model} | {test} | {t} | {statistics.median(d['ours']):.1f} | " + paired(d["ours"], d["llama"])
+    if also:
+        line += " " + paired(d["ours"], d["also"])
+    print(line)
 PY
