@@ -8,7 +8,7 @@
 #
 # Ours: the fewest instructions on a cycle of the function's control-flow graph that runs
 # every dot instruction (sdot, smull/smull2, smlal/smlal2) of one loop step, so branches inside
-# the step (the software f16 conversion's rare cases, partial groups) take their cheap side.
+# the step (partial groups) take their cheap side.
 # llama.cpp: the function's first outermost loop, whose body is straight-line code (checked:
 # a body with a branch inside is reported); an inner loop the compiler kept is counted
 # `trips` times, and its dot instructions are printed to compare with the source. Ours are
@@ -73,13 +73,6 @@ PAIR_LINES = {line_of("neon.rs", "acc0 = block::<B, D>(&r, i, acc0, &mut msum0);
               0}
 FULL_QUARTER = {line_of("neon_packed.rs", "quarter::<B, D, T>(&mut acc, p, g, q, 4, b0, acts);")}
 GROUP_STEP = {line_of("neon_packed.rs", "let g = (nb - b0).min(GROUP);")}
-# Code that a step runs only for rare values, kept off the counted cycle (otherwise the
-# cheapest cycle would take, say, the shortcut for a zero scale): neon.rs's f16 conversion for
-# inf/NaN and subnormal scales, and `half`'s software f16 conversion, which runs only on cores
-# without the fp16 extension (the count assumes the extension, the call to one `fcvt`).
-RARE_LINES = {line_of("neon.rs", "o += (255 - 143) << 23;"),
-              line_of("neon.rs", "o = (f32::from_bits(o + (1 << 23)) - f32::from_bits(113 << 23)).to_bits();")}
-RARE_FUNCS = re.compile(r"^f16_to_f32_fallback$|^detect_and_initialize$")
 OURS = []
 for ty in ["Q4_0", "Q4_1", "Q5_0", "Q8_0"]:
     for var, d, per in [("plain", M, 4), ("dotprod", S, 2)]:
@@ -92,7 +85,7 @@ for ty, f in [("Q4_K", "dot_q4_k_impl"), ("Q5_K", "dot_q5_k_impl"), ("Q6_K", "do
                      f"`for i in 0..nsb` in {f} (kquants/neon.rs)"))
 for ty in ["Q4_0", "Q4_1", "Q8_0"]:
     for var, d, per in [("plain", PM, 4), ("dotprod", PS, 2)]:
-        OURS.append((ty, var, "packed", rf"^rows<.*::{ty}, .*{d}, 1>$",
+        OURS.append((ty, var, "packed", rf"^rows<.*::{ty}, .*{d}>, 1>$",
                      (r"^tile<", FULL_QUARTER), (r"^tile<", GROUP_STEP), per, 16,
                      "a whole 16-block group of `while b0 < nb` in tile (neon_packed.rs), T=1"))
 
@@ -289,12 +282,11 @@ def reach(bbs, src, banned=()):
     return seen
 
 
-def hot_cycle(insns, required, avoid=()):
+def hot_cycle(insns, required):
     """The fewest instructions on a cycle of the control-flow graph that executes every
     instruction of `required` (addresses) in one of the loops holding them: the loop's
-    iteration with every optional branch (rare f16 cases, partial groups) on its cheapest
-    side, never through a block holding an instruction of `avoid`. None when no single cycle
-    runs them all."""
+    iteration with every optional branch (partial groups) on its cheapest side. None when no
+    single cycle runs them all."""
     bbs = blocks_of(insns)
     of = {}
     for st, (ins, _) in bbs.items():
@@ -311,10 +303,9 @@ def hot_cycle(insns, required, avoid=()):
     rest = req[1:]
     cut = {b: reach(bbs, b, {r0}) for b in rest}
     order = sorted(rest, key=lambda b: -sum(1 for c in rest if c in cut[b]))
-    banned = {of[a] for a in avoid} - set(req)
     total, at, path = 0, r0, []
     for nxt in order + [r0]:
-        d, p = shortest(bbs, at, nxt, {r0} | banned)
+        d, p = shortest(bbs, at, nxt, {r0})
         if d is None:
             return None, req, None
         total, at, path = total + d, nxt, path + p
@@ -366,11 +357,7 @@ for ty, var, kind, pat, step, outer, per, blocks, why in OURS:
     bbs = blocks_of(insns)
     required = [a for a, mn, _ in insns if DOT.match(mn) and mine(a)
                 and (step is None or matches(addr_frames[a], *step))]
-    avoid = [a for a, mn, ops in insns
-             if any(n == "f16_to_f32" and line in RARE_LINES or RARE_FUNCS.match(n)
-                    for n, line in addr_frames.get(a, [])[:1])
-             or mn == "bl" and "detect_and_initialize" in ops]
-    n, req, path = hot_cycle(insns, required, avoid)
+    n, req, path = hot_cycle(insns, required)
     if n is None:
         print(f"| {label} | - | - | - | no single cycle runs all its dot instructions |")
         continue
@@ -380,7 +367,7 @@ for ty, var, kind, pat, step, outer, per, blocks, why in OURS:
         # The step's inner loop (whole quarters) was kept: one pass of the outer step with
         # one inner trip, plus the other trips of the inner cycle.
         extra = [a for a, _, _ in insns if mine(a) and matches(addr_frames[a], *outer)]
-        n2, _, path2 = hot_cycle(insns, required + extra, avoid)
+        n2, _, path2 = hot_cycle(insns, required + extra)
         trips = blocks * per // dots
         if n2 is None or blocks * per % dots:
             print(f"| {label} | - | - | - | inner loop of {dots} dot instructions, not counted |")

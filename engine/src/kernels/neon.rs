@@ -6,6 +6,7 @@
 //! the order the block terms are added. Both variants report [`Isa::Neon`]; each carries its
 //! packed-layout kernels ([`super::neon_packed`], [`super::neon_interleaved`]).
 
+use super::neon_interleaved::{f16_scalar, f16x4};
 use super::{Isa, Kernels};
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
@@ -129,34 +130,6 @@ unsafe fn dot_f32_neon(w: &[f32], x: &[f32]) -> f32 {
     sum
 }
 
-/// Converts four f16 bit patterns to f32 exactly, in integer arithmetic: NEON's own
-/// conversion (`fcvtl`) is part of the fp16 extension, which is not baseline. This is the
-/// classic rebias of exponent and mantissa, with the two exponent extremes fixed up.
-#[inline(always)]
-unsafe fn f16x4_to_f32(h: uint16x4_t) -> float32x4_t {
-    let h = vmovl_u16(h);
-    let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
-    // Exponent and mantissa moved to their f32 places, exponent still biased by 15.
-    let em = vshlq_n_u32::<13>(vandq_u32(h, vdupq_n_u32(0x7FFF)));
-    let exp_mask = vdupq_n_u32(0x1F << 23);
-    let exp = vandq_u32(em, exp_mask);
-    // Rebias 15 -> 127.
-    let mut o = vaddq_u32(em, vdupq_n_u32((127 - 15) << 23));
-    // Inf/NaN: the exponent is now 31 + 112 = 143; move it on to 255, keeping the payload.
-    let infnan = vceqq_u32(exp, exp_mask);
-    o = vaddq_u32(o, vandq_u32(infnan, vdupq_n_u32((255 - 143) << 23)));
-    // Zero/subnormal: mantissa * 2^-24, computed as (1.m * 2^-14) - 2^-14 so that no f32
-    // subnormal is involved and a flush-to-zero mode cannot change the result.
-    let magic = vdupq_n_u32(113 << 23);
-    let sub = vsubq_f32(
-        vreinterpretq_f32_u32(vaddq_u32(o, vdupq_n_u32(1 << 23))),
-        vreinterpretq_f32_u32(magic),
-    );
-    let zero = vceqq_u32(exp, vdupq_n_u32(0));
-    o = vbslq_u32(zero, vreinterpretq_u32_f32(sub), o);
-    vreinterpretq_f32_u32(vorrq_u32(o, sign))
-}
-
 unsafe fn dot_f16_neon(w: &[f16], x: &[f32]) -> f32 {
     let n = w.len();
     // `f16` is a transparent wrapper around its bits, so the row can be read as u16.
@@ -167,24 +140,21 @@ unsafe fn dot_f16_neon(w: &[f16], x: &[f32]) -> f32 {
         for (k, pair) in acc.chunks_exact_mut(2).enumerate() {
             let j = i + 8 * k;
             let h = vld1q_u16(wp.add(j));
-            let (w0, w1) = (
-                f16x4_to_f32(vget_low_u16(h)),
-                f16x4_to_f32(vget_high_u16(h)),
-            );
+            let (w0, w1) = (f16x4(vget_low_u16(h)), f16x4(vget_high_u16(h)));
             pair[0] = vfmaq_f32(pair[0], w0, vld1q_f32(xp.add(j)));
             pair[1] = vfmaq_f32(pair[1], w1, vld1q_f32(xp.add(j + 4)));
         }
         i += 16;
     }
     while i + 4 <= n {
-        let wv = f16x4_to_f32(vld1_u16(wp.add(i)));
+        let wv = f16x4(vld1_u16(wp.add(i)));
         acc[0] = vfmaq_f32(acc[0], wv, vld1q_f32(xp.add(i)));
         i += 4;
     }
     let v = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
     let mut sum = vaddvq_f32(v);
     for (wj, xj) in w[i..].iter().zip(&x[i..]) {
-        sum += f16_to_f32(wj.to_bits()) * xj;
+        sum += f16_scalar(wj.to_bits()) * xj;
     }
     sum
 }
@@ -369,27 +339,10 @@ impl Block for Q5_1 {
     }
 }
 
-/// One f16 bit pattern to f32, exactly: the scalar twin of [`f16x4_to_f32`]. `half`'s own
-/// conversion checks for the fp16 extension at run time on every call, which in the block
-/// loop costs more than the block's arithmetic.
-#[inline(always)]
-fn f16_to_f32(h: u16) -> f32 {
-    let h = h as u32;
-    let em = (h & 0x7FFF) << 13;
-    let exp = em & (0x1F << 23);
-    let mut o = em + ((127 - 15) << 23);
-    if exp == 0x1F << 23 {
-        o += (255 - 143) << 23;
-    } else if exp == 0 {
-        o = (f32::from_bits(o + (1 << 23)) - f32::from_bits(113 << 23)).to_bits();
-    }
-    f32::from_bits(o | ((h & 0x8000) << 16))
-}
-
 /// The little-endian f16 at `p` (not necessarily aligned) as f32.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    f16_to_f32(u16::from_le_bytes(std::ptr::read_unaligned(
+    f16_scalar(u16::from_le_bytes(std::ptr::read_unaligned(
         p as *const [u8; 2],
     )))
 }
@@ -458,24 +411,13 @@ mod tests {
 
     #[test]
     fn f16_conversion_is_exact_for_every_bit_pattern() {
+        // The scalar `fcvt` of the block loops; `fcvtl` has its own test in neon_packed.rs.
         for b in 0..=u16::MAX {
-            let (got, want) = (f16_to_f32(b), f16::from_bits(b).to_f32());
+            let (got, want) = (f16_scalar(b), f16::from_bits(b).to_f32());
             assert!(
                 got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
                 "f16 {b:#06x}: {got} vs {want}"
             );
-        }
-        for hi in 0..=u16::MAX / 4 {
-            let bits = [hi * 4, hi * 4 + 1, hi * 4 + 2, hi * 4 + 3];
-            let got: [f32; 4] =
-                unsafe { std::mem::transmute(f16x4_to_f32(vld1_u16(bits.as_ptr()))) };
-            for (b, g) in bits.iter().zip(got) {
-                let want = f16::from_bits(*b).to_f32();
-                assert!(
-                    g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
-                    "f16 {b:#06x}: {g} vs {want}"
-                );
-            }
         }
     }
 

@@ -65,6 +65,25 @@ pub(super) unsafe fn f16x4(h: uint16x4_t) -> float32x4_t {
     out
 }
 
+/// One f16 bit pattern as f32 with the scalar `fcvt`, Armv8.0 like `fcvtl` (exact for every
+/// input). `half`'s conversion checks for the fp16 extension at run time on every call, which
+/// in a block loop costs more than the block's arithmetic.
+#[inline(always)]
+pub(in crate::kernels) fn f16_scalar(h: u16) -> f32 {
+    let out: f32;
+    // SAFETY: `fcvt` is part of every aarch64 CPU's floating point; it reads and writes only
+    // the two registers.
+    unsafe {
+        std::arch::asm!(
+            "fcvt {o:s}, {i:h}",
+            o = lateout(vreg) out,
+            i = in(vreg) h as i16,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    out
+}
+
 /// The upper four of eight f16 bit patterns as f32 (`fcvtl2`).
 #[inline(always)]
 pub(super) unsafe fn f16x4_high(h: uint16x8_t) -> float32x4_t {

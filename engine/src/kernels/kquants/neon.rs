@@ -12,7 +12,6 @@ use super::{
 };
 use crate::dtype::{DType, QK};
 use crate::kernels::blocks::Q8Blocks;
-use half::f16;
 use std::arch::aarch64::*;
 
 // Soundness: NEON is baseline on the aarch64 Linux targets, so the plain entry points run on
@@ -132,8 +131,9 @@ impl Dot for Sdot {
 
 #[inline(always)]
 fn f16_at(b: &[u8], at: usize) -> f32 {
-    // Once per super-block, so `half`'s run-time check for the fp16 extension is affordable.
-    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+    // `fcvt`, inline: `half`'s out-of-line call made the block loop spill its vectors around
+    // it (25 instructions per Q6_K super-block under dotprod).
+    crate::kernels::neon_interleaved::f16_scalar(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
 /// Lane k of the result is the total of the four lanes of `v[k]`.
