@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side speed of meltbench-engine and llama.cpp's llama-bench on the same GGUF files,
 # same thread counts, same machine: runs alternate (ours, theirs, ours, ...) so drift in clock
-# speed or background load hits both alike, and the table reports medians.
+# speed or background load hits both alike. The table reports each side's median and the
+# median of the rounds' ratios, with the lowest and highest round beside it.
 #
 #   engine/scripts/compare-llama-cpp.sh LLAMA_BENCH MODEL.gguf [MODEL.gguf ...]
 #
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 LLAMA_BENCH=$1
