@@ -33,6 +33,9 @@ as_root() {
     fi
 }
 
+# CI builds each crate once: incremental state would only take disk space (gigabytes).
+export CARGO_INCREMENTAL=0
+
 step "Debian packages: ${APT_PACKAGES[*]}"
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

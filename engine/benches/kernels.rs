@@ -11,8 +11,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
 use meltbench_engine::dtype::DType;
-use meltbench_engine::kernels::blocks::{quantize_row, Q8Row};
-use meltbench_engine::kernels::packed::{pack_activations, pack_row, packs};
+use meltbench_engine::kernels::blocks::{quantize_row, Q8Blocks, Q8Row};
+use meltbench_engine::kernels::packed::{pack_activations, pack_row, packs, MAX_TILE, PACKED_TYPES};
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::load;
 use meltbench_engine::ops::{self, matmul, Input, Q8Scratch};
@@ -177,6 +177,64 @@ fn dots(c: &mut Criterion) {
     }
 }
 
+/// Gemma 3 270M's widths, where prefill spends most of its time in packed Q5_0 rows: 640 (20
+/// blocks: a whole group and a partial one) and 2048 (four whole groups).
+const TILE_WIDTHS: [usize; 2] = [640, 2048];
+
+/// Rows per packed call in [`tiles`]: a prefill task's share of a Gemma 3 matrix is 64 to 128.
+const TILE_ROWS: usize = 16;
+
+/// [`TILE_ROWS`] packed rows against [`MAX_TILE`] tokens in one call, as prefill makes them:
+/// throughput in multiply-accumulates (columns times tokens times rows), so every type and ISA
+/// compares directly.
+fn tiles(c: &mut Criterion) {
+    for k in kernels::available() {
+        let Some(pk) = k.packed else { continue };
+        let mut g = c.benchmark_group(format!("tile{MAX_TILE}/{}", k.isa));
+        for &ty in PACKED_TYPES {
+            for cols in TILE_WIDTHS {
+                // Every packed type has 32-element blocks.
+                let nb = cols / 32;
+                let row_bytes = ty.bytes_for(cols).expect("whole blocks");
+                let mut w = vec![0u8; row_bytes * TILE_ROWS];
+                for (r, packed) in w.chunks_exact_mut(row_bytes).enumerate() {
+                    let mut raw = vec![0u8; row_bytes];
+                    quantize_row(ty, &random(cols, 3 + r as u64), &mut raw);
+                    pack_row(ty, &raw, packed);
+                }
+                let mut acts = Q8Row::default();
+                pack_activations(&random(cols * MAX_TILE, 4), cols, &mut acts);
+                let views: Vec<Q8Blocks<'_>> = (0..MAX_TILE)
+                    .map(|t| Q8Blocks {
+                        qs: &acts.qs[t * cols..(t + 1) * cols],
+                        d: &acts.d[t * nb..(t + 1) * nb],
+                        s: &acts.s[t * nb..(t + 1) * nb],
+                    })
+                    .collect();
+                let mut out = [0f32; TILE_ROWS * MAX_TILE];
+                g.throughput(Throughput::Elements((cols * MAX_TILE * TILE_ROWS) as u64));
+                g.bench_function(BenchmarkId::new(ty.to_string(), cols), |b| {
+                    b.iter(|| {
+                        // SAFETY: `out` holds TILE_ROWS results for each of MAX_TILE tokens at
+                        // stride TILE_ROWS, and nothing else touches it during the call.
+                        unsafe {
+                            (pk.dot)(
+                                ty,
+                                black_box(&w),
+                                TILE_ROWS,
+                                black_box(&views),
+                                out.as_mut_ptr(),
+                                TILE_ROWS,
+                            )
+                        }
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
 /// The element-wise steps, measured in bytes of f32 input since they have no weights.
 fn elementwise(c: &mut Criterion) {
     let mut g = c.benchmark_group("ops");
@@ -286,6 +344,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = dots, elementwise, matmuls
+    targets = dots, tiles, elementwise, matmuls
 }
 criterion_main!(benches);

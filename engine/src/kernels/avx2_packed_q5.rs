@@ -9,7 +9,8 @@
 //! fifth bits come out of the transposed fifth-bit chunk with one shuffle through a 16-entry
 //! table (see the layout's notes in [`super::packed`]).
 //!
-//! A partial group (the last of a row, 3 to 15 blocks) reads its lanes with masked loads, so
+//! A partial group (the last of a row, 3 to 15 blocks) reads its lanes with masked loads, or
+//! with plain 16-byte loads where a half holds exactly four blocks (640-wide rows end so), so
 //! nothing past the row or the activations is touched; wide groups (one or two blocks) take one
 //! or two multiply-accumulates.
 
@@ -137,30 +138,32 @@ const LEAD: usize = QK / 2 + 4;
 /// Eight 32-bit lanes at `p`, those from `n` on zero (and not read).
 #[inline(always)]
 unsafe fn lanes(p: *const u8, n: usize) -> __m256i {
-    if n == 8 {
-        _mm256_loadu_si256(p as *const __m256i)
-    } else {
-        _mm256_maskload_epi32(p as *const i32, lane_mask(n))
+    match n {
+        8 => _mm256_loadu_si256(p as *const __m256i),
+        // Half a group, as 640-wide rows end (16 + 4 blocks): one plain load. Masked loads
+        // cost two micro-ops each, and this half makes dozens of them.
+        4 => _mm256_zextsi128_si256(_mm_loadu_si128(p as *const __m128i)),
+        _ => _mm256_maskload_epi32(p as *const i32, lane_mask(n)),
     }
 }
 
 /// Eight f32 at `p`, those from `n` on zero (and not read).
 #[inline(always)]
 unsafe fn floats(p: *const f32, n: usize) -> __m256 {
-    if n == 8 {
-        _mm256_loadu_ps(p)
-    } else {
-        _mm256_maskload_ps(p, lane_mask(n))
+    match n {
+        8 => _mm256_loadu_ps(p),
+        4 => _mm256_zextps128_ps256(_mm_loadu_ps(p)),
+        _ => _mm256_maskload_ps(p, lane_mask(n)),
     }
 }
 
 /// Eight f16 at `p` as f32, those from `n` on zero (and not read).
 #[inline(always)]
 unsafe fn halves(p: *const u8, n: usize) -> __m256 {
-    if n == 8 {
-        u16::load8(p as *const u16)
-    } else {
-        u16::load_part(p as *const u16, n)
+    match n {
+        8 => u16::load8(p as *const u16),
+        4 => _mm256_zextps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64(p as *const __m128i))),
+        _ => u16::load_part(p as *const u16, n),
     }
 }
 
@@ -169,26 +172,6 @@ unsafe fn halves(p: *const u8, n: usize) -> __m256 {
 unsafe fn fifth_bit_table(k: usize) -> __m256i {
     let t = &super::packed::FIFTH_BIT[k];
     _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i))
-}
-
-/// The eight weight steps of `n` lanes of a group of `g` blocks, `p` pointing at the half's
-/// first lane of chunk 0: nibble `| fifth bit << 4` in every byte.
-#[inline(always)]
-unsafe fn steps(p: *const u8, g: usize, n: usize) -> [__m256i; 8] {
-    let mask = _mm256_set1_epi8(0x0F);
-    let qh = lanes(p.add(16 * g), n);
-    let qh_lo = _mm256_and_si256(qh, mask);
-    let qh_hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qh), mask);
-    let mut out = [_mm256_setzero_si256(); 8];
-    for s in 0..4 {
-        let table = fifth_bit_table(s);
-        let v = lanes(p.add(4 * g * s), n);
-        let lo = _mm256_and_si256(v, mask);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-        out[s] = _mm256_or_si256(lo, _mm256_shuffle_epi8(table, qh_lo));
-        out[4 + s] = _mm256_or_si256(hi, _mm256_shuffle_epi8(table, qh_hi));
-    }
-    out
 }
 
 /// `out[t] = dot(row, acts[t])` for `T` activation rows.
@@ -215,7 +198,13 @@ unsafe fn tile<B: Q5, D: Dp, const T: usize>(
             }
         } else {
             for l0 in (0..g).step_by(8) {
-                half::<B, D, T>(&mut acc, p, g, l0, (g - l0).min(8), b0, acts);
+                // Whole and half-full halves spelled as constants, so their loads are plain
+                // ones rather than a choice per load.
+                match (g - l0).min(8) {
+                    8 => half::<B, D, T>(&mut acc, p, g, l0, 8, b0, acts),
+                    4 => half::<B, D, T>(&mut acc, p, g, l0, 4, b0, acts),
+                    n => half::<B, D, T>(&mut acc, p, g, l0, n, b0, acts),
+                }
             }
         }
         b0 += g;
@@ -227,6 +216,12 @@ unsafe fn tile<B: Q5, D: Dp, const T: usize>(
 
 /// Adds the `n` blocks from lane `l0` on of the group of `g` blocks at `p` (block `b0` of the
 /// row) to every token's accumulator.
+///
+/// Each weight step is built just before every token meets it, rather than all eight up front:
+/// eight live steps left too few registers for the tokens' sums, which then went through the
+/// stack. Steps 0-3 are the chunks' low nibbles, 4-7 their high nibbles, each with its fifth
+/// bit from the transposed chunk through a 16-entry table; each run of four steps is one
+/// [`Dp::dp_short`] chain per token, so the tokens' chains are what keeps the multipliers busy.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn half<B: Q5, D: Dp, const T: usize>(
@@ -239,28 +234,44 @@ unsafe fn half<B: Q5, D: Dp, const T: usize>(
     acts: &[Q8Blocks<'_>],
 ) {
     let zero = _mm256_setzero_si256();
-    let ws = steps(p.add(4 * l0), g, n);
+    let mask = _mm256_set1_epi8(0x0F);
+    let wp = p.add(4 * l0);
+    let qh = lanes(wp.add(16 * g), n);
+    let ap: [*const u8; T] =
+        std::array::from_fn(|t| (acts[t].qs.as_ptr() as *const u8).add(b0 * QK + 4 * l0));
+    let mut isum = [zero; T];
+    for high in [false, true] {
+        let bits = if high { _mm256_srli_epi16::<4>(qh) } else { qh };
+        let bits = _mm256_and_si256(bits, mask);
+        let mut chain = [zero; T];
+        for c in 0..4 {
+            let v = lanes(wp.add(4 * g * c), n);
+            let v = if high { _mm256_srli_epi16::<4>(v) } else { v };
+            let w = _mm256_or_si256(
+                _mm256_and_si256(v, mask),
+                _mm256_shuffle_epi8(fifth_bit_table(c), bits),
+            );
+            let step = c + if high { 4 } else { 0 };
+            for t in 0..T {
+                chain[t] = D::dp_short(chain[t], w, lanes(ap[t].add(4 * g * step), n));
+            }
+        }
+        for t in 0..T {
+            isum[t] = _mm256_add_epi32(isum[t], D::widen(chain[t]));
+        }
+    }
     let dw = halves(p.add(LEAD * g + 2 * l0), n);
     let m = if B::HAS_MIN {
         halves(p.add((LEAD + 2) * g + 2 * l0), n)
     } else {
         _mm256_mul_ps(dw, _mm256_set1_ps(-16.0))
     };
-    for (t, acc) in acc.iter_mut().enumerate() {
+    for t in 0..T {
         let a = &acts[t];
-        let ap = (a.qs.as_ptr() as *const u8).add(b0 * QK + 4 * l0);
-        // Two chains of four steps, so consecutive multiply-accumulates do not wait on each
-        // other and each chain fits [`Dp::dp_short`].
-        let (mut i0, mut i1) = (zero, zero);
-        for s in (0..8).step_by(2) {
-            i0 = D::dp_short(i0, ws[s], lanes(ap.add(4 * g * s), n));
-            i1 = D::dp_short(i1, ws[s + 1], lanes(ap.add(4 * g * (s + 1)), n));
-        }
-        let isum = _mm256_cvtepi32_ps(_mm256_add_epi32(D::widen(i0), D::widen(i1)));
         let da = floats(a.d.as_ptr().add(b0 + l0), n);
         let sa = floats(a.s.as_ptr().add(b0 + l0), n);
-        let with_min = _mm256_fmadd_ps(m, sa, *acc);
-        *acc = _mm256_fmadd_ps(isum, _mm256_mul_ps(dw, da), with_min);
+        let with_min = _mm256_fmadd_ps(m, sa, acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, da), with_min);
     }
 }
 
@@ -384,7 +395,7 @@ mod tests {
         }
         let mut rng = Rng(0x0A5_2005);
         for vnni in variants {
-            for nb in [1, 2, 3, 7, 8, 9, 15, 16, 17, 18, 20, 24, 33, 48] {
+            for nb in [1, 2, 3, 4, 7, 8, 9, 12, 15, 16, 17, 18, 20, 24, 28, 33, 48] {
                 let n = nb * QK;
                 let rows: Vec<Vec<f32>> = (0..MAX_TILE)
                     .map(|_| (0..n).map(|_| rng.f32() * 3.0).collect())
