@@ -12,7 +12,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use half::f16;
 use meltbench_engine::dtype::DType;
 use meltbench_engine::kernels::blocks::{quantize_row, Q8Blocks, Q8Row};
-use meltbench_engine::kernels::packed::{pack_activations, pack_row, packs, MAX_TILE, PACKED_TYPES};
+use meltbench_engine::kernels::packed::{
+    pack_activations, pack_row, packs, MAX_TILE, PACKED_TYPES,
+};
 use meltbench_engine::kernels::{self, Kernels};
 use meltbench_engine::load::load;
 use meltbench_engine::ops::{self, matmul, Input, Q8Scratch};

@@ -74,7 +74,7 @@ PAIR_LINES = {line_of("neon.rs", "acc0 = block::<B, D>(&r, i, acc0, &mut msum0);
 FULL_QUARTER = {line_of("neon_packed.rs", "quarter::<B, D, T>(&mut acc, p, g, q, 4, b0, acts);")}
 GROUP_STEP = {line_of("neon_packed.rs", "let g = (nb - b0).min(GROUP);")}
 OURS = []
-for ty in ["Q4_0", "Q4_1", "Q5_0", "Q8_0"]:
+for ty in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]:
     for var, d, per in [("plain", M, 4), ("dotprod", S, 2)]:
         OURS.append((ty, var, "row", rf"^dot_blocks<.*::{ty}, .*{d}>$",
                      (r"^dot_blocks<", PAIR_LINES), None, per, 2,
@@ -83,7 +83,7 @@ for ty, f in [("Q4_K", "dot_q4_k_impl"), ("Q5_K", "dot_q5_k_impl"), ("Q6_K", "do
     for var, d, per in [("plain", KM, 32), ("dotprod", KS, 16)]:
         OURS.append((ty, var, "row", rf"^{f}<.*{d}>$", None, None, per, 1,
                      f"`for i in 0..nsb` in {f} (kquants/neon.rs)"))
-for ty in ["Q4_0", "Q4_1", "Q8_0"]:
+for ty in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]:
     for var, d, per in [("plain", PM, 4), ("dotprod", PS, 2)]:
         OURS.append((ty, var, "packed", rf"^rows<.*::{ty}, .*{d}>, 1>$",
                      (r"^tile<", FULL_QUARTER), (r"^tile<", GROUP_STEP), per, 16,
@@ -97,6 +97,7 @@ LL = [
     ("Q4_0", "ggml_vec_dot_q4_0_q8_0", 2, PAIR, None),
     ("Q4_1", "ggml_vec_dot_q4_1_q8_1", 2, PAIR, None),
     ("Q5_0", "ggml_vec_dot_q5_0_q8_0", 2, PAIR, None),
+    ("Q5_1", "ggml_vec_dot_q5_1_q8_1", 2, PAIR, None),
     ("Q8_0", "ggml_vec_dot_q8_0_q8_0", 2, PAIR, None),
     ("Q4_K", "ggml_vec_dot_q4_K_q8_K", 1, "`for (int i = 0; i < nb; ++i)`", (4, "QK_K/64")),
     ("Q5_K", "ggml_vec_dot_q5_K_q8_K", 1, "`for (int i = 0; i < nb; ++i)`", (4, "QK_K/64")),

@@ -605,7 +605,9 @@ fn check_packed(ty: DType, case: &QuantCase, xs: &[Vec<f32>]) -> Result<(), Test
     };
     let acts: Vec<_> = (0..xs.len()).map(view).collect();
     for (i, k) in simd_tables("packed_dot").into_iter().enumerate() {
-        let Some(pk) = k.packed else { continue };
+        let Some(pk) = k.packed.filter(|pk| pk.types.contains(&ty)) else {
+            continue;
+        };
         let mut got = vec![0f32; xs.len()];
         pk.dot_row(ty, w, &acts, &mut got);
         for (t, x) in xs.iter().enumerate() {
@@ -691,6 +693,16 @@ proptest! {
     #[test]
     fn packed_q4_1_matches_reference((case, xs) in packed_case(DType::Q4_1)) {
         check_packed(DType::Q4_1, &case, &xs)?;
+    }
+
+    #[test]
+    fn packed_q5_0_matches_reference((case, xs) in packed_case(DType::Q5_0)) {
+        check_packed(DType::Q5_0, &case, &xs)?;
+    }
+
+    #[test]
+    fn packed_q5_1_matches_reference((case, xs) in packed_case(DType::Q5_1)) {
+        check_packed(DType::Q5_1, &case, &xs)?;
     }
 }
 

@@ -114,7 +114,7 @@ pub type FloatTile<W> = fn(&[&[W]], &[&[f32]], &mut [f32]);
 /// by [`packed::pack_activations`], and of float rows in their tiles.
 pub struct PackedKernels {
     /// The quantized types `dot` reads. A session packs matrices of these types only; the others
-    /// run as stored (NEON has no packed Q5_0/Q5_1 kernels yet).
+    /// run as stored.
     pub types: &'static [DType],
     /// `out[t * stride + r] = dot(row r, acts[t])` for every one of `rows` whole rows lying back
     /// to back in the bytes given. The row loop runs inside the kernel, compiled with its

@@ -29,17 +29,25 @@
 
 use super::blocks::Q8Blocks;
 use super::neon_interleaved::{f16x4, FloatWeight};
-use super::packed::{dot, row_kernels_from_tile, run_rows, PackedRun, TileOut, GROUP, WIDE_MAX};
+use super::packed::{
+    dot, row_kernels_from_tile, run_rows, PackedRun, TileOut, FIFTH_BIT, GROUP, WIDE_MAX,
+};
 use super::{PackedKernels, FLOAT_TILE};
 use crate::dtype::{DType, QK};
 use std::arch::aarch64::*;
 
-/// The quantized types packed on NEON. The static count in the README (`engine/scripts/
-/// neon-instruction-count.sh`: a whole 16-block group at one token) has these kernels issuing
-/// about half the instructions per block of the row kernels in `neon.rs` (Q4_1 a third), plain
-/// and dotprod; an earlier count on a synth model whose rows were 2 to 6 blocks (never a whole
-/// group) had said the opposite. No packed Q5_0/Q5_1 kernel exists for NEON yet.
-const NEON_PACKED_TYPES: &[DType] = &[DType::Q8_0, DType::Q4_0, DType::Q4_1];
+/// The quantized types packed on NEON: all of [`super::packed::PACKED_TYPES`]. The static
+/// count in the README (`engine/scripts/neon-instruction-count.sh`: a whole 16-block group at
+/// one token) has these kernels issuing about half the instructions per block of the row
+/// kernels in `neon.rs` (Q4_1 a third), plain and dotprod; an earlier count on a synth model
+/// whose rows were 2 to 6 blocks (never a whole group) had said the opposite.
+const NEON_PACKED_TYPES: &[DType] = &[
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+];
 
 pub(super) static PACKED: PackedKernels = PackedKernels {
     types: NEON_PACKED_TYPES,
@@ -164,6 +172,8 @@ unsafe fn run_any<D: Lanes>(ty: DType, w: *const u8, nb: usize, a: &[Q8Blocks<'_
         DType::Q8_0 => run_rows::<Kernel<Q8_0, D>>(w, nb, a, o),
         DType::Q4_0 => run_rows::<Kernel<Q4_0, D>>(w, nb, a, o),
         DType::Q4_1 => run_rows::<Kernel<Q4_1, D>>(w, nb, a, o),
+        DType::Q5_0 => run_rows::<Kernel<Q5_0, D>>(w, nb, a, o),
+        DType::Q5_1 => run_rows::<Kernel<Q5_1, D>>(w, nb, a, o),
         other => panic!("{other} has no packed NEON kernel"),
     }
 }
@@ -175,6 +185,8 @@ trait Packed {
     const TYPE: DType;
     /// Bytes of quants per block.
     const QB: usize;
+    /// Bytes per block before a group's scales: the quants, and the 5-bit types' fifth bits.
+    const LEAD: usize = Self::QB;
     /// Steps whose byte products fit one i16 sum: 2 for Q8_0 (128 * 127 each), all 8 for the
     /// 4-bit types (at most 15 * 127 each).
     const SPAN: usize;
@@ -190,6 +202,8 @@ trait Packed {
 struct Q8_0;
 struct Q4_0;
 struct Q4_1;
+struct Q5_0;
+struct Q5_1;
 
 /// The low and high nibbles of `r` blocks' 4-byte words at `p` (the steps `s` and `4 + s`).
 #[inline(always)]
@@ -267,6 +281,103 @@ impl Packed for Q4_1 {
     #[inline(always)]
     unsafe fn load_wide(p: *const u8, g: usize) -> [int8x16_t; 4] {
         wide_nibbles(p, g).map(|v| vreinterpretq_s8_u8(v))
+    }
+}
+
+/// Q5_0's fifth-bit tables: [`FIFTH_BIT`] less 16, so that `nibble + table[bits]` is the
+/// signed weight `q - 16` in one add.
+const FIFTH_BIT_LESS_16: [[u8; 16]; 4] = {
+    let mut t = FIFTH_BIT;
+    let mut k = 0;
+    while k < 4 {
+        let mut i = 0;
+        while i < 16 {
+            t[k][i] = t[k][i].wrapping_sub(16);
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// The eight weight steps of a 5-bit quarter, `merge(nibble, table[k][bits])` in every byte:
+/// step `k < 4` reads the low nibbles of chunk `k` and bit `k` of the low nibble of the fifth-bit
+/// word's byte, step `4 + k` the high nibbles and the high nibble's bit `k` (the layout's notes
+/// in [`super::packed`]). One `tbl` per step, the tables indexed by 4 bits.
+#[inline(always)]
+unsafe fn five_bit_steps(
+    p: *const u8,
+    chunk: usize,
+    r: usize,
+    tables: &[[u8; 16]; 4],
+    merge: impl Fn(uint8x16_t, uint8x16_t) -> uint8x16_t,
+) -> [int8x16_t; 8] {
+    let nib = nibble_steps(p, chunk, r);
+    let qh = words(p.add(4 * chunk), r);
+    let bits = [vandq_u8(qh, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(qh)];
+    let mut out = [vdupq_n_s8(0); 8];
+    for (k, table) in tables.iter().enumerate() {
+        let table = vld1q_u8(table.as_ptr());
+        for (h, b) in bits.iter().enumerate() {
+            let s = 4 * h + k;
+            out[s] = vreinterpretq_s8_u8(merge(nib[s], vqtbl1q_u8(table, *b)));
+        }
+    }
+    out
+}
+
+/// A 5-bit wide group's `2 * g` weight vectors, each byte `nibble | fifth bit << 4`: vector
+/// `i` takes bits `16i..16i + 16` of the group's fifth-bit words (bit `j` for byte `j`).
+#[inline(always)]
+unsafe fn five_bit_wide(p: *const u8, g: usize) -> [uint8x16_t; 4] {
+    let mut out = wide_nibbles(p, g);
+    let bits = p.add(16 * g);
+    let select = vcombine_u8(
+        vcreate_u8(0x8040_2010_0804_0201),
+        vcreate_u8(0x8040_2010_0804_0201),
+    );
+    for (i, v) in out.iter_mut().enumerate().take(2 * g) {
+        let h = std::ptr::read_unaligned(bits.add(2 * i) as *const u16);
+        let spread = vcombine_u8(vdup_n_u8(h as u8), vdup_n_u8((h >> 8) as u8));
+        let fifth = vandq_u8(vtstq_u8(spread, select), vdupq_n_u8(0x10));
+        *v = vorrq_u8(*v, fifth);
+    }
+    out
+}
+
+impl Packed for Q5_0 {
+    const TYPE: DType = DType::Q5_0;
+    const QB: usize = QK / 2;
+    const LEAD: usize = QK / 2 + 4;
+    // Products of at most 16 * 127: eight fit an i16 sum.
+    const SPAN: usize = 8;
+    #[inline(always)]
+    unsafe fn load(p: *const u8, chunk: usize, r: usize) -> [int8x16_t; 8] {
+        // q - 16, as the scalar reference computes; lanes beyond `r` become -16 but meet zero
+        // activations there.
+        five_bit_steps(p, chunk, r, &FIFTH_BIT_LESS_16, |n, t| vaddq_u8(n, t))
+    }
+    #[inline(always)]
+    unsafe fn load_wide(p: *const u8, g: usize) -> [int8x16_t; 4] {
+        five_bit_wide(p, g).map(|v| vsubq_s8(vreinterpretq_s8_u8(v), vdupq_n_s8(16)))
+    }
+}
+
+impl Packed for Q5_1 {
+    const TYPE: DType = DType::Q5_1;
+    const QB: usize = QK / 2;
+    const LEAD: usize = QK / 2 + 4;
+    // Products of at most 31 * 127: eight (31,496) fit an i16 sum.
+    const SPAN: usize = 8;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn load(p: *const u8, chunk: usize, r: usize) -> [int8x16_t; 8] {
+        // At most 31, so they are also valid signed bytes.
+        five_bit_steps(p, chunk, r, &FIFTH_BIT, |n, t| vorrq_u8(n, t))
+    }
+    #[inline(always)]
+    unsafe fn load_wide(p: *const u8, g: usize) -> [int8x16_t; 4] {
+        five_bit_wide(p, g).map(|v| vreinterpretq_s8_u8(v))
     }
 }
 
@@ -407,7 +518,7 @@ unsafe fn scale<B: Packed, const T: usize>(
     b0: usize,
     acts: &[Q8Blocks<'_>],
 ) {
-    let scales = p.add(g * B::QB);
+    let scales = p.add(g * B::LEAD);
     let dw = halves(scales.add(2 * lane0), r);
     let m = if B::HAS_MIN {
         halves(scales.add(2 * g + 2 * lane0), r)

@@ -222,7 +222,6 @@ pub const PACKED_TYPES: &[DType] = &[
 /// turns a packed Q5 group's transposed fifth bits into step `k`'s bit 4. Built at compile time:
 /// an `array::from_fn` in the kernels was left out of line (its closure does not inherit the
 /// kernel's target features).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) const FIFTH_BIT: [[u8; 16]; 4] = {
     let mut t = [[0u8; 16]; 4];
     let mut k = 0;
