@@ -88,6 +88,12 @@ for ty in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]:
         OURS.append((ty, var, "packed", rf"^rows<.*::{ty}, .*{d}>, 1>$",
                      (r"^tile<", FULL_QUARTER), (r"^tile<", GROUP_STEP), per, 16,
                      "a whole 16-block group of `while b0 < nb` in tile (neon_packed.rs), T=1"))
+# The dotprod K-quant tile at T=4 (prefill): one super-block for four tokens, so "blocks" are
+# (super-block, token) pairs, to set against the row kernel's count per super-block.
+for ty, k in [("Q4_K", "Q4K"), ("Q5_K", "Q5K"), ("Q6_K", "Q6K")]:
+    OURS.append((ty, "dotprod", "tile", rf"^tile<.*::{k}, 4>$", None, (r"ready", None), 16, 4,
+                 "`for i in 0..nsb` in tile (kquants/neon_tile.rs), T=4: per super-block "
+                 "and token"))
 
 # llama.cpp's ARM NEON paths (no SVE, no i8mm): the loop and its blocks per step.
 # The loop is the function's first outermost one (the tail loops for an odd block come after
@@ -318,7 +324,7 @@ print("|---|---|---|---|---|")
 
 funcs = disassemble(ENGINE)
 ours_funcs = {n: f for n, f in funcs.items()
-              if re.search(r"kernels(::|\.\.)(kquants(::|\.\.))?neon(_packed)?(::|\.\.)", n) and f}
+              if re.search(r"kernels(::|\.\.)(kquants(::|\.\.))?neon(_packed|_tile)?(::|\.\.)", n) and f}
 addr_frames = frames(ENGINE, [a for f in ours_funcs.values() for a, _, _ in f])
 if not any(len(fr) > 1 for fr in addr_frames.values()):
     sys.exit(f"{ENGINE} has no inlining debug info: build it with --config "

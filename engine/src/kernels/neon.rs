@@ -48,7 +48,7 @@ static KERNELS_DOTPROD: Kernels = Kernels {
     axpy: super::scalar::axpy,
     attend: super::attention_neon::attend,
     packed: Some(&super::neon_packed::PACKED_DOTPROD),
-    dot_k_tile: super::kquants::neon::dot_k_tile_dotprod,
+    dot_k_tile: super::kquants::neon_tile::dot_k_tile_dotprod,
 };
 
 pub(super) fn kernels() -> Option<&'static Kernels> {

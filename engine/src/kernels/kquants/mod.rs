@@ -35,6 +35,8 @@ pub(super) mod avx512;
 pub(super) mod avx512_tile;
 #[cfg(target_arch = "aarch64")]
 pub(super) mod neon;
+#[cfg(target_arch = "aarch64")]
+pub(super) mod neon_tile;
 
 use crate::dtype::{DType, QK, QK_K};
 use half::f16;
@@ -331,7 +333,7 @@ mod tests {
         #[cfg(target_arch = "aarch64")]
         let tiles: [(&str, Tile); 2] = [
             ("neon", neon::dot_k_tile),
-            ("neon+dotprod", neon::dot_k_tile_dotprod),
+            ("neon+dotprod", neon_tile::dot_k_tile_dotprod),
         ];
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let tiles: [(&str, Tile); 0] = [];

@@ -50,24 +50,14 @@ pub(in crate::kernels) fn dot_q6_k_dotprod(w: &[u8], a: Q8Blocks<'_>) -> f32 {
     unsafe { Sdot::q6_k(w, a, nsb) }
 }
 
-/// The plain table's tile: no NEON tile kernel yet, so one single-row call per token.
+/// The plain table's tile: one single-row call per token (a tile that unpacks each super-block
+/// once issues more instructions here, not fewer: see [`super::neon_tile`]).
 pub(in crate::kernels) fn dot_k_tile(ty: DType, w: &[u8], acts: &[Q8Blocks<'_>], out: &mut [f32]) {
     super::tile::by_rows([dot_q4_k, dot_q5_k, dot_q6_k], ty, w, acts, out);
 }
 
-/// The dotprod table's tile, likewise.
-pub(in crate::kernels) fn dot_k_tile_dotprod(
-    ty: DType,
-    w: &[u8],
-    acts: &[Q8Blocks<'_>],
-    out: &mut [f32],
-) {
-    let dots = [dot_q4_k_dotprod, dot_q5_k_dotprod, dot_q6_k_dotprod];
-    super::tile::by_rows(dots, ty, w, acts, out);
-}
-
 /// How signed byte products reach i32 lanes, and the entry points compiled for each way.
-trait Dot {
+pub(super) trait Dot {
     /// `acc` plus all sixteen products a[j] * b[j], spread over the four lanes in some order;
     /// exact for any bytes.
     unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
@@ -76,8 +66,8 @@ trait Dot {
     unsafe fn q6_k(w: &[u8], a: Q8Blocks<'_>, nsb: usize) -> f32;
 }
 
-struct Mull;
-struct Sdot;
+pub(super) struct Mull;
+pub(super) struct Sdot;
 
 impl Dot for Mull {
     #[inline(always)]
@@ -130,7 +120,7 @@ impl Dot for Sdot {
 }
 
 #[inline(always)]
-fn f16_at(b: &[u8], at: usize) -> f32 {
+pub(super) fn f16_at(b: &[u8], at: usize) -> f32 {
     // `fcvt`, inline: `half`'s out-of-line call made the block loop spill its vectors around
     // it (25 instructions per Q6_K super-block under dotprod).
     crate::kernels::neon_interleaved::f16_scalar(u16::from_le_bytes([b[at], b[at + 1]]))
@@ -138,13 +128,13 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 
 /// Lane k of the result is the total of the four lanes of `v[k]`.
 #[inline(always)]
-unsafe fn transpose_sum(v: &[int32x4_t]) -> int32x4_t {
+pub(super) unsafe fn transpose_sum(v: &[int32x4_t]) -> int32x4_t {
     vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
 }
 
 /// Eight u8 widened to two vectors of four i32.
 #[inline(always)]
-unsafe fn widen_u8(p: &[u8; 8]) -> (int32x4_t, int32x4_t) {
+pub(super) unsafe fn widen_u8(p: &[u8; 8]) -> (int32x4_t, int32x4_t) {
     let h = vmovl_u8(vld1_u8(p.as_ptr()));
     (
         vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(h))),
