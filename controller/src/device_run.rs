@@ -8,10 +8,10 @@ use crate::bins;
 use crate::bundle;
 use crate::devices::{Device, Transport as Via};
 use crate::models;
-use crate::planned_cell::PlannedCell;
 use crate::prepare::PreparedModel;
 use crate::push::{self, Artifact};
 use crate::store::{RunStore, Transfer};
+use crate::suite::SuiteCell;
 use crate::transport::{self, local::LocalTransport, Transport};
 use indicatif::ProgressBar;
 use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, DeviceInfo};
@@ -31,7 +31,7 @@ pub struct DeviceRun {
     pub store: Arc<RunStore>,
     pub run_id: String,
     pub device: Device,
-    pub cells: Arc<Vec<PlannedCell>>,
+    pub cells: Arc<Vec<SuiteCell>>,
     pub prepared: Arc<Prepared>,
     pub bar: ProgressBar,
     /// Bound on connecting and on each setup command.
@@ -48,7 +48,7 @@ pub struct DeviceOutcome {
 }
 
 /// Passes, warm-ups and cold starts the device will report: the progress bar's length.
-pub fn total_steps(cells: &[PlannedCell]) -> u64 {
+pub fn total_steps(cells: &[SuiteCell]) -> u64 {
     cells
         .iter()
         .map(|c| ((c.warmup + c.passes) * c.sessions + c.cold_start) as u64)
@@ -333,17 +333,17 @@ fn job(
             .cells
             .iter()
             .map(|c| {
-                let key = (c.model.clone(), c.precision.clone());
+                let key = c.model_key();
                 let m = &d.prepared[&key];
                 Cell {
                     id: c.id.clone(),
-                    model: c.model.clone(),
+                    model: c.model.label(),
                     model_path: model_paths[&key].clone(),
                     model_sha256: m.sha256.clone(),
                     precision: m.precision.clone(),
                     scenario: c.scenario.clone(),
                     threads: c.threads.unwrap_or(0),
-                    state: c.state.clone(),
+                    state: c.state.to_string(),
                     engine_job: EngineJob {
                         prompt: c.prompt.clone(),
                         n_gen: c.new_tokens,

@@ -12,7 +12,6 @@ pub mod farm;
 pub mod gate;
 pub mod http;
 pub mod models;
-pub mod planned_cell;
 pub mod prepare;
 pub mod progress;
 pub mod push;

@@ -14,7 +14,7 @@ use cli::{
 };
 use meltbench::gate::{self as gating, CompareRequest};
 use meltbench::models::{self, PullOptions};
-use meltbench::run::{self, PlannedCell, RunPlan};
+use meltbench::run::{self, RunPlan};
 use meltbench::{devices, farm, suite, table};
 use meltbench_reports::report::ReportInput;
 use meltbench_reports::{export, history};
@@ -349,45 +349,23 @@ fn run_suite(args: RunArgs) -> Result<()> {
         }
         targets.retain(|t| args.only.contains(&t.name));
     }
-    let cells: Vec<PlannedCell> = suite
-        .cells()
-        .into_iter()
-        .map(|c| PlannedCell {
-            id: c.id.clone(),
-            model: c.model.label(),
-            model_source: c.model.source(),
-            precision: c.precision.as_str().to_string(),
-            scenario: c.scenario.clone(),
-            prompt: c.prompt.clone(),
-            new_tokens: c.new_tokens,
-            chat: c.chat,
-            depth: c.depth,
-            threads: c.threads,
-            state: c.state.to_string(),
-            passes: c.passes,
-            warmup: c.warmup,
-            sessions: c.sessions,
-            cold_start: c.cold_start,
-            timeout_s: c.timeout_s,
-            state_timeout_s: c.state_timeout_s,
-        })
-        .collect();
     let plan = RunPlan {
         suite_name: suite.name.clone(),
         suite_path: args.suite.clone(),
         devices: targets,
-        cells,
+        cells: suite.cells(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let started = std::time::Instant::now();
     let outcome = run::run(&plan, &args.out)?;
     eprintln!("{}", controller_usage(started.elapsed()));
     println!("{}", table::render(&outcome.summary.cells));
-    // The report is a view of the stored events; failing to draw it loses nothing.
-    if let Err(e) = gating::write_run_report(&outcome.dir, &plan.command) {
-        eprintln!("warning: no report.html for this run: {e:#}");
+    // The report is a view of the stored events; failing to draw it loses nothing. The run
+    // directory itself was announced when the run began (so it is known even if the run dies).
+    match gating::write_run_report(&outcome.dir, &plan.command) {
+        Ok(()) => println!("report: {}", outcome.dir.join("report.html").display()),
+        Err(e) => eprintln!("warning: no report.html for this run: {e:#}"),
     }
-    println!("run directory: {}", outcome.dir.display());
     let failed: Vec<_> = outcome
         .summary
         .cells

@@ -5,10 +5,10 @@ use crate::bins;
 use crate::device_run::{self, DeviceRun};
 use crate::devices::Device;
 use crate::models;
-pub use crate::planned_cell::PlannedCell;
 use crate::prepare::{self, PreparedModel};
 use crate::scheduler;
 use crate::store::{DeviceRecord, RunManifest, RunStore};
+pub use crate::suite::SuiteCell;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use meltbench_protocol::agent::AgentEvent;
 use meltbench_reports::summary::{summarize_device, CellKey, Summary};
@@ -21,7 +21,7 @@ pub struct RunPlan {
     pub suite_name: String,
     pub suite_path: PathBuf,
     pub devices: Vec<Device>,
-    pub cells: Vec<PlannedCell>,
+    pub cells: Vec<SuiteCell>,
     pub command: String,
 }
 
@@ -54,11 +54,13 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
     // Every (model, precision) once, before any device starts.
     let mut prepared: BTreeMap<(String, String), PreparedModel> = BTreeMap::new();
     for c in &plan.cells {
-        if let std::collections::btree_map::Entry::Vacant(slot) =
-            prepared.entry((c.model.clone(), c.precision.clone()))
-        {
-            eprintln!("preparing {} ({})", c.model, c.precision);
-            slot.insert(prepare::prepare(&engine, &c.model_source, &c.precision)?);
+        if let std::collections::btree_map::Entry::Vacant(slot) = prepared.entry(c.model_key()) {
+            eprintln!("preparing {} ({})", c.model.label(), c.precision);
+            slot.insert(prepare::prepare(
+                &engine,
+                &c.model.source(),
+                c.precision.as_str(),
+            )?);
         }
     }
 
@@ -104,11 +106,9 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
     };
     for d in &plan.devices {
         for c in &plan.cells {
-            manifest.cells.push(cell_key(
-                &d.name,
-                c,
-                &prepared[&(c.model.clone(), c.precision.clone())],
-            ));
+            manifest
+                .cells
+                .push(cell_key(&d.name, c, &prepared[&c.model_key()]));
         }
     }
     store.write_manifest(&manifest).map_err(store_err)?;
@@ -178,16 +178,16 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
     })
 }
 
-fn cell_key(device: &str, c: &PlannedCell, m: &PreparedModel) -> CellKey {
+fn cell_key(device: &str, c: &SuiteCell, m: &PreparedModel) -> CellKey {
     CellKey {
         id: c.id.clone(),
         device: device.to_string(),
-        model: c.model.clone(),
+        model: c.model.label(),
         model_sha256: m.sha256.clone(),
         precision: m.precision.clone(),
         scenario: c.scenario.clone(),
         threads: c.threads.unwrap_or(0),
-        state: c.state.clone(),
+        state: c.state.to_string(),
     }
 }
 

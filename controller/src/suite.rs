@@ -414,6 +414,13 @@ pub struct SuiteCell {
     pub state_timeout_s: u64,
 }
 
+impl SuiteCell {
+    /// The (model label, precision) pair a run prepares once, and sends to each device once.
+    pub fn model_key(&self) -> (String, String) {
+        (self.model.label(), self.precision.as_str().to_string())
+    }
+}
+
 impl ValidatedSuite {
     /// The matrix in a deterministic order: models, then precisions, scenarios, threads and
     /// states, each in the order the suite lists them (the last varies fastest).
