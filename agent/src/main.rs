@@ -5,17 +5,19 @@
 //! Exit codes: 0 success (for `run`: every cell ended), 1 the run finished with failed cells or
 //! the agent could not do its own work, 2 bad usage or a job this agent cannot run, 128 + N when
 //! signal N (SIGINT 2 -> 130, SIGHUP, SIGTERM) stopped a run after the device was restored
-//! (see `battery::interrupt`).
+//! (see `interrupt`).
 
-mod battery;
 mod coldstart;
+mod engine_process;
 mod events;
 mod fsroot;
+mod interrupt;
 mod probe;
 mod rss;
 mod runner;
 mod states;
 mod telemetry;
+mod undo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,7 +86,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Run { job } => {
-            battery::interrupt::install();
+            interrupt::install();
             let outcome = runner::read_job(&job).and_then(|j| runner::run(&j, &root));
             match outcome {
                 Ok(s) if s.cells_failed == 0 => ExitCode::SUCCESS,

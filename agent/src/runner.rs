@@ -12,29 +12,28 @@
 //! Battery comes first because draining loads the device with the engine and heats it: done
 //! after the thermal gate it would undo `cool`, and a cool wait after it lets the device settle.
 //! The battery state is undone (charging back on, overrides reset) when the cell ends, however
-//! it ends ([`battery::Guard`]), and on SIGINT/SIGTERM/SIGHUP ([`battery::interrupt`]): then
+//! it ends ([`Guard`]), and on SIGINT/SIGTERM/SIGHUP ([`crate::interrupt`]): then
 //! the run stops with [`RunError::Interrupted`]: the interrupted cell ends with `CellError`, a
 //! `Warning` names the signal and what was restored, and no `Done` follows.
 
-use crate::battery::{self, interrupt};
 use crate::coldstart;
+use crate::engine_process::{engine, EngineSpec};
 use crate::events::EventLog;
 use crate::fsroot::FsRoot;
+use crate::interrupt::{self, signal_name};
 use crate::probe;
-use crate::rss::PeakSampler;
-use crate::states::{self, Requested};
+use crate::states::battery;
+use crate::states::request::{self, Requested};
+use crate::states::thermal;
+use crate::telemetry::sampler::monotonic_ns;
 use crate::telemetry::{self, cmd::Commands, sampler::Sampler};
+use crate::undo::Guard;
 use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, PassTelemetry};
-use meltbench_protocol::engine::{DoneRecord, EngineJob, EngineRecord, LoadRecord, PassRecord};
+use meltbench_protocol::engine::{DoneRecord, EngineRecord, LoadRecord, PassRecord};
 use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::process::CommandExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub enum RunError {
@@ -113,7 +112,7 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
         log,
         sampler,
         idle_w: None,
-        thermal: states::Tracker::default(),
+        thermal: thermal::Tracker::default(),
         cmds,
         android,
     };
@@ -173,7 +172,7 @@ struct Runner<'a> {
     /// Device power at rest measured before the current cell's passes.
     idle_w: Option<f64>,
     /// The idle temperature reference of the thermal states.
-    thermal: states::Tracker,
+    thermal: thermal::Tracker,
     /// For the battery states' commands (dumpsys, setprop).
     cmds: Commands,
     android: bool,
@@ -201,7 +200,7 @@ impl Runner<'_> {
             index,
             of: self.job.cells.len(),
         });
-        let mut guard = battery::Guard::default();
+        let mut guard = Guard::default();
         let ok = self.cell_in_state(index, cell, &mut guard);
         let failed = guard.restore();
         if !failed.is_empty() {
@@ -216,8 +215,8 @@ impl Runner<'_> {
         ok
     }
 
-    fn cell_in_state(&mut self, index: usize, cell: &Cell, guard: &mut battery::Guard) -> bool {
-        let (want, battery_want) = match states::parse(&cell.state) {
+    fn cell_in_state(&mut self, index: usize, cell: &Cell, guard: &mut Guard) -> bool {
+        let (want, battery_want) = match request::parse(&cell.state) {
             Ok(w) => (w.thermal, w.battery),
             Err(message) => return self.cell_error(cell, message),
         };
@@ -269,9 +268,9 @@ impl Runner<'_> {
         index: usize,
         cell: &Cell,
         want: battery::Want,
-        guard: &mut battery::Guard,
+        guard: &mut Guard,
     ) -> Option<BatteryLabel> {
-        let spec = states::EngineSpec {
+        let spec = EngineSpec {
             program: &self.job.engine,
             wrapper: &self.job.engine_wrapper,
             workdir: &self.workdir,
@@ -326,13 +325,13 @@ impl Runner<'_> {
 
     /// Establishes the cell's thermal state: `StateReached`, or `CellError` and false.
     fn establish(&mut self, index: usize, cell: &Cell, want: Requested) -> bool {
-        let spec = states::EngineSpec {
+        let spec = EngineSpec {
             program: &self.job.engine,
             wrapper: &self.job.engine_wrapper,
             workdir: &self.workdir,
             stem: format!("cell-{index:03}-preheat"),
         };
-        match states::establish(
+        match thermal::establish(
             want,
             cell,
             self.sampler.as_ref(),
@@ -584,298 +583,6 @@ fn stray_warning(cell: &str, text: &str) -> AgentEvent {
     }
 }
 
-/// How an engine process ended.
-struct Finished {
-    /// CLOCK_MONOTONIC just before the spawn.
-    spawn_mono_ns: u64,
-    /// Raw `wait4` status.
-    status: i32,
-    timed_out: bool,
-    peak_rss_bytes: Option<u64>,
-    ru_maxrss_bytes: Option<u64>,
-    /// `"; stderr: ..."` with the last lines of its stderr, or empty.
-    stderr_tail: String,
-}
-
-impl Finished {
-    /// What went wrong, if the process did not exit with status 0.
-    fn failure(&self, timeout_s: u64) -> Option<String> {
-        if let Some(sig) = interrupt::signalled().filter(|_| libc::WIFSIGNALED(self.status)) {
-            return Some(format!(
-                "the engine was killed by the agent on {}",
-                signal_name(sig)
-            ));
-        }
-        if self.timed_out {
-            return Some(format!(
-                "the engine did not finish within the cell's timeout of {timeout_s} s and was killed"
-            ));
-        }
-        if libc::WIFSIGNALED(self.status) {
-            let sig = libc::WTERMSIG(self.status);
-            let hint = if sig == libc::SIGKILL {
-                " (not sent by the agent: often the out-of-memory killer, see dmesg or logcat)"
-            } else {
-                ""
-            };
-            return Some(format!(
-                "the engine was killed by {}{hint}",
-                signal_name(sig)
-            ));
-        }
-        match libc::WEXITSTATUS(self.status) {
-            0 => None,
-            code => Some(format!("the engine exited with status {code}")),
-        }
-    }
-}
-
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => return format!("signal {sig}"),
-    };
-    format!("{name} (signal {sig})")
-}
-
-/// Runs `<engine> bench <model> --job <stem>.job.json` to the end, handing each stdout line to
-/// `on_line` as it arrives, with the process's VmHWM sampler. `Err` only when it cannot start.
-fn engine(
-    program: &str,
-    wrapper: &[String],
-    workdir: &Path,
-    cell: &Cell,
-    job: &EngineJob,
-    stem: &str,
-    on_line: &mut dyn FnMut(Result<EngineRecord, String>, &PeakSampler),
-) -> Result<Finished, String> {
-    let Spawned {
-        mut child,
-        stderr,
-        spawn_mono_ns,
-    } = spawn_engine(program, wrapper, workdir, &cell.model_path, job, stem)?;
-    let pid = child.id();
-    let watchdog = Watchdog::start(pid as i32, cell.timeout_s);
-    let sampler = PeakSampler::start(pid);
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-    // Read to EOF whatever arrives (bytes, not `lines()`, which stops at invalid UTF-8): an
-    // engine left writing into a pipe nobody reads would block until the timeout.
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match stdout.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim();
-        if !line.is_empty() {
-            on_line(
-                serde_json::from_str(line).map_err(|_| line.to_string()),
-                &sampler,
-            );
-        }
-    }
-    // Wait for the exit without reaping, so the pid cannot be reused while the watchdog may
-    // still signal its group; then stop the watchdog and reap with wait4 for ru_maxrss.
-    wait_exited(pid);
-    interrupt::untrack(pid);
-    let peak_rss_bytes = sampler.finish();
-    let timed_out = watchdog.stop();
-    let (status, ru_maxrss_bytes) = reap(pid);
-    Ok(Finished {
-        spawn_mono_ns,
-        status,
-        timed_out,
-        peak_rss_bytes,
-        ru_maxrss_bytes,
-        stderr_tail: stderr_tail(stderr),
-    })
-}
-
-/// An engine process just started, in its own process group (its pid is the group id).
-pub(crate) struct Spawned {
-    pub child: std::process::Child,
-    /// Its stderr file (`<stem>.stderr.txt`), for [`stderr_tail`].
-    pub stderr: File,
-    /// CLOCK_MONOTONIC just before the spawn.
-    pub spawn_mono_ns: u64,
-}
-
-/// Writes the engine job to `<stem>.job.json` and starts `<engine> bench <model> --job ...` with
-/// stdout piped and stderr to `<stem>.stderr.txt`. Used for measured sessions, cold starts and
-/// the thermal pre-heat.
-pub(crate) fn spawn_engine(
-    program: &str,
-    wrapper: &[String],
-    workdir: &Path,
-    model_path: &str,
-    job: &EngineJob,
-    stem: &str,
-) -> Result<Spawned, String> {
-    let job_path = workdir.join(format!("{stem}.job.json"));
-    let stderr_path = workdir.join(format!("{stem}.stderr.txt"));
-    let json = serde_json::to_vec_pretty(job).expect("engine jobs always serialize");
-    std::fs::write(&job_path, json)
-        .map_err(|e| format!("cannot write {}: {e}", job_path.display()))?;
-    let stderr = File::options()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&stderr_path)
-        .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
-    let mut cmd = match wrapper.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(program);
-            c
-        }
-        None => Command::new(program),
-    };
-    cmd.arg("bench")
-        .arg(model_path)
-        .arg("--job")
-        .arg(&job_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr.try_clone().map_err(|e| e.to_string())?)
-        // Its own process group, so a timeout kill also reaches anything it started (a wrapper
-        // script's children). If the agent dies, the engine gets EPIPE on its next line and exits.
-        .process_group(0);
-    let spawn_mono_ns = monotonic_ns();
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the engine {program}: {e}"))?;
-    interrupt::track(child.id());
-    Ok(Spawned {
-        child,
-        stderr,
-        spawn_mono_ns,
-    })
-}
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn wait_exited(pid: u32) {
-    loop {
-        // SAFETY: siginfo_t is plain data that waitid fills in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
-        }
-    }
-}
-
-/// Reaps the child: raw status and `ru_maxrss` in bytes (Linux reports kilobytes).
-fn reap(pid: u32) -> (i32, Option<u64>) {
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-        if rc == pid as libc::pid_t {
-            let kb = usage.ru_maxrss as u64;
-            return (status, (kb > 0).then_some(kb * 1024));
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            // Nothing to reap (should not happen): report it as an abnormal exit.
-            return (255 << 8, None);
-        }
-    }
-}
-
-/// `"; stderr: <last lines>"`, bounded so one event stays small.
-pub(crate) fn stderr_tail(mut f: File) -> String {
-    const MAX: u64 = 4096;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut buf = String::new();
-    if f.seek(SeekFrom::Start(len.saturating_sub(MAX))).is_err()
-        || f.read_to_string(&mut buf).is_err()
-    {
-        let mut bytes = Vec::new();
-        let _ = f.read_to_end(&mut bytes);
-        buf = String::from_utf8_lossy(&bytes).into_owned();
-    }
-    let lines: Vec<&str> = buf.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = &lines[lines.len().saturating_sub(8)..];
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!("; stderr: {}", tail.join(" | "))
-    }
-}
-
-/// Kills the engine's process group when the cell's timeout passes (0 = no timeout).
-struct Watchdog {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<bool>>,
-}
-
-impl Watchdog {
-    fn start(pgid: i32, timeout_s: u64) -> Watchdog {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = (timeout_s > 0).then(|| {
-            std::thread::spawn(move || {
-                match stopped.recv_timeout(Duration::from_secs(timeout_s)) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        // SAFETY: the group leader is our unreaped child, so the id is ours.
-                        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                        true
-                    }
-                    _ => false,
-                }
-            })
-        });
-        Watchdog {
-            stop: Some(stop),
-            thread,
-        }
-    }
-
-    /// Whether it fired.
-    fn stop(mut self) -> bool {
-        drop(self.stop.take());
-        self.thread
-            .take()
-            .map(|t| t.join().unwrap_or(false))
-            .unwrap_or(false)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -899,35 +606,5 @@ mod tests {
             r#"{"protocol":"1.7","run_id":"r","engine":"e","workdir":"w","cells":[]}"#,
         );
         assert!(read_job(&p).is_ok(), "minor versions are compatible");
-    }
-
-    #[test]
-    fn exit_statuses_are_described() {
-        let fin = |status| Finished {
-            spawn_mono_ns: 0,
-            status,
-            timed_out: false,
-            peak_rss_bytes: None,
-            ru_maxrss_bytes: None,
-            stderr_tail: String::new(),
-        };
-        assert_eq!(fin(0).failure(5), None);
-        assert_eq!(
-            fin(3 << 8).failure(5).unwrap(),
-            "the engine exited with status 3"
-        );
-        let killed = fin(libc::SIGSEGV).failure(5).unwrap();
-        assert!(killed.contains("SIGSEGV (signal 11)"), "{killed}");
-    }
-
-    #[test]
-    fn stderr_tail_keeps_the_last_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("err");
-        let text: String = (0..20).map(|i| format!("line {i}\n")).collect();
-        std::fs::write(&p, text).unwrap();
-        let t = stderr_tail(File::open(&p).unwrap());
-        assert!(t.starts_with("; stderr: line 12 | "), "{t}");
-        assert!(t.ends_with("line 19"), "{t}");
     }
 }

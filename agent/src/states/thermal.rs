@@ -1,7 +1,7 @@
 //! Thermal device states: before a cell's passes, establish the state the cell asks for
 //! (`cool`, `warm`, `hot`; `any` needs nothing), from the telemetry sampler's readings, or fail
 //! the cell saying what was reached. The `+battery<LEVEL>-<MODE>` part of a state is parsed here
-//! and established by [`crate::battery`], before the thermal gate (see `runner.rs` for why).
+//! and established by [`super::battery`], before the thermal gate (see `runner.rs` for why).
 //!
 //! Rules (device-telemetry §7; the thresholds are suggestions there and the achieved values are
 //! reported in [`Reached`] and in every pass's telemetry):
@@ -34,19 +34,17 @@
 //!   heats the way the passes will. It is killed on every exit path ([`Preheat`]'s `Drop`).
 //! - Readings come from the sampler (2 Hz for temperatures and throttling series); the gate polls
 //!   at that rate. There are no fixed sleeps standing in for a measurement.
-//! - Each state has the cell's `state_timeout_s` (0: [`DEFAULT_TIMEOUT_S`]); on timeout the cell
+//! - Each state has the cell's `state_timeout_s` (0: [`super::wait::DEFAULT_TIMEOUT_S`]); on timeout the cell
 //!   fails with what was reached, and no passes are measured for it.
 
-use crate::battery::{self, interrupt};
+use super::request::Requested;
+use super::wait::{check_signal, poll_pause, timeout_s};
+use crate::engine_process::{EngineSpec, Preheat};
 use crate::fsroot::FsRoot;
-use crate::runner;
 use crate::telemetry::energy::Sample;
 use crate::telemetry::sampler::Sampler;
 use crate::telemetry::{rpi, sysfs, Kind, Reading};
 use meltbench_protocol::agent::Cell;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// `cool`: how close to the idle reference (°C).
@@ -58,70 +56,9 @@ pub const WINDOW_DEFAULT_S: f64 = 60.0;
 pub const WINDOW_ENV: &str = "MELTBENCH_COOL_WINDOW_S";
 /// `warm`: how far above the idle reference (°C).
 pub const WARM_ABOVE_C: f64 = 10.0;
-/// Used when a cell's `state_timeout_s` is 0.
-pub const DEFAULT_TIMEOUT_S: u64 = 900;
-/// Pre-heat passes: more than any timeout lets run; the engine is restarted if it finishes.
-const PREHEAT_PASSES: usize = 1_000_000;
 /// Raspberry Pi `get_throttled` bits that mean "now": arm frequency capped, throttled, soft
 /// temperature limit (under-voltage alone is not thermal).
 const RPI_NOW_BITS: u32 = 0x2 | 0x4 | 0x8;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requested {
-    Any,
-    Cool,
-    Warm,
-    Hot,
-}
-
-impl Requested {
-    pub fn name(self) -> &'static str {
-        match self {
-            Requested::Any => "any",
-            Requested::Cool => "cool",
-            Requested::Warm => "warm",
-            Requested::Hot => "hot",
-        }
-    }
-}
-
-/// A cell's whole state: thermal, and optionally battery (`<thermal>+battery<L>-<mode>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CellState {
-    pub thermal: Requested,
-    pub battery: Option<battery::Want>,
-}
-
-/// The cell's `state`, or why this agent cannot establish it.
-pub fn parse(state: &str) -> Result<CellState, String> {
-    let s = state.trim().to_ascii_lowercase();
-    let (thermal, battery) = match s.split_once('+') {
-        Some((t, b)) => (t.trim(), Some(battery::parse(b.trim())?)),
-        None => (s.as_str(), None),
-    };
-    let thermal = match thermal {
-        "" | "any" => Requested::Any,
-        "cool" => Requested::Cool,
-        "warm" => Requested::Warm,
-        "hot" => Requested::Hot,
-        _ => {
-            return Err(format!(
-                "unknown device state {state:?}: this agent knows any, cool, warm and hot, \
-                 optionally followed by +battery<LEVEL>-<wait|drain|simulate>"
-            ))
-        }
-    };
-    Ok(CellState { thermal, battery })
-}
-
-/// The cell's state timeout (s): `state_timeout_s`, or [`DEFAULT_TIMEOUT_S`] when 0.
-pub fn timeout_s(cell: &Cell) -> u64 {
-    if cell.state_timeout_s == 0 {
-        DEFAULT_TIMEOUT_S
-    } else {
-        cell.state_timeout_s
-    }
-}
 
 /// What was established, for `StateReached`.
 #[derive(Clone, Debug, PartialEq)]
@@ -160,14 +97,6 @@ impl Tracker {
     pub fn reference(&self) -> Option<f64> {
         self.min_seen
     }
-}
-
-/// How to start the pre-heat engine for a cell.
-pub struct EngineSpec<'a> {
-    pub program: &'a str,
-    pub wrapper: &'a [String],
-    pub workdir: &'a Path,
-    pub stem: String,
 }
 
 /// Establishes `want` for `cell`. `Err` says what was reached instead.
@@ -326,26 +255,6 @@ impl<'a> Probe<'a> {
             }
         }
         None
-    }
-}
-
-/// Sleeps one sampler period of the temperatures (the rate the gate can see changes at), or
-/// less when a signal arrives.
-pub(crate) fn poll_pause(sampler: Option<&Sampler>) {
-    let ns = sampler
-        .map(|s| s.config.period_ns(crate::telemetry::Rate::Slow))
-        .unwrap_or(500_000_000);
-    interrupt::sleep(Duration::from_nanos(ns));
-}
-
-/// `Err` when a signal has arrived (the agent is exiting).
-fn check_signal(what: &str) -> Result<(), String> {
-    match interrupt::signalled() {
-        Some(sig) => Err(format!(
-            "interrupted by {} while establishing {what}",
-            runner::signal_name(sig)
-        )),
-        None => Ok(()),
     }
 }
 
@@ -547,157 +456,9 @@ fn heat(
     }
 }
 
-/// The pre-heat engine (also the battery drain's load). Dropping it kills its process group
-/// and reaps it.
-pub(crate) struct Preheat {
-    child: Option<std::process::Child>,
-    stderr: Option<std::fs::File>,
-    drain: Option<JoinHandle<()>>,
-}
-
-impl Preheat {
-    pub(crate) fn start(cell: &Cell, spec: &EngineSpec) -> Result<Preheat, String> {
-        let mut job = cell.engine_job.clone();
-        job.passes = PREHEAT_PASSES;
-        job.warmup = 0;
-        let mut sp = runner::spawn_engine(
-            spec.program,
-            spec.wrapper,
-            spec.workdir,
-            &cell.model_path,
-            &job,
-            &spec.stem,
-        )
-        .map_err(|e| format!("pre-heat: {e}"))?;
-        let stdout = sp.child.stdout.take().expect("stdout is piped");
-        // Read and drop its pass lines, so it never blocks on a full pipe.
-        let drain = std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        Ok(Preheat {
-            child: Some(sp.child),
-            stderr: Some(sp.stderr),
-            drain: Some(drain),
-        })
-    }
-
-    /// Whether it still runs: `Ok(false)` if it finished its passes with status 0 (start
-    /// another), `Err` if it failed.
-    pub(crate) fn check(&mut self) -> Result<bool, String> {
-        let Some(child) = self.child.as_mut() else {
-            return Ok(false);
-        };
-        // Look without reaping, so the group id stays ours until `finish`.
-        // SAFETY: siginfo_t is plain data that waitid fills in.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                child.id() as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is valid to read after waitid with WEXITED.
-        if rc != 0 || unsafe { info.si_pid() } == 0 {
-            return Ok(true);
-        }
-        let status = self.finish();
-        match status {
-            Some(s) if s.success() => Ok(false),
-            other => {
-                let how = match other {
-                    Some(s) => {
-                        match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                            (Some(c), _) => format!("exited with status {c}"),
-                            (_, Some(sig)) => format!("was killed by {}", runner::signal_name(sig)),
-                            _ => "ended".into(),
-                        }
-                    }
-                    None => "ended".into(),
-                };
-                let tail = self
-                    .stderr
-                    .take()
-                    .map(runner::stderr_tail)
-                    .unwrap_or_default();
-                Err(format!("the pre-heat engine {how}{tail}"))
-            }
-        }
-    }
-
-    /// Kills the group (if it still runs), reaps it and joins the stdout reader.
-    fn finish(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        // SAFETY: the group leader is our unreaped child, so the group id is still ours.
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-        interrupt::untrack(child.id());
-        let status = child.wait().ok();
-        if let Some(d) = self.drain.take() {
-            let _ = d.join();
-        }
-        status
-    }
-}
-
-impl Drop for Preheat {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thermal_and_battery_states_are_parsed() {
-        let t = |s| parse(s).map(|c| c.thermal);
-        assert_eq!(t("any"), Ok(Requested::Any));
-        assert_eq!(t("hot"), Ok(Requested::Hot));
-        assert_eq!(t("Cool"), Ok(Requested::Cool));
-        assert_eq!(parse("hot").unwrap().battery, None);
-        let c = parse("cool+battery20-wait").unwrap();
-        assert_eq!(c.thermal, Requested::Cool);
-        assert_eq!(
-            c.battery,
-            Some(battery::Want {
-                level: 20,
-                mode: battery::Mode::Wait
-            })
-        );
-        assert_eq!(
-            parse("any+battery100-simulate")
-                .unwrap()
-                .battery
-                .unwrap()
-                .mode,
-            battery::Mode::Simulate
-        );
-        for b in [
-            "cool+drain",
-            "hot+50",
-            "any+simulate",
-            "any+battery0-simulate",
-        ] {
-            let e = parse(b).unwrap_err();
-            assert!(e.contains("battery"), "{b}: {e}");
-        }
-        assert!(parse("tepid").unwrap_err().contains("unknown device state"));
-        assert!(parse("tepid+battery50-wait")
-            .unwrap_err()
-            .contains("unknown device state"));
-    }
 
     #[test]
     fn slope_of_a_line() {

@@ -11,7 +11,7 @@
 //!   after the thermal gate, just before the passes.
 //! - **drain**: charging is disabled (below), verified (the status must leave Charging/Full
 //!   within [`VERIFY_S`]), then the device is loaded with the engine's own workload (the thermal
-//!   pre-heat helper, [`states::Preheat`]) until the level is at most LEVEL, bounded by the
+//!   pre-heat helper, [`Preheat`]) until the level is at most LEVEL, bounded by the
 //!   cell's state timeout. Charging stays disabled for the cell's passes, so they run on the
 //!   battery, and is re-enabled after the cell. A level already below LEVEL - tolerance cannot
 //!   be drained up to it: the cell fails. No usable charging switch: the cell fails rather than
@@ -42,14 +42,15 @@
 //! pending when SIGINT/SIGTERM/SIGHUP arrives. Undo runs under the list's lock, so a process
 //! exiting after either has finished never leaves an undo half done.
 
+use super::wait::{poll_pause, timeout_s};
+use crate::engine_process::{EngineSpec, Preheat};
 use crate::fsroot::FsRoot;
-use crate::states::{self, EngineSpec, Preheat};
+use crate::interrupt::{self, signal_name};
 use crate::telemetry::cmd::Commands;
 use crate::telemetry::sampler::Sampler;
 use crate::telemetry::{Kind, Reading};
+use crate::undo::{Guard, Undo};
 use meltbench_protocol::agent::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// `wait`/`drain`: how far (percentage points) the level may be from LEVEL.
@@ -238,7 +239,7 @@ pub fn establish(
     guard: &mut Guard,
 ) -> Result<Reached, String> {
     let started = Instant::now();
-    let timeout_s = states::timeout_s(cell);
+    let timeout_s = timeout_s(cell);
     let deadline = started + Duration::from_secs(timeout_s);
     let reached = |level: u8, simulated: bool, method: Option<String>| Reached {
         waited_s: started.elapsed().as_secs_f64(),
@@ -492,14 +493,14 @@ fn drain(
             drop(load.take());
             return Err(format!(
                 "interrupted by {} while draining to {}%",
-                crate::runner::signal_name(sig),
+                signal_name(sig),
                 want.level
             ));
         }
         let (level, status) = read(sampler).ok_or_else(|| no_battery(want))?;
         // A drain can last hours: keep only the recent samples (the gate reads the latest).
         if let Some(s) = sampler {
-            s.trim_before(crate::runner::monotonic_ns().saturating_sub(2_000_000_000));
+            s.trim_before(crate::telemetry::sampler::monotonic_ns().saturating_sub(2_000_000_000));
         }
         if status == Some(2) || status == Some(5) {
             drop(load.take());
@@ -529,283 +530,7 @@ fn drain(
         if !running {
             load = Some(Preheat::start(cell, engine).map_err(|e| format!("drain load: {e}"))?);
         }
-        states::poll_pause(sampler);
-    }
-}
-
-/// One change to undo.
-#[derive(Clone, Debug)]
-pub enum Undo {
-    Write {
-        path: std::path::PathBuf,
-        value: String,
-    },
-    Run {
-        cmds: Commands,
-        argv: Vec<String>,
-    },
-}
-
-impl Undo {
-    fn run(&self) -> Result<(), String> {
-        match self {
-            Undo::Write { path, value } => std::fs::write(path, format!("{value}\n"))
-                .map_err(|e| format!("writing {}: {e}", path.display())),
-            Undo::Run { cmds, argv } => {
-                let a: Vec<&str> = argv.iter().map(String::as_str).collect();
-                match cmds.run(&a) {
-                    Reading::Ok(_) => Ok(()),
-                    Reading::Unreadable(r) => Err(r),
-                    Reading::Absent => Err(format!("`{}` is not available", argv.join(" "))),
-                }
-            }
-        }
-    }
-}
-
-/// Pending undos, process-wide (the signal watcher must find them), in registration order.
-static PENDING: Mutex<Vec<(u64, String, Undo)>> = Mutex::new(Vec::new());
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn pending() -> std::sync::MutexGuard<'static, Vec<(u64, String, Undo)>> {
-    PENDING.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs the undos with these ids (all when `ids` is `None`), newest first, under the lock.
-/// Returns what was done, and what failed.
-fn undo(ids: Option<&[u64]>) -> (Vec<String>, Vec<String>) {
-    let mut list = pending();
-    let (mut done, mut failed) = (Vec::new(), Vec::new());
-    let mut i = list.len();
-    while i > 0 {
-        i -= 1;
-        if ids.is_some_and(|ids| !ids.contains(&list[i].0)) {
-            continue;
-        }
-        let (_, what, u) = list.remove(i);
-        match u.run() {
-            Ok(()) => done.push(what),
-            Err(e) => failed.push(format!("{what}: {e}")),
-        }
-    }
-    (done, failed)
-}
-
-/// Undoes everything pending (the signal watcher).
-pub fn restore_all() -> (Vec<String>, Vec<String>) {
-    undo(None)
-}
-
-/// The undos registered for one cell; dropping it runs them.
-#[derive(Default)]
-pub struct Guard {
-    ids: Vec<u64>,
-}
-
-impl Guard {
-    pub fn push(&mut self, u: Undo, what: &str) -> u64 {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        pending().push((id, what.to_string(), u));
-        self.ids.push(id);
-        id
-    }
-
-    fn undo_one(&mut self, id: u64) {
-        self.ids.retain(|i| *i != id);
-        undo(Some(&[id]));
-    }
-
-    /// Runs this cell's undos now; the failures, described.
-    pub fn restore(&mut self) -> Vec<String> {
-        let ids = std::mem::take(&mut self.ids);
-        if ids.is_empty() {
-            return Vec::new();
-        }
-        undo(Some(&ids)).1
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for f in self.restore() {
-            eprintln!("meltbench-agent: restoring the battery state failed: {f}");
-        }
-    }
-}
-
-/// SIGINT/SIGTERM/SIGHUP: restore the device, kill the engine, exit promptly.
-///
-/// The handler only records the signal in an atomic and writes one byte to a self-pipe (both
-/// async-signal-safe). A watcher thread blocked on the pipe then, outside signal context:
-/// kills every engine process group the agent started ([`track`]ed), runs every pending undo
-/// (charging back on, `dumpsys battery reset`), and marks the restore done. The main thread
-/// sees [`signalled`] in its loops (engine output ends since the engine was killed; the state
-/// loops poll it), ends the cell with a `CellError`, emits a `Warning` naming the signal and
-/// what was restored, and the agent exits with 128 + the signal (130 for SIGINT). If the main
-/// thread has not exited [`GRACE_S`] seconds later, the watcher prints that warning on stdout
-/// itself and exits with the same code. A signal the agent inherited as ignored (`nohup`)
-/// stays ignored.
-pub mod interrupt {
-    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
-
-    pub const GRACE_S: u64 = 5;
-    static SIGNAL: AtomicI32 = AtomicI32::new(0);
-    static PIPE_W: AtomicI32 = AtomicI32::new(-1);
-    static RESTORED: AtomicBool = AtomicBool::new(false);
-    static SUMMARY: Mutex<String> = Mutex::new(String::new());
-    static ENGINES: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-    extern "C" fn on_signal(sig: libc::c_int) {
-        let _ = SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-        let fd = PIPE_W.load(Ordering::SeqCst);
-        if fd >= 0 {
-            let b = [sig as u8];
-            // SAFETY: write(2) is async-signal-safe; the buffer lives on this stack.
-            unsafe { libc::write(fd, b.as_ptr().cast(), 1) };
-        }
-    }
-
-    /// Installs the handlers and starts the watcher (once, for `run`).
-    pub fn install() {
-        let mut fds = [-1; 2];
-        // SAFETY: pipe2 fills the two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return;
-        }
-        let read_fd = fds[0];
-        PIPE_W.store(fds[1], Ordering::SeqCst);
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || watch(read_fd))
-            .expect("spawn the signal watcher");
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            // SAFETY: zeroed sigactions; ours has our handler, an empty mask and SA_RESTART.
-            unsafe {
-                // A signal ignored when the agent started (`nohup`) stays ignored.
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                    && old.sa_sigaction == libc::SIG_IGN
-                {
-                    continue;
-                }
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                sa.sa_flags = libc::SA_RESTART;
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
-    }
-
-    fn watch(fd: i32) {
-        let mut b = [0u8; 1];
-        loop {
-            // SAFETY: reads into our one-byte buffer.
-            let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
-            if n == 1 {
-                break;
-            }
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        let sig = SIGNAL.load(Ordering::SeqCst);
-        kill_engines();
-        let (done, failed) = super::restore_all();
-        let mut s = if done.is_empty() {
-            "nothing to restore".to_string()
-        } else {
-            format!("restored: {}", done.join(", "))
-        };
-        if !failed.is_empty() {
-            s += &format!("; RESTORE FAILED: {}", failed.join("; "));
-        }
-        *SUMMARY.lock().unwrap_or_else(|e| e.into_inner()) = s;
-        RESTORED.store(true, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_secs(GRACE_S));
-        // The main thread did not exit in time: say so ourselves and go.
-        let ev = meltbench_protocol::agent::AgentEvent::Warning {
-            message: message(sig),
-        };
-        if let Ok(line) = serde_json::to_string(&ev) {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
-        std::process::exit(128 + sig);
-    }
-
-    /// The signal received, if any.
-    pub fn signalled() -> Option<i32> {
-        match SIGNAL.load(Ordering::SeqCst) {
-            0 => None,
-            s => Some(s),
-        }
-    }
-
-    /// Waits (bounded) for the watcher's restore; the warning to emit.
-    pub fn message(sig: i32) -> String {
-        let until = Instant::now() + Duration::from_secs(3);
-        while !RESTORED.load(Ordering::SeqCst) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let summary = SUMMARY.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        format!(
-            "interrupted by {}: the engine was killed, {}; exiting without running the \
-             remaining cells",
-            crate::runner::signal_name(sig),
-            if summary.is_empty() {
-                "restore not confirmed".to_string()
-            } else {
-                summary
-            }
-        )
-    }
-
-    /// Sleeps `d`, returning early (false) when a signal has arrived.
-    pub fn sleep(d: Duration) -> bool {
-        let until = Instant::now() + d;
-        loop {
-            if signalled().is_some() {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= until {
-                return true;
-            }
-            std::thread::sleep((until - now).min(Duration::from_millis(50)));
-        }
-    }
-
-    fn engines() -> std::sync::MutexGuard<'static, Vec<i32>> {
-        ENGINES.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// An engine process group the agent started (its pid): killed on a signal. If the signal
-    /// already came, it is killed now.
-    pub fn track(pid: u32) {
-        let mut e = engines();
-        e.push(pid as i32);
-        if signalled().is_some() {
-            // SAFETY: our unreaped child's group.
-            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-        }
-    }
-
-    /// Before reaping it (so its id cannot be reused while tracked).
-    pub fn untrack(pid: u32) {
-        engines().retain(|p| *p != pid as i32);
-    }
-
-    fn kill_engines() {
-        for pg in engines().iter() {
-            // SAFETY: tracked groups are our unreaped children's.
-            unsafe { libc::kill(-pg, libc::SIGKILL) };
-        }
+        poll_pause(sampler);
     }
 }
 
@@ -842,31 +567,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn guard_undoes_on_drop_newest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("switch");
-        std::fs::write(&p, "0\n").unwrap();
-        {
-            let mut g = Guard::default();
-            g.push(
-                Undo::Write {
-                    path: p.clone(),
-                    value: "1".into(),
-                },
-                "first",
-            );
-            g.push(
-                Undo::Write {
-                    path: p.clone(),
-                    value: "2".into(),
-                },
-                "second",
-            );
-        }
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "1\n");
-        assert!(!pending().iter().any(|(_, w, _)| w == "first"));
     }
 }
