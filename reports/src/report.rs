@@ -67,7 +67,10 @@ impl ReportInput<'_> {
                 out.push(r.manifest.command.clone());
             }
         }
-        out.push(self.command.clone());
+        // `meltbench run` writes its report with its own command line, already listed.
+        if !out.contains(&self.command) {
+            out.push(self.command.clone());
+        }
         out
     }
 }

@@ -194,7 +194,8 @@ fn order_ci(sorted: &[f64], q: f64) -> String {
         return "-".into();
     }
     let b = crate::stats::quantile_ci::quantile_bounds(sorted, q, 0.95);
-    let end = |v: Option<f64>, none: &str| v.map_or(none.to_string(), |x| format!("{x:.3}"));
+    // Printed like the figure beside it (`num`), so both show the same digits.
+    let end = |v: Option<f64>, none: &str| v.map_or(none.to_string(), num);
     format!(
         "[{}, {}]",
         end(b.low, "unbounded"),
@@ -1615,6 +1616,19 @@ mod tests {
     use super::*;
     use crate::compare::NotComparable;
     use crate::dataset::{LoadedRunInfo, SessionData};
+
+    #[test]
+    fn an_interval_has_the_digits_of_its_figure() {
+        // 100 passes from 650.123 to 749.123 ms: p50 is near 700, printed with one decimal,
+        // and so are its interval's ends (not `[680.267, 735.584]`).
+        let sorted: Vec<f64> = (0..100).map(|i| 650.123 + i as f64).collect();
+        let ci = order_ci(&sorted, 0.5);
+        let ends: Vec<&str> = ci.trim_matches(['[', ']']).split(", ").collect();
+        assert_eq!(ends.len(), 2, "{ci}");
+        for e in ends {
+            assert_eq!(e.split('.').nth(1).map(str::len), Some(1), "{ci}");
+        }
+    }
     use crate::history::{HistoryCell, HistoryEntry, TrendAlert};
     use crate::runstore::{DeviceRecord, RunManifest};
     use crate::summary::CellKey;

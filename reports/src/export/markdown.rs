@@ -612,6 +612,19 @@ mod tests {
     }
 
     #[test]
+    fn reproduce_lists_each_command_once() {
+        // As `meltbench run` leaves it: the report's command is the run's own.
+        let mut cand = Dataset::default();
+        cand.runs.push(run("0.2.0", "meltbench gate runs/a runs/b"));
+        cand.runs.push(run("0.2.0", "meltbench gate runs/a runs/b"));
+        let md = render(&input(&cand, None, None, None));
+        assert!(
+            md.contains("### Reproduce\n\n```sh\nmeltbench gate runs/a runs/b\n```\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn verdict_words() {
         let d = Dataset::default();
         let mut g = GateOutcome {
