@@ -693,7 +693,7 @@ mod tests {
                     d: &own[t].1,
                     s: &own[t].2,
                 };
-                for ty in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+                for &ty in NEON_PACKED_TYPES {
                     let raw = random_blocks(&mut rng, ty, n);
                     let mut w = vec![0u8; raw.len()];
                     pack_row(ty, &raw, &mut w);
@@ -756,9 +756,10 @@ mod tests {
     #[test]
     #[should_panic(expected = "has no packed NEON kernel")]
     fn other_types_panic() {
-        let a = Q8Row::with_len(QK);
-        let w = vec![0u8; DType::Q5_0.block_bytes()];
-        PACKED.dot_row(DType::Q5_0, &w, &[a.blocks()], &mut [0.0]);
+        // A whole Q4_K super-block and activations as long, so only the type is wrong.
+        let a = Q8Row::with_len(crate::dtype::QK_K);
+        let w = vec![0u8; DType::Q4_K.block_bytes()];
+        PACKED.dot_row(DType::Q4_K, &w, &[a.blocks()], &mut [0.0]);
     }
 
     #[test]
