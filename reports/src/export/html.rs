@@ -19,7 +19,7 @@ use crate::dataset::{CellData, Dataset, PassData};
 use crate::history::History;
 use crate::metric::Metric;
 use crate::report::ReportInput;
-use crate::stats::percentile::percentile_sorted;
+use crate::stats::percentile::{percentile_sorted, Distribution};
 use charts::{Secondary, Shape, Timeline};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -147,7 +147,10 @@ struct Stats {
     p50: Option<f64>,
     p95: Option<f64>,
     p99: Option<f64>,
-    ttft_p95: Option<f64>,
+    /// Time to first token per pass, ms.
+    ttft: Option<Distribution>,
+    /// Every decode step of every measured pass, ms per token (as the terminal table).
+    decode_step: Option<Distribution>,
     decode_tps: Option<f64>,
     prefill_tps: Option<f64>,
     energy: Option<f64>,
@@ -166,13 +169,19 @@ impl Stats {
             quantile_select(&mut v, p)
         };
         let peak = c.peak_rss_bytes();
+        let ttft: Vec<f64> = c.passes().map(|p| p.ttft_ms).collect();
+        let steps: Vec<f64> = c
+            .passes()
+            .flat_map(|p| p.decode_step_ms.iter().copied())
+            .collect();
         Stats {
             sessions: c.sessions.len(),
             warmups: c.sessions.iter().map(|s| s.warmups.len()).sum(),
             p50,
             p95,
             p99,
-            ttft_p95: select(&|p| Some(p.ttft_ms), 95.0),
+            ttft: Distribution::of(&ttft),
+            decode_step: Distribution::of(&steps),
             decode_tps: select(&|p| p.decode_tokens_per_s, 50.0),
             prefill_tps: select(&|p| p.prefill_tokens_per_s, 50.0),
             energy: select(&|p| p.energy_j_per_token, 50.0),
@@ -327,6 +336,19 @@ fn num(v: f64) -> String {
         format!("{v:.3}")
     } else {
         format!("{v:.2e}")
+    }
+}
+
+/// A cell id that may break after each `/`, so the summary table fits a 1280-px window.
+fn breakable_id(id: &str) -> String {
+    esc(id).replace('/', "/<wbr>")
+}
+
+/// `p50 / p95 / p99`, each like [`num`].
+fn three(d: &Option<Distribution>) -> String {
+    match d {
+        Some(d) => format!("{} / {} / {}", num(d.p50), num(d.p95), num(d.p99)),
+        None => "&ndash;".into(),
     }
 }
 
@@ -688,7 +710,9 @@ fn cell_table(out: &mut String, ctx: &Ctx) {
         "<div class=\"scroll\"><table class=\"cells\">\n<thead><tr><th rowspan=\"2\">Device</th>\
          <th rowspan=\"2\">Cell</th><th class=\"num\" rowspan=\"2\">Passes</th>\
          <th class=\"num\" rowspan=\"2\">Sessions</th><th colspan=\"3\">Pass latency (ms)</th>\
-         <th class=\"num\" rowspan=\"2\">TTFT p95 (ms)</th><th colspan=\"2\">Median tok/s</th>\
+         <th class=\"num\" rowspan=\"2\">TTFT (ms)<br>p50 / p95 / p99</th>\
+         <th class=\"num\" rowspan=\"2\">Decode (ms/token)<br>p50 / p95 / p99</th>\
+         <th colspan=\"2\">Median tok/s</th>\
          <th class=\"num\" rowspan=\"2\">Peak RSS (MiB)</th>\
          <th class=\"num\" rowspan=\"2\">Cold start median (ms)</th><th rowspan=\"2\">Notes</th>\
          </tr>\n<tr><th class=\"num\">p50</th><th class=\"num\">p95</th><th class=\"num\">p99</th>\
@@ -699,22 +723,23 @@ fn cell_table(out: &mut String, ctx: &Ctx) {
         let notes = cell_notes(c, s);
         w!(
             out,
-            "<tr><td>{}</td><td class=\"id\"><a href=\"#{}\">{}</a></td>\
+            "<tr><td>{}</td><td class=\"id-wrap\"><a href=\"#{}\">{}</a></td>\
              <td class=\"num\" title=\"{} warm-up passes not counted\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num tri\">{}</td><td class=\"num tri\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             <td class=\"wrap\">{notes}</td></tr>\n",
+             <td class=\"num\">{}</td><td class=\"notes\">{notes}</td></tr>\n",
             esc(&c.key.device),
             ctx.anchors[i],
-            esc(&c.key.id),
+            breakable_id(&c.key.id),
             s.warmups,
             s.passes(),
             s.sessions,
             opt(s.p50),
             opt(s.p95),
             opt(s.p99),
-            opt(s.ttft_p95),
+            three(&s.ttft),
+            three(&s.decode_step),
             opt(s.decode_tps),
             opt(s.prefill_tps),
             opt(s.peak_rss_mib),
@@ -1616,6 +1641,43 @@ mod tests {
     use super::*;
     use crate::compare::NotComparable;
     use crate::dataset::{LoadedRunInfo, SessionData};
+
+    #[test]
+    fn summary_shows_ttft_and_decode_percentiles() {
+        let mut d = dataset(
+            "run-a",
+            "rpi5",
+            vec![cell("rpi5", "tiny-q4", "q4_0", 2, 50, 50.0, false, 1)],
+        );
+        for (i, p) in d.cells[0]
+            .sessions
+            .iter_mut()
+            .flat_map(|s| s.passes.iter_mut())
+            .enumerate()
+        {
+            p.decode_step_ms = vec![10.0 + i as f64, 20.0 + i as f64];
+        }
+        let ttft: Vec<f64> = d.cells[0].passes().map(|p| p.ttft_ms).collect();
+        let steps: Vec<f64> = d.cells[0]
+            .passes()
+            .flat_map(|p| p.decode_step_ms.clone())
+            .collect();
+        let html = render(&input(&d, None, None, None));
+        let table = &html[html.find("<table class=\"cells\">").unwrap()..];
+        let table = &table[..table.find("</table>").unwrap()];
+        assert!(table.contains("TTFT (ms)<br>p50 / p95 / p99"), "{table}");
+        assert!(
+            table.contains("Decode (ms/token)<br>p50 / p95 / p99"),
+            "{table}"
+        );
+        for v in [ttft, steps] {
+            let want = three(&Distribution::of(&v));
+            assert!(
+                table.contains(&format!(">{want}<")),
+                "{want} not in {table}"
+            );
+        }
+    }
 
     #[test]
     fn an_interval_has_the_digits_of_its_figure() {
