@@ -83,19 +83,8 @@ pub(crate) fn engine(
     let pid = child.id();
     let watchdog = Watchdog::start(pid as i32, cell.timeout_s);
     let sampler = PeakSampler::start(pid);
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-    // Read to EOF whatever arrives (bytes, not `lines()`, which stops at invalid UTF-8): an
-    // engine left writing into a pipe nobody reads would block until the timeout.
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match stdout.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-        let line = String::from_utf8_lossy(&buf);
+    each_line(child.stdout.take().expect("stdout is piped"), |bytes| {
+        let line = String::from_utf8_lossy(bytes);
         let line = line.trim();
         if !line.is_empty() {
             on_line(
@@ -103,7 +92,7 @@ pub(crate) fn engine(
                 &sampler,
             );
         }
-    }
+    });
     // Wait for the exit without reaping, so the pid cannot be reused while the watchdog may
     // still signal its group; then stop the watchdog and reap with wait4 for ru_maxrss.
     wait_exited(pid);
@@ -119,6 +108,23 @@ pub(crate) fn engine(
         ru_maxrss_bytes,
         stderr_tail: stderr_tail(stderr),
     })
+}
+
+/// Hands `each` every line of `r` (raw bytes) until end of file or a read error. Bytes, not
+/// `lines()`, which stops at invalid UTF-8: an engine left writing into a pipe nobody reads
+/// would block until its timeout.
+fn each_line(r: impl Read, mut each: impl FnMut(&[u8])) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => each(&buf),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
 }
 
 /// An engine process just started, in its own process group (its pid is the group id).
@@ -309,19 +315,7 @@ impl Preheat {
         .map_err(|e| format!("pre-heat: {e}"))?;
         let stdout = sp.child.stdout.take().expect("stdout is piped");
         // Read and drop its pass lines, so it never blocks on a full pipe.
-        let drain = std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-        });
+        let drain = std::thread::spawn(move || each_line(stdout, |_| {}));
         Ok(Preheat {
             child: Some(sp.child),
             stderr: Some(sp.stderr),
