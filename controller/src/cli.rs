@@ -75,6 +75,27 @@ pub enum Command {
     )]
     Report(ReportArgs),
 
+    /// Write one or more run directories in another format (CSV of every pass, BMF, ...)
+    #[command(
+        long_about = "Write one or more run directories in another format, to a file or stdout.\n\n\
+        Every figure comes from the same per-cell computation as report.html, report.md and the \
+        terminal table, so the same cell has the same p95 in every format. With --baseline the \
+        gate's comparison is made and the formats that hold verdicts (json, junit) can be \
+        written; the exit status stays 0 (use `meltbench gate` in CI).",
+        after_help = "Formats:\n  \
+        terminal  the table `meltbench run` prints (the verdicts with a baseline)\n  \
+        markdown  report.md\n  \
+        html      report.html\n  \
+        json      the gate's verdicts (needs --baseline)\n  \
+        junit     the gate's verdicts as JUnit XML (needs --baseline)\n  \
+        bencher   Bencher Metric Format of the candidate's figures\n  \
+        csv       every pass as a row (warm-ups flagged)\n\n\
+        Examples:\n  \
+        meltbench export runs/20261122T101500Z-quickstart --format csv -o passes.csv\n  \
+        meltbench export runs/new --baseline runs/old --format junit -o gate.xml"
+    )]
+    Export(ExportArgs),
+
     /// Fetch, verify and list the GGUF models that benchmarks run on
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -239,6 +260,20 @@ pub struct ReportArgs {
     pub compare: CompareArgs,
 
     /// Where to write the HTML report (report.md goes beside it); default: the first run directory
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub compare: CompareArgs,
+
+    /// The format (see the list below)
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: String,
+
+    /// Where to write it (default, or `-`: stdout)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

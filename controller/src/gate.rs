@@ -4,7 +4,7 @@
 use crate::suite;
 use meltbench_reports::compare::{self, GateConfig, GateOutcome, KeyField};
 use meltbench_reports::dataset::Dataset;
-use meltbench_reports::export;
+use meltbench_reports::export::{self, Exporter};
 use meltbench_reports::history::{self, History};
 use meltbench_reports::metric::Metric;
 use meltbench_reports::report::ReportInput;
@@ -207,9 +207,14 @@ pub fn write_report_files(input: &ReportInput, html: &Path) -> anyhow::Result<Pa
         std::fs::create_dir_all(parent)
             .map_err(|e| anyhow::anyhow!("{}: {e}", parent.display()))?;
     }
-    write(html, &export::html::render(input))?;
-    let md = html.with_extension("md");
-    write(&md, &export::markdown::render(input))?;
+    let md = html.with_extension(export::markdown::Markdown.extension());
+    let files: [(&Path, &dyn Exporter); 2] = [
+        (html, &export::html::Html),
+        (&md, &export::markdown::Markdown),
+    ];
+    for (path, exporter) in files {
+        write(path, &exporter.render(input)?)?;
+    }
     Ok(md)
 }
 

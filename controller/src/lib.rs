@@ -22,7 +22,6 @@ pub mod sdist;
 pub mod sha;
 pub mod store;
 pub mod suite;
-pub mod table;
 pub mod transport;
 pub mod wheel;
 pub mod yaml;

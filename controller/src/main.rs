@@ -9,15 +9,17 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{
-    BundleArgs, Cli, Command, CompareArgs, DevicesArgs, DevicesCommand, GateArgs, ModelsCommand,
-    PullArgs, ReportArgs, RunArgs, ValidateArgs,
+    BundleArgs, Cli, Command, CompareArgs, DevicesArgs, DevicesCommand, ExportArgs, GateArgs,
+    ModelsCommand, PullArgs, ReportArgs, RunArgs, ValidateArgs,
 };
 use meltbench::gate::{self as gating, CompareRequest};
 use meltbench::models::{self, PullOptions};
 use meltbench::run::{self, RunPlan};
-use meltbench::{devices, farm, suite, table};
+use meltbench::{devices, farm, suite};
+use meltbench_reports::export::terminal::{self, CellRow};
+use meltbench_reports::export::{self, Exporter};
+use meltbench_reports::history;
 use meltbench_reports::report::ReportInput;
-use meltbench_reports::{export, history};
 use std::path::PathBuf;
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
             if err.is::<meltbench::suite::SuiteErrors>()
                 || err.is::<gating::InvalidInput>()
                 || err.is::<InvalidDevices>()
+                || err.is::<export::ExportError>()
             {
                 ExitCode::from(2)
             } else {
@@ -47,6 +50,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Validate(args) => validate(args).map(|()| 0),
         Command::Gate(args) => gate(args),
         Command::Report(args) => report(args).map(|()| 0),
+        Command::Export(args) => export_runs(args).map(|()| 0),
         Command::Models(ModelsCommand::Pull(args)) => models_pull(args).map(|()| 0),
         Command::Models(ModelsCommand::List) => models_list().map(|()| 0),
         Command::Devices(args) => devices(args),
@@ -116,68 +120,67 @@ fn gate(args: GateArgs) -> Result<u8> {
         command: command_line(),
     };
     let json_to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
-    let mut human = String::new();
-    if !outcome.rows.is_empty() {
-        human.push_str(&table::render_gate(outcome));
-        human.push('\n');
-    }
-    for n in &outcome.not_comparable {
-        human.push_str(&format!(
-            "not comparable: {} {} (only in the {}): {}\n",
-            n.device, n.cell, n.side, n.reason
-        ));
-    }
-    for n in &outcome.not_measured {
-        human.push_str(&format!("not measured: {n}\n"));
-    }
-    if let Some(h) = &history {
-        for a in &h.alerts {
-            human.push_str(&format!(
-                "trend alert: {} {}: {}\n",
-                a.device, a.cell, a.message
-            ));
-        }
-    }
-    human.push_str(&format!(
-        "{}: {}\n",
-        match outcome.exit_code {
-            0 => "gate passed",
-            1 => "gate FAILED",
-            _ => "gate inconclusive",
-        },
-        outcome.headline
-    ));
+    let human = terminal::gate_text(outcome, history.as_ref());
     if json_to_stdout {
         eprint!("{human}");
     } else {
         print!("{human}");
     }
-    if let Some(p) = &args.json {
-        let text = serde_json::to_string_pretty(&export::json::gate_json(outcome))? + "\n";
-        if json_to_stdout {
+    // Every file the gate was asked for, each through its exporter.
+    let files: [(&Option<PathBuf>, &dyn Exporter); 5] = [
+        (&args.json, &export::json::GateJson),
+        (&args.markdown, &export::markdown::Markdown),
+        (&args.junit, &export::junit::Junit),
+        (&args.html, &export::html::Html),
+        (&args.bencher, &export::json::Bencher),
+    ];
+    for (path, exporter) in files {
+        let Some(p) = path else { continue };
+        let text = exporter.render(&input)?;
+        if p.as_os_str() == "-" {
             print!("{text}");
         } else {
             gating::write(p, &text)?;
         }
     }
-    if let Some(p) = &args.markdown {
-        gating::write(p, &export::markdown::render(&input))?;
-    }
-    if let Some(p) = &args.junit {
-        gating::write(p, &export::junit::render(outcome, &input.title))?;
-    }
-    if let Some(p) = &args.html {
-        gating::write(p, &export::html::render(&input))?;
-    }
-    if let Some(p) = &args.bencher {
-        let text = serde_json::to_string_pretty(&export::json::bencher_bmf(&input))? + "\n";
-        gating::write(p, &text)?;
-    }
     Ok(outcome.exit_code as u8)
 }
 
 fn report(args: ReportArgs) -> Result<()> {
-    let req = request(&args.compare);
+    with_report_input(&args.compare, |input, req| {
+        let html = args
+            .output
+            .clone()
+            .unwrap_or_else(|| req.runs[0].join("report.html"));
+        let md = gating::write_report_files(input, &html)?;
+        println!("{}", html.display());
+        println!("{}", md.display());
+        Ok(())
+    })
+}
+
+/// `meltbench export`: one format of the runs (and of a gate, when a baseline is given) to a
+/// file or stdout.
+fn export_runs(args: ExportArgs) -> Result<()> {
+    let exporter = export::by_name(&args.format)?;
+    let text = with_report_input(&args.compare, |input, _| Ok(exporter.render(input)?))?;
+    match &args.output {
+        Some(p) if p.as_os_str() != "-" => {
+            gating::write(p, &text)?;
+            eprintln!("{}: {}", exporter.name(), p.display());
+        }
+        _ => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// The runs of `args` compared (with verdicts when a baseline is given) and their history,
+/// handed to `f` as the input every exporter reads.
+fn with_report_input<T>(
+    args: &CompareArgs,
+    f: impl FnOnce(&ReportInput, &CompareRequest) -> Result<T>,
+) -> Result<T> {
+    let req = request(args);
     let c = gating::compare(&req)?;
     let metrics: Vec<_> = c.config.budgets.keys().copied().collect();
     let history = match &req.history {
@@ -193,14 +196,7 @@ fn report(args: ReportArgs) -> Result<()> {
         generated_utc: gating::now_utc(),
         command: command_line(),
     };
-    let html = args
-        .output
-        .clone()
-        .unwrap_or_else(|| req.runs[0].join("report.html"));
-    let md = gating::write_report_files(&input, &html)?;
-    println!("{}", html.display());
-    println!("{}", md.display());
-    Ok(())
+    f(&input, &req)
 }
 
 fn models_pull(args: PullArgs) -> Result<()> {
@@ -359,7 +355,8 @@ fn run_suite(args: RunArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let outcome = run::run(&plan, &args.out)?;
     eprintln!("{}", controller_usage(started.elapsed()));
-    println!("{}", table::render(&outcome.summary.cells));
+    let rows: Vec<CellRow> = outcome.summary.cells.iter().map(CellRow::from).collect();
+    println!("{}", terminal::cells_table(&rows));
     // The report is a view of the stored events; failing to draw it loses nothing. The run
     // directory itself was announced when the run began (so it is known even if the run dies).
     match gating::write_run_report(&outcome.dir, &plan.command) {

@@ -95,24 +95,18 @@ fn steady_copy(src: &Path, dst: &Path) {
             kept.push_str(line);
             kept.push('\n');
         }
-        let mut cells: Vec<String> = first_session
-            .iter()
-            .map(|v| v["cell"].to_string())
-            .collect();
-        cells.sort();
+        let mut cells: Vec<Value> = first_session.iter().map(|v| v["cell"].clone()).collect();
+        cells.sort_by_key(|c| c.to_string());
         cells.dedup();
         for cell in cells {
             let mut passes: Vec<Value> = first_session
                 .iter()
-                .filter(|v| v["cell"].to_string() == cell)
+                .filter(|v| v["cell"] == cell)
                 .cloned()
                 .collect();
             bound_tail(&mut passes);
             let mut bounded = passes.into_iter();
-            for v in first_session
-                .iter_mut()
-                .filter(|v| v["cell"].to_string() == cell)
-            {
+            for v in first_session.iter_mut().filter(|v| v["cell"] == cell) {
                 *v = bounded.next().unwrap();
             }
         }

@@ -6,12 +6,12 @@
 //! `cargo bench -p meltbench-reports --bench report`
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use meltbench_reports::cell_key::CellKey;
 use meltbench_reports::compare::{gate, GateConfig};
 use meltbench_reports::dataset::{CellData, Dataset, LoadedRunInfo, PassData, SessionData};
 use meltbench_reports::export::{html, markdown};
 use meltbench_reports::report::ReportInput;
 use meltbench_reports::runstore::RunManifest;
-use meltbench_reports::summary::CellKey;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
@@ -80,6 +80,7 @@ fn dataset(run_id: &str, passes: usize, factor: f64, seed: u64) -> Dataset {
             model_file_bytes: Some(550_112),
             weight_bytes_per_token: Some(500_000),
             kernels: Some("avx512".into()),
+            reported_peak_rss_bytes: None,
         })
         .collect();
     Dataset {

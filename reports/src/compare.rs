@@ -656,8 +656,8 @@ fn headline(rows: &[GateRow], not_comparable: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cell_key::CellKey;
     use crate::dataset::{PassData, SessionData};
-    use crate::summary::CellKey;
     use rand_chacha::rand_core::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -725,6 +725,7 @@ mod tests {
             model_file_bytes: None,
             weight_bytes_per_token: None,
             kernels: None,
+            reported_peak_rss_bytes: None,
         }
     }
 

@@ -4,8 +4,8 @@
 //! Several run directories merge into one [`Dataset`]: farm shards add devices, repeated runs of
 //! the same suite add sessions to the same cells.
 
+use crate::cell_key::CellKey;
 use crate::runstore::LoadedRun;
-use crate::summary::CellKey;
 use meltbench_protocol::agent::AgentEvent;
 use std::collections::BTreeMap;
 
@@ -61,6 +61,9 @@ pub struct CellData {
     pub model_file_bytes: Option<u64>,
     pub weight_bytes_per_token: Option<u64>,
     pub kernels: Option<String>,
+    /// The largest end-of-cell peak the agent reported (`cell_end`: VmHWM sampled while the
+    /// engine ran, which can exceed every per-pass reading).
+    pub reported_peak_rss_bytes: Option<u64>,
 }
 
 impl CellData {
@@ -69,9 +72,13 @@ impl CellData {
     }
 
     /// Largest VmHWM of the engine over every session (each session's peak already covers its
-    /// passes and warm-ups).
+    /// passes and warm-ups) and the agent's end-of-cell readings.
     pub fn peak_rss_bytes(&self) -> Option<u64> {
-        self.sessions.iter().filter_map(|s| s.peak_rss_bytes).max()
+        self.sessions
+            .iter()
+            .filter_map(|s| s.peak_rss_bytes)
+            .max()
+            .max(self.reported_peak_rss_bytes)
     }
 
     /// All measured passes, session after session.
@@ -134,6 +141,22 @@ impl Dataset {
     }
 }
 
+/// The cells `keys` of one device (all on the same device) from that device's events, as
+/// [`Dataset::from_runs`] would build them; a cell with no events has no sessions.
+pub fn device_cells(keys: &[CellKey], events: &[AgentEvent]) -> Vec<CellData> {
+    let Some(device) = keys.first().map(|k| k.device.clone()) else {
+        return Vec::new();
+    };
+    let mut cells: Vec<CellData> = keys.iter().cloned().map(empty_cell).collect();
+    let index = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ((k.device.clone(), k.id.clone()), i))
+        .collect();
+    add_device_events(&mut cells, &index, &device, "", events);
+    cells
+}
+
 fn empty_cell(key: CellKey) -> CellData {
     CellData {
         key,
@@ -147,6 +170,7 @@ fn empty_cell(key: CellKey) -> CellData {
         model_file_bytes: None,
         weight_bytes_per_token: None,
         kernels: None,
+        reported_peak_rss_bytes: None,
     }
 }
 
@@ -224,6 +248,9 @@ fn add_device_events(
                 cell.cold_start_ms.push(*first_token_ns as f64 / MS);
                 cell.cold_start_page_cache_dropped =
                     Some(cell.cold_start_page_cache_dropped.unwrap_or(true) && *page_cache_dropped);
+            }
+            AgentEvent::CellEnd { peak_rss_bytes, .. } => {
+                cell.reported_peak_rss_bytes = cell.reported_peak_rss_bytes.max(*peak_rss_bytes);
             }
             AgentEvent::CellError { message, .. } => cell.errors.push(message.clone()),
             AgentEvent::StateReached {

@@ -3,9 +3,11 @@
 //! trends, and the renderers (terminal, Markdown, self-contained HTML, JSON, JUnit).
 //! It reads only run-store files.
 
+pub mod cell_key;
 pub mod compare;
 pub mod dataset;
 pub mod export;
+pub mod figures;
 pub mod history;
 pub mod metric;
 pub mod report;

@@ -2,7 +2,7 @@
 //! `events/<device>.jsonl` holds the raw agent events. The controller writes these files; this
 //! module owns their types so that reports can be made from any recorded run.
 
-use crate::summary::CellKey;
+use crate::cell_key::CellKey;
 use meltbench_protocol::agent::{AgentEvent, DeviceInfo};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -8,10 +8,10 @@
 //! rates. `large_dataset_gates_quickly` (ignored) times a 1,000,000-pass gate: run it with
 //! `--release -- --ignored --nocapture`.
 
+use meltbench_reports::cell_key::CellKey;
 use meltbench_reports::compare::{gate, GateConfig, Verdict};
 use meltbench_reports::dataset::{CellData, Dataset, PassData, SessionData};
 use meltbench_reports::metric::Metric;
-use meltbench_reports::summary::CellKey;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -117,6 +117,7 @@ fn cell(id: &str, t: &Truth, rng: &mut ChaCha8Rng) -> CellData {
         model_file_bytes: None,
         weight_bytes_per_token: None,
         kernels: None,
+        reported_peak_rss_bytes: None,
     }
 }
 

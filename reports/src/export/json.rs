@@ -7,15 +7,13 @@
 
 use crate::compare::{GateOutcome, GateRow, Verdict};
 use crate::dataset::CellData;
+use crate::figures::CellFigures;
 use crate::report::ReportInput;
-use crate::stats::percentile::percentile_sorted;
+use crate::stats::percentile::Distribution;
 use serde_json::{json, Map, Value};
 
 /// Version of the verdict document; bumped when a field changes meaning or disappears.
 pub const GATE_SCHEMA_VERSION: &str = "1";
-
-/// Confidence of the order-statistic intervals given as BMF `lower_value` / `upper_value`.
-pub const BMF_CONFIDENCE: f64 = 0.95;
 
 /// The verdict document: what the gate decided and why, one object per gated metric of each
 /// cell pair, in the outcome's order (most severe first).
@@ -136,9 +134,10 @@ fn row_json(r: &GateRow) -> Value {
 /// `energy-j-per-token` (median). A measure without data is left out, and so is a cell
 /// without any measure.
 ///
-/// `lower_value` / `upper_value` are a distribution-free 95% interval of the quantile from
-/// order statistics (binomial ranks), given only when the sample is large enough for both
-/// ends to exist (p95 needs n >= 72, p99 n >= 368, the median n >= 6). The interval treats
+/// `lower_value` / `upper_value` are the ends of the distribution-free 95% interval of the
+/// quantile from order statistics (binomial ranks), the interval every report prints
+/// ([`CellFigures`]); an end is left out when the sample is too small to give it (p95's upper
+/// end needs n >= 72, p99's n >= 368, the median's n >= 6). The interval treats
 /// pooled passes as independent, so it is narrower than the gate's session-level bootstrap;
 /// it is meant for Bencher's plots, not for verdicts. `peak-rss-bytes` has no interval.
 pub fn bencher_bmf(input: &ReportInput) -> Value {
@@ -156,100 +155,118 @@ pub fn bencher_bmf(input: &ReportInput) -> Value {
 }
 
 fn cell_measures(cell: &CellData) -> Map<String, Value> {
+    let f = CellFigures::of(cell);
     let mut m = Map::new();
-    let passes: Vec<_> = cell.passes().collect();
-    let latency: Vec<f64> = passes.iter().map(|p| p.latency_ms).collect();
-    let ttft: Vec<f64> = passes.iter().map(|p| p.ttft_ms).collect();
-    let steps: Vec<f64> = passes
-        .iter()
-        .flat_map(|p| p.decode_step_ms.iter().copied())
-        .collect();
-    let decode: Vec<f64> = passes
-        .iter()
-        .filter_map(|p| p.decode_tokens_per_s)
-        .collect();
-    let prefill: Vec<f64> = passes
-        .iter()
-        .filter_map(|p| p.prefill_tokens_per_s)
-        .collect();
-    let energy: Vec<f64> = passes.iter().filter_map(|p| p.energy_j_per_token).collect();
-
-    let mut quantile = |slug: &str, values: &[f64], p: f64| {
-        if let Some(v) = quantile_measure(values, p) {
-            m.insert(slug.to_string(), v);
+    let mut quantile = |slug: &str, d: &Option<Distribution>, p: Percentile| {
+        if let Some(d) = d {
+            m.insert(slug.to_string(), measure(d, p));
         }
     };
-    quantile("latency-p95-ms", &latency, 95.0);
-    quantile("latency-p99-ms", &latency, 99.0);
-    quantile("ttft-p95-ms", &ttft, 95.0);
-    quantile("decode-step-p95-ms", &steps, 95.0);
-    quantile("decode-tokens-per-s", &decode, 50.0);
-    quantile("prefill-tokens-per-s", &prefill, 50.0);
-    quantile("cold-start-ms", &cell.cold_start_ms, 50.0);
-    quantile("energy-j-per-token", &energy, 50.0);
-
-    let peak = cell.peak_rss_bytes();
-    if let Some(b) = peak {
+    quantile("latency-p95-ms", &f.latency_ms, Percentile::P95);
+    quantile("latency-p99-ms", &f.latency_ms, Percentile::P99);
+    quantile("ttft-p95-ms", &f.ttft_ms, Percentile::P95);
+    quantile(
+        "decode-step-p95-ms",
+        &f.decode_ms_per_token,
+        Percentile::P95,
+    );
+    quantile(
+        "decode-tokens-per-s",
+        &f.decode_tokens_per_s,
+        Percentile::P50,
+    );
+    quantile(
+        "prefill-tokens-per-s",
+        &f.prefill_tokens_per_s,
+        Percentile::P50,
+    );
+    quantile("cold-start-ms", &f.cold_start_ms, Percentile::P50);
+    quantile("energy-j-per-token", &f.energy_j_per_token, Percentile::P50);
+    if let Some(b) = f.peak_rss_bytes {
         m.insert("peak-rss-bytes".to_string(), json!({ "value": b }));
     }
     m
 }
 
-/// `{"value": ...}` with the interval when it exists; `None` without finite data.
-fn quantile_measure(values: &[f64], p: f64) -> Option<Value> {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if sorted.is_empty() {
-        return None;
-    }
-    sorted.sort_by(f64::total_cmp);
-    let mut o = Map::new();
-    o.insert("value".into(), json!(percentile_sorted(&sorted, p)));
-    if let Some((lo, hi)) = order_statistic_ci(sorted.len(), p / 100.0, BMF_CONFIDENCE) {
-        o.insert("lower_value".into(), json!(sorted[lo]));
-        o.insert("upper_value".into(), json!(sorted[hi]));
-    }
-    Some(Value::Object(o))
+#[derive(Clone, Copy)]
+enum Percentile {
+    P50,
+    P95,
+    P99,
 }
 
-/// 0-based ranks `(lo, hi)` into `n` sorted samples such that `[x(lo), x(hi)]` covers the
-/// `q`-quantile with probability at least `confidence`, by the binomial argument: with
-/// `K ~ Bin(n, q)` samples below the quantile, `P(x(r) <= Q <= x(s)) >= P(r <= K < s)` (1-based
-/// ranks). Each tail gets `(1 - confidence) / 2`. `None` when either end would fall outside
-/// the sample.
-pub fn order_statistic_ci(n: usize, q: f64, confidence: f64) -> Option<(usize, usize)> {
-    if n == 0 || !(0.0..=1.0).contains(&q) || q == 0.0 || q == 1.0 {
-        return None;
+/// `{"value": ...}` with each end of its interval that the sample gives ([`CellFigures`]).
+fn measure(d: &Distribution, p: Percentile) -> Value {
+    let (value, ci) = match p {
+        Percentile::P50 => (d.p50, d.ci95.p50),
+        Percentile::P95 => (d.p95, d.ci95.p95),
+        Percentile::P99 => (d.p99, d.ci95.p99),
+    };
+    let mut o = Map::new();
+    o.insert("value".into(), json!(value));
+    if let Some(lo) = ci.low {
+        o.insert("lower_value".into(), json!(lo));
     }
-    let tail = (1.0 - confidence) / 2.0;
-    // cdf[k] = P(K <= k), by pmf in log space so large n neither overflows nor underflows.
-    let (lq, l1q) = (q.ln(), (1.0 - q).ln());
-    let mut log_choose = 0.0f64;
-    let mut cdf = Vec::with_capacity(n + 1);
-    let mut acc = 0.0f64;
-    for k in 0..=n {
-        if k > 0 {
-            log_choose += ((n - k + 1) as f64).ln() - (k as f64).ln();
-        }
-        acc += (log_choose + k as f64 * lq + (n - k) as f64 * l1q).exp();
-        cdf.push(acc.min(1.0));
+    if let Some(hi) = ci.high {
+        o.insert("upper_value".into(), json!(hi));
     }
-    // Largest 1-based r >= 1 with P(K < r) = cdf[r-1] <= tail.
-    let r = (1..=n).rev().find(|&r| cdf[r - 1] <= tail)?;
-    // Smallest 1-based s <= n with P(K >= s) = 1 - cdf[s-1] <= tail.
-    let s = (1..=n).find(|&s| 1.0 - cdf[s - 1] <= tail)?;
-    if r > s {
-        return None;
+    Value::Object(o)
+}
+
+/// The gate's verdict document ([`gate_json`]).
+pub struct GateJson;
+
+impl super::Exporter for GateJson {
+    fn name(&self) -> &'static str {
+        "json"
     }
-    Some((r - 1, s - 1))
+
+    fn about(&self) -> &'static str {
+        "the gate's verdicts as JSON (needs a gate)"
+    }
+
+    fn extension(&self) -> &'static str {
+        "json"
+    }
+
+    fn render(&self, input: &ReportInput) -> Result<String, super::ExportError> {
+        let g = input.gate.ok_or(super::ExportError::NeedsGate("json"))?;
+        Ok(pretty(&gate_json(g)))
+    }
+}
+
+/// Bencher Metric Format ([`bencher_bmf`]).
+pub struct Bencher;
+
+impl super::Exporter for Bencher {
+    fn name(&self) -> &'static str {
+        "bencher"
+    }
+
+    fn about(&self) -> &'static str {
+        "Bencher Metric Format JSON of the candidate's figures (`bencher run --adapter json`)"
+    }
+
+    fn extension(&self) -> &'static str {
+        "json"
+    }
+
+    fn render(&self, input: &ReportInput) -> Result<String, super::ExportError> {
+        Ok(pretty(&bencher_bmf(input)))
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).expect("a JSON value always prints") + "\n"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cell_key::CellKey;
     use crate::compare::{GateConfig, NotComparable};
     use crate::dataset::{Dataset, PassData, SessionData};
     use crate::metric::Metric;
-    use crate::summary::CellKey;
 
     fn pass(latency: f64) -> PassData {
         PassData {
@@ -289,6 +306,7 @@ mod tests {
             model_file_bytes: None,
             weight_bytes_per_token: None,
             kernels: None,
+            reported_peak_rss_bytes: None,
         }
     }
 
@@ -353,9 +371,12 @@ mod tests {
         assert_eq!(c["peak-rss-bytes"]["value"], json!(5000u64));
         assert!(close(&c["cold-start-ms"]["value"], 800.0));
         assert!(c.get("energy-j-per-token").is_none());
-        // Five samples are too few for a 95% interval of any of these.
-        assert!(c["latency-p95-ms"].get("lower_value").is_none());
-        assert!(c["cold-start-ms"].get("upper_value").is_none());
+        // Five samples bound p95 from below only (its upper end needs 72), and give the
+        // median no interval at all.
+        assert!(c["latency-p95-ms"].get("lower_value").is_some());
+        assert!(c["latency-p95-ms"].get("upper_value").is_none());
+        assert!(c["decode-tokens-per-s"].get("lower_value").is_none());
+        assert!(c["decode-tokens-per-s"].get("upper_value").is_none());
     }
 
     #[test]
@@ -378,23 +399,6 @@ mod tests {
         assert!(lo < val && val < hi && hi <= 200.0, "{lo} {val} {hi}");
         assert!(close(&v["rpi5/c"]["energy-j-per-token"]["value"], 0.5));
         assert!(v["rpi5/c"].get("cold-start-ms").is_none());
-    }
-
-    #[test]
-    fn order_statistic_ranks() {
-        // Median of 6: P(K=0) = P(K=6) = 1/64 < 0.025, so ranks 1 and 6 (0-based 0 and 5).
-        assert_eq!(order_statistic_ci(6, 0.5, 0.95), Some((0, 5)));
-        assert_eq!(order_statistic_ci(5, 0.5, 0.95), None);
-        // p95 has an upper end only from n = 72 (0.95^71 > 0.025 > 0.95^72), p99 from 368.
-        assert_eq!(order_statistic_ci(71, 0.95, 0.95), None);
-        assert!(order_statistic_ci(72, 0.95, 0.95).is_some());
-        assert_eq!(order_statistic_ci(367, 0.99, 0.95), None);
-        assert!(order_statistic_ci(368, 0.99, 0.95).is_some());
-        // Textbook: median of 100 at 95% is ranks 40 and 61 (1-based).
-        assert_eq!(order_statistic_ci(100, 0.5, 0.95), Some((39, 60)));
-        // Large n neither overflows nor loses the tails.
-        let (lo, hi) = order_statistic_ci(100_000, 0.99, 0.95).unwrap();
-        assert!(lo < 99_000 && hi > 99_000 && hi < 99_200, "{lo} {hi}");
     }
 
     #[test]

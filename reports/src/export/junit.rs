@@ -303,6 +303,28 @@ pub fn escape(s: &str, attr: bool) -> String {
     out
 }
 
+/// JUnit XML of the gate's verdicts.
+pub struct Junit;
+
+impl super::Exporter for Junit {
+    fn name(&self) -> &'static str {
+        "junit"
+    }
+
+    fn about(&self) -> &'static str {
+        "the gate's verdicts as JUnit XML, one test case per gated metric (needs a gate)"
+    }
+
+    fn extension(&self) -> &'static str {
+        "xml"
+    }
+
+    fn render(&self, input: &crate::report::ReportInput) -> Result<String, super::ExportError> {
+        let g = input.gate.ok_or(super::ExportError::NeedsGate("junit"))?;
+        Ok(render(g, &input.title))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 
 use crate::compare::{GateOutcome, GateRow, Verdict};
 use crate::dataset::CellData;
+use crate::figures::CellFigures;
 use crate::metric::Metric;
 use crate::report::ReportInput;
 use crate::stats::percentile::Distribution;
@@ -233,15 +234,11 @@ fn measurements(out: &mut String, input: &ReportInput) {
 }
 
 fn measurement_row(out: &mut String, c: &CellData) {
-    let latency: Vec<f64> = c.passes().map(|p| p.latency_ms).collect();
-    let ttft: Vec<f64> = c.passes().map(|p| p.ttft_ms).collect();
-    let decode: Vec<f64> = c.passes().filter_map(|p| p.decode_tokens_per_s).collect();
-    let lat = Distribution::of(&latency);
+    let f = CellFigures::of(c);
     let dash = || "-".to_string();
-    let q = |d: &Option<Distribution>, f: fn(&Distribution) -> f64| {
-        d.as_ref().map(|d| fmt_num(f(d))).unwrap_or_else(dash)
+    let q = |d: &Option<Distribution>, p: fn(&Distribution) -> f64| {
+        d.as_ref().map(|d| super::number(p(d))).unwrap_or_else(dash)
     };
-    let peak = c.peak_rss_bytes();
     let note = if c.errors.is_empty() {
         String::new()
     } else {
@@ -252,14 +249,15 @@ fn measurement_row(out: &mut String, c: &CellData) {
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         escape(&c.key.device),
         escape(&c.key.id),
-        c.measured_passes(),
-        c.sessions.len(),
-        q(&lat, |d| d.p50),
-        q(&lat, |d| d.p95),
-        q(&lat, |d| d.p99),
-        q(&Distribution::of(&ttft), |d| d.p95),
-        q(&Distribution::of(&decode), |d| d.p50),
-        peak.map(|b| format!("{:.1}", b as f64 / 1048576.0))
+        f.passes,
+        f.sessions,
+        q(&f.latency_ms, |d| d.p50),
+        q(&f.latency_ms, |d| d.p95),
+        q(&f.latency_ms, |d| d.p99),
+        q(&f.ttft_ms, |d| d.p95),
+        q(&f.decode_tokens_per_s, |d| d.p50),
+        f.peak_rss_bytes
+            .map(|b| format!("{:.1}", b as f64 / 1048576.0))
             .unwrap_or_else(dash),
         note,
     );
@@ -426,14 +424,35 @@ pub(crate) fn row_note(r: &GateRow) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// report.md: the gate's verdicts when there is a gate, the measurements, the environment.
+pub struct Markdown;
+
+impl super::Exporter for Markdown {
+    fn name(&self) -> &'static str {
+        "markdown"
+    }
+
+    fn about(&self) -> &'static str {
+        "report.md: verdicts, measurements and environment for a pull-request comment"
+    }
+
+    fn extension(&self) -> &'static str {
+        "md"
+    }
+
+    fn render(&self, input: &ReportInput) -> Result<String, super::ExportError> {
+        Ok(render(input))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cell_key::CellKey;
     use crate::compare::{GateConfig, NotComparable};
     use crate::dataset::{Dataset, LoadedRunInfo, PassData, SessionData};
     use crate::history::{History, TrendAlert};
     use crate::runstore::RunManifest;
-    use crate::summary::CellKey;
 
     fn row(device: &str, cell: &str, metric: Metric, verdict: Verdict, ratio: f64) -> GateRow {
         GateRow {
@@ -691,6 +710,7 @@ mod tests {
             model_file_bytes: None,
             weight_bytes_per_token: None,
             kernels: None,
+            reported_peak_rss_bytes: None,
         };
         let session = |l: &[f64]| SessionData {
             run_id: "r".into(),
@@ -715,7 +735,9 @@ mod tests {
         assert!(md.contains("### Measurements: 2 cell(s) on 1 device(s), 5 measured passes"));
         // numpy: percentile([1, 2, 3, 4, 10], [50, 95, 99]) = 3, 8.8, 9.76.
         assert!(
-            md.contains("| pixel8 | chat | 5 | 2 | 3.00 | 8.80 | 9.76 | 0.880 | 6.00 | 5.0 |  |"),
+            md.contains(
+                "| pixel8 | chat | 5 | 2 | 3.000 | 8.800 | 9.760 | 0.880 | 6.000 | 5.0 |  |"
+            ),
             "{md}"
         );
         assert!(md.contains(

@@ -180,4 +180,25 @@ mod tests {
         assert_eq!(quantile_ci(&[], 0.5, 0.95), None);
         assert_eq!(quantile_ci_ranks(10, 1.0, 0.95), (None, None));
     }
+
+    #[test]
+    fn binomial_ranks() {
+        let both = |n, q| match quantile_ci_ranks(n, q, 0.95) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => None,
+        };
+        // Median of 6: P(K=0) = P(K=6) = 1/64 < 0.025, so ranks 1 and 6 (0-based 0 and 5).
+        assert_eq!(both(6, 0.5), Some((0, 5)));
+        assert_eq!(both(5, 0.5), None);
+        // p95 has an upper end only from n = 72 (0.95^71 > 0.025 > 0.95^72), p99 from 368.
+        assert_eq!(quantile_ci_ranks(71, 0.95, 0.95).1, None);
+        assert!(quantile_ci_ranks(72, 0.95, 0.95).1.is_some());
+        assert_eq!(quantile_ci_ranks(367, 0.99, 0.95).1, None);
+        assert!(quantile_ci_ranks(368, 0.99, 0.95).1.is_some());
+        // Textbook: median of 100 at 95% is ranks 40 and 61 (1-based).
+        assert_eq!(both(100, 0.5), Some((39, 60)));
+        // Large n neither overflows nor loses the tails.
+        let (lo, hi) = both(100_000, 0.99).unwrap();
+        assert!(lo < 99_000 && hi > 99_000 && hi < 99_200, "{lo} {hi}");
+    }
 }

@@ -1,0 +1,16 @@
+//! What identifies a cell across runs: the comparison key of reports and the gate.
+
+use serde::{Deserialize, Serialize};
+
+/// What a cell is, as the run recorded it in `run.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellKey {
+    pub id: String,
+    pub device: String,
+    pub model: String,
+    pub model_sha256: String,
+    pub precision: String,
+    pub scenario: String,
+    pub threads: usize,
+    pub state: String,
+}
