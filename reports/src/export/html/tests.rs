@@ -494,7 +494,7 @@ fn with_gate_render() {
     assert!(html.contains("<th>Baseline</th><th>Candidate</th>"));
     assert!(html.contains(
         "<tr class=\"differs\"><td><span class=\"mark\" title=\"differs\">&#8800;</span>\
-         </td><td>meltbench commit</td><td class=\"wrap\">0ldc0mm</td>"
+             </td><td>meltbench commit</td><td class=\"wrap\">0ldc0mm</td>"
     ));
     assert!(html.contains("This gate exited 1."));
     assert!(html.contains("B = 2000"));

@@ -1,0 +1,139 @@
+//! The suite's `models:` and `precisions:` checked: registry names, files, precisions each model
+//! can take.
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModelFile {
+    #[serde(default, deserialize_with = "present")]
+    name: Field<String>,
+}
+
+pub(super) fn check_models(
+    r: &mut Report,
+    list: Option<&Spanned<Vec<Spanned<ModelFile>>>>,
+    base: &Path,
+) -> Vec<ModelRef> {
+    let Some(list) = list else {
+        r.at(
+            Pos::START,
+            "missing key 'models' (e.g. `models: [{name: smollm2-135m}]`)",
+        );
+        return Vec::new();
+    };
+    if list.value.is_empty() {
+        r.on(
+            list,
+            "models is empty: list at least one model (e.g. `- name: smollm2-135m`)",
+        );
+    }
+    let mut out = Vec::new();
+    let mut labels: BTreeMap<String, Pos> = BTreeMap::new();
+    for entry in &list.value {
+        let Some(name) = &entry.value.name else {
+            r.on(entry, "model has no 'name' (a registry name such as smollm2-135m, synth, or a path to a .gguf file)");
+            continue;
+        };
+        let Some(model) = check_model(r, name, base) else {
+            continue;
+        };
+        let label = model.label();
+        if let Some(first) = labels.get(&label) {
+            r.on(
+                name,
+                format!(
+                    "model '{}' has the same name in cell ids, '{label}', as the model at line {}",
+                    name.value, first.line
+                ),
+            );
+            continue;
+        }
+        labels.insert(label, Pos::of(name));
+        out.push(model);
+    }
+    out
+}
+
+pub(super) fn check_model(r: &mut Report, name: &Spanned<String>, base: &Path) -> Option<ModelRef> {
+    let n = name.value.trim();
+    if n == SYNTH_MODEL {
+        return Some(ModelRef::Synth);
+    }
+    if REGISTRY.iter().any(|m| m.name == n) {
+        return Some(ModelRef::Registry(n.to_string()));
+    }
+    if n.contains('/') || n.contains('\\') || n.to_ascii_lowercase().ends_with(".gguf") {
+        let written = Path::new(n);
+        let path = if written.is_absolute() {
+            written.to_path_buf()
+        } else {
+            base.join(written)
+        };
+        if path.is_file() {
+            return Some(ModelRef::File(path));
+        }
+        r.on(
+            name,
+            format!(
+                "model file '{n}' does not exist (looked for {}; paths are relative to the suite file)",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    if crate::cache::is_valid_name(n)
+        && matches!(
+            crate::cache::ModelCache::from_env().map(|c| c.lookup_name(n)),
+            Ok(Ok(Some(_)))
+        )
+    {
+        return Some(ModelRef::Cached(n.to_string()));
+    }
+    let registry: Vec<&str> = REGISTRY.iter().map(|m| m.name).collect();
+    r.on(
+        name,
+        format!(
+            "unknown model '{n}' (registry: {}; also allowed: {SYNTH_MODEL}, a name given to \
+             `meltbench models pull --name`, or a path to a .gguf file)",
+            registry.join(", ")
+        ),
+    );
+    None
+}
+
+pub(super) fn listable() -> String {
+    Precision::LISTABLE.map(|p| p.as_str()).join(", ")
+}
+
+pub(super) fn check_precisions(
+    r: &mut Report,
+    list: Option<&Spanned<Vec<Spanned<String>>>>,
+) -> Vec<Precision> {
+    let Some(list) = list else {
+        return vec![Precision::Native];
+    };
+    if list.value.is_empty() {
+        r.on(
+            list,
+            format!(
+                "precisions is empty: list some of {} or omit it to use the model's own type",
+                listable()
+            ),
+        );
+    }
+    let mut out = Vec::new();
+    for p in &list.value {
+        match Precision::parse(p.value.trim()) {
+            Some(prec) if out.contains(&prec) => {
+                r.on(p, format!("precision '{}' is listed twice", p.value));
+            }
+            Some(prec) => out.push(prec),
+            None => r.on(
+                p,
+                format!("unknown precision '{}' (allowed: {})", p.value, listable()),
+            ),
+        }
+    }
+    out
+}

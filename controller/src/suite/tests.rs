@@ -1,0 +1,172 @@
+use super::*;
+
+fn ok(text: &str) -> ValidatedSuite {
+    parse_suite(Path::new("s.yaml"), text, &Inventory::default_local())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(text: &str) -> String {
+    parse_suite(Path::new("s.yaml"), text, &Inventory::default_local())
+        .unwrap_err()
+        .to_string()
+}
+
+const MINIMAL: &str =
+    "models: [{name: synth}]\nscenarios: [{name: a, prompt_tokens: 4, new_tokens: 2}]\n";
+
+#[test]
+fn defaults_fill_a_minimal_suite() {
+    let s = ok(MINIMAL);
+    assert_eq!(s.name, "s");
+    assert_eq!(s.devices.len(), 1);
+    assert_eq!(s.precisions, [Precision::Native]);
+    assert_eq!(s.threads, [None]);
+    assert_eq!(s.states, [State::ANY]);
+    assert_eq!(
+        (s.passes, s.warmup, s.cold_start, s.timeout_s),
+        (100, 10, 5, 1800)
+    );
+    let cells = s.cells();
+    assert_eq!(cells.len(), 1);
+    assert_eq!(cells[0].id, "synth/native/a/tdefault/any");
+    assert_eq!(cells[0].prompt, Prompt::Tokens(4));
+}
+
+#[test]
+fn depth_fills_the_cache_and_names_the_cell() {
+    let s = ok("models: [{name: synth}]\n\
+                    scenarios: [{name: a, prompt_tokens: 4, new_tokens: 2, depth: 4096}, {name: b, prompt: hi, new_tokens: 2, chat: true, depth: 16}, {name: c, prompt: hi, new_tokens: 2, depth: 0}]\n");
+    let cells = s.cells();
+    let got: Vec<(&str, usize)> = cells.iter().map(|c| (c.id.as_str(), c.depth)).collect();
+    assert_eq!(
+        got,
+        [
+            ("synth/native/a@d4096/tdefault/any", 4096),
+            ("synth/native/b+chat@d16/tdefault/any", 16),
+            ("synth/native/c/tdefault/any", 0)
+        ]
+    );
+    let e = err("models: [{name: synth}]\n\
+                     scenarios: [{name: a, prompt: hi, new_tokens: 2, depth: -1}, {name: b, prompt: hi, new_tokens: 2, depth: deep}]\n");
+    assert!(
+        e.contains("s.yaml:2:57: depth must be a whole number from 0 to 1000000, got '-1'"),
+        "{e}"
+    );
+    assert!(
+        e.contains("depth must be a whole number from 0 to 1000000, got 'deep'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_scenario_can_run_on_some_models_only() {
+    let s = ok("models: [{name: synth}, {name: smollm2-135m}]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}, {name: b, prompt: hi, new_tokens: 2, chat: true, models: [smollm2-135m]}]\n");
+    let ids: Vec<String> = s.cells().into_iter().map(|c| c.id).collect();
+    assert_eq!(
+        ids,
+        [
+            "synth/native/a/tdefault/any",
+            "smollm2-135m/native/a/tdefault/any",
+            "smollm2-135m/native/b+chat/tdefault/any"
+        ]
+    );
+    let e = err("models: [{name: synth}]\n\
+                     scenarios: [{name: a, prompt: hi, new_tokens: 2, models: [gemma3-270m]}]\n");
+    assert!(
+            e.contains("s.yaml:2:59: scenario 'a' names model 'gemma3-270m', which the suite does not list (its models: synth)"),
+            "{e}"
+        );
+}
+
+#[test]
+fn cells_nest_in_a_fixed_order() {
+    let s = ok("models: [{name: synth}, {name: smollm2-135m}]\n\
+                    precisions: [q4_0, f16]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}, {name: b, prompt_tokens: 3, new_tokens: 1}]\n\
+                    threads: [1, 4]\n\
+                    states: [{thermal: any}, {thermal: hot, battery: [50], battery_mode: drain}]\n");
+    let ids: Vec<String> = s.cells().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids.len(), 2 * 2 * 2 * 2 * 2);
+    assert_eq!(ids[0], "synth/q4_0/a/t1/any");
+    assert_eq!(ids[1], "synth/q4_0/a/t1/hot+battery50-drain");
+    assert_eq!(ids[2], "synth/q4_0/a/t4/any");
+    assert_eq!(ids[31], "smollm2-135m/f16/b/t4/hot+battery50-drain");
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len());
+}
+
+#[test]
+fn battery_levels_expand_into_states_and_bad_ones_are_located() {
+    let s = ok("models: [{name: synth}]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}]\n\
+                    states: [{thermal: cool, battery: [100, 50, 20], battery_mode: simulate}]\n");
+    let states: Vec<String> = s.states.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        states,
+        [
+            "cool+battery100-simulate",
+            "cool+battery50-simulate",
+            "cool+battery20-simulate"
+        ]
+    );
+    let s = ok("models: [{name: synth}]\n\
+                    scenarios: [{name: a, prompt: hi, new_tokens: 2}]\n\
+                    states: [{battery: [30]}]\n");
+    assert_eq!(s.states[0].to_string(), "any+battery30-wait");
+    let e = err("models: [{name: synth}]\n\
+                     scenarios: [{name: a, prompt: hi, new_tokens: 2}]\n\
+                     states: [{battery: [0, 50], battery_mode: drian}, {battery_mode: drain}]\n");
+    assert!(
+        e.contains("s.yaml:3:21: battery must be a whole number from 1 to 100, got '0'"),
+        "{e}"
+    );
+    assert!(e.contains("unknown battery_mode 'drian'"), "{e}");
+    assert!(e.contains("battery_mode needs battery levels"), "{e}");
+}
+
+#[test]
+fn all_problems_are_reported_in_file_order() {
+    let e = err("models: [{name: synth}]\n\
+                     precisions: [q5_9]\n\
+                     scenarios: [{name: a, new_tokens: 0}]\n\
+                     passes: 0\n");
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 4, "{e}");
+    assert_eq!(
+        lines[0],
+        "s.yaml:2:14: unknown precision 'q5_9' (allowed: f32, f16, q8_0, q4_0, q4_1)"
+    );
+    assert!(
+        lines[1].starts_with("s.yaml:3:13: scenario 'a' has no prompt"),
+        "{e}"
+    );
+    assert_eq!(
+        lines[2],
+        "s.yaml:3:35: new_tokens must be a whole number from 1 to 1000000, got '0'"
+    );
+    assert_eq!(
+        lines[3],
+        "s.yaml:4:9: passes must be a whole number from 1 to 1000000, got '0'"
+    );
+}
+
+#[test]
+fn devices_resolve_by_name_and_tag() {
+    let inv = devices::parse_inventory(
+            Path::new("d.yaml"),
+            "devices:\n- {name: local, transport: local}\n- {name: p1, transport: adb, serial: x, tags: [phone]}\n- {name: p2, transport: adb, serial: y, tags: [phone]}\n",
+        )
+        .unwrap();
+    let text = format!("devices: [local, tag:phone, p1]\n{MINIMAL}");
+    let s = parse_suite(Path::new("s.yaml"), &text, &inv).unwrap();
+    let names: Vec<&str> = s.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["local", "p1", "p2"]);
+    let text = format!("devices: [tag:board]\n{MINIMAL}");
+    let e = parse_suite(Path::new("s.yaml"), &text, &inv)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "s.yaml:1:11: no device in d.yaml has tag 'board'");
+}
