@@ -13,33 +13,22 @@
 
 mod common;
 
-use common::{cell, engine, job, synth_model};
+use common::{alone, cell, device_agent, parse_events, stated, synth_model, timed, Timed};
 use meltbench_protocol::agent::{AgentEvent, Cell, PassTelemetry};
 use meltbench_testbed::battery_model::{BatteryModel, Params};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static ALONE: Mutex<()> = Mutex::new(());
-
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+/// What only the battery tests read from a run.
+trait BatteryEvents {
+    fn passes(&self, id: &str) -> Vec<Option<PassTelemetry>>;
+    /// (state, battery_level, battery_mode, indicator) of the battery `StateReached`.
+    fn battery_reached(&self, id: &str) -> Option<(String, u8, String, Option<String>)>;
 }
 
-struct Ran {
-    events: Vec<AgentEvent>,
-    stderr: String,
-    code: Option<i32>,
-    elapsed: Duration,
-}
-
-impl Ran {
-    fn of<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a AgentEvent> + 'a {
-        self.events.iter().filter(move |e| e.cell() == Some(id))
-    }
-
+impl BatteryEvents for Timed {
     fn passes(&self, id: &str) -> Vec<Option<PassTelemetry>> {
         self.of(id)
             .filter_map(|e| match e {
@@ -51,18 +40,6 @@ impl Ran {
             .collect()
     }
 
-    fn error<'a>(&'a self, id: &'a str) -> Option<&'a str> {
-        self.of(id).find_map(|e| match e {
-            AgentEvent::CellError { message, .. } => Some(message.as_str()),
-            _ => None,
-        })
-    }
-
-    fn ended(&self, id: &str) -> bool {
-        self.of(id).any(|e| matches!(e, AgentEvent::CellEnd { .. }))
-    }
-
-    /// (state, battery_level, battery_mode, indicator) of the battery `StateReached`.
     fn battery_reached(&self, id: &str) -> Option<(String, u8, String, Option<String>)> {
         self.of(id).find_map(|e| match e {
             AgentEvent::StateReached {
@@ -77,45 +54,17 @@ impl Ran {
     }
 }
 
-fn stated(c: Cell, state: &str, timeout_s: u64) -> Cell {
-    Cell {
-        state: state.into(),
-        state_timeout_s: timeout_s,
-        ..c
-    }
+/// A work directory with the synth model, and a simulated battery started with `p`.
+fn battery_device(p: Params) -> (tempfile::TempDir, PathBuf, BatteryModel) {
+    let dir = tempfile::tempdir().unwrap();
+    let model_file = synth_model(dir.path());
+    (dir, model_file, BatteryModel::start(p))
 }
 
 fn agent_cmd(dir: &Path, model: &BatteryModel, cells: Vec<Cell>) -> Command {
-    let j = job(dir, engine(), cells);
-    let path = dir.join("job.json");
-    std::fs::write(&path, serde_json::to_vec(&j).unwrap()).unwrap();
-    let mut c = common::agent();
-    c.arg("run")
-        .arg("--job")
-        .arg(&path)
-        .env("MELTBENCH_SYSFS_ROOT", &model.root)
-        .env_remove("MELTBENCH_COMMANDS_DIR")
-        .env_remove("MELTBENCH_COMMANDS_LOG")
-        .env("MELTBENCH_IDLE_S", "0");
+    let mut c = device_agent(dir, &model.root, cells);
+    c.env_remove("MELTBENCH_COMMANDS_LOG");
     c
-}
-
-fn parse_events(stdout: &str) -> Vec<AgentEvent> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event {l}: {e}")))
-        .collect()
-}
-
-fn run(mut cmd: Command) -> Ran {
-    let t0 = Instant::now();
-    let out = cmd.output().unwrap();
-    Ran {
-        events: parse_events(&String::from_utf8(out.stdout).unwrap()),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        code: out.status.code(),
-        elapsed: t0.elapsed(),
-    }
 }
 
 /// No engine process of this directory's work is left running.
@@ -133,9 +82,7 @@ fn no_engine_left(dir: &Path) {
 #[test]
 fn wait_in_range_runs_and_labels_every_pass() {
     let _g = alone();
-    let dir = tempfile::tempdir().unwrap();
-    let model_file = synth_model(dir.path());
-    let m = BatteryModel::start(Params {
+    let (dir, model_file, m) = battery_device(Params {
         level_pct: 52.0,
         load_pct_per_s: 0.2,
         ..Params::default()
@@ -145,7 +92,7 @@ fn wait_in_range_runs_and_labels_every_pass() {
         "any+battery50-wait",
         20,
     );
-    let ran = run(agent_cmd(dir.path(), &m, vec![c]));
+    let ran = timed(agent_cmd(dir.path(), &m, vec![c]));
     assert_eq!(ran.error("synth/b50w"), None, "{}", ran.stderr);
     let (state, level, mode, _) = ran.battery_reached("synth/b50w").expect("state_reached");
     assert_eq!((state.as_str(), mode.as_str()), ("battery50-wait", "wait"));
@@ -170,9 +117,7 @@ fn wait_in_range_runs_and_labels_every_pass() {
 #[test]
 fn wait_out_of_range_or_charging_skips_with_the_reason() {
     let _g = alone();
-    let dir = tempfile::tempdir().unwrap();
-    let model_file = synth_model(dir.path());
-    let m = BatteryModel::start(Params {
+    let (dir, model_file, m) = battery_device(Params {
         level_pct: 83.0,
         ..Params::default()
     });
@@ -189,7 +134,7 @@ fn wait_out_of_range_or_charging_skips_with_the_reason() {
             20,
         ),
     ];
-    let ran = run(agent_cmd(dir.path(), &m, cells));
+    let ran = timed(agent_cmd(dir.path(), &m, cells));
     let err = ran.error("synth/b50w").expect("skipped");
     assert_eq!(err, "battery at 83%, wanted 50% ± 5 (mode wait): skipped");
     assert!(ran.passes("synth/b50w").is_empty());
@@ -198,9 +143,7 @@ fn wait_out_of_range_or_charging_skips_with_the_reason() {
     drop(m);
 
     // In range but charging: skipped too.
-    let dir = tempfile::tempdir().unwrap();
-    let model_file = synth_model(dir.path());
-    let m = BatteryModel::start(Params {
+    let (dir, model_file, m) = battery_device(Params {
         level_pct: 50.0,
         plugged: true,
         charge_pct_per_s: 0.01,
@@ -211,7 +154,7 @@ fn wait_out_of_range_or_charging_skips_with_the_reason() {
         "any+battery50-wait",
         20,
     );
-    let ran = run(agent_cmd(dir.path(), &m, vec![c]));
+    let ran = timed(agent_cmd(dir.path(), &m, vec![c]));
     let err = ran.error("synth/b50w").expect("skipped");
     assert!(
         err.starts_with("battery at 50% but not discharging (status Charging)")
@@ -224,9 +167,7 @@ fn wait_out_of_range_or_charging_skips_with_the_reason() {
 #[test]
 fn drain_disables_charging_loads_down_to_the_level_and_reenables_charging() {
     let _g = alone();
-    let dir = tempfile::tempdir().unwrap();
-    let model_file = synth_model(dir.path());
-    let m = BatteryModel::start(Params {
+    let (dir, model_file, m) = battery_device(Params {
         level_pct: 58.0,
         plugged: true,
         // Slow enough at rest that only the load gets it down within the timeout.
@@ -241,7 +182,7 @@ fn drain_disables_charging_loads_down_to_the_level_and_reenables_charging() {
     );
     c.threads = 2;
     c.engine_job.threads = Some(2);
-    let ran = run(agent_cmd(dir.path(), &m, vec![c]));
+    let ran = timed(agent_cmd(dir.path(), &m, vec![c]));
     assert_eq!(ran.error("synth/b50d"), None, "{}", ran.stderr);
     let (_, level, mode, indicator) = ran.battery_reached("synth/b50d").expect("state_reached");
     assert_eq!(mode, "drain");
@@ -276,9 +217,7 @@ fn drain_disables_charging_loads_down_to_the_level_and_reenables_charging() {
 #[test]
 fn drain_without_a_charging_switch_fails_rather_than_drain_while_charging() {
     let _g = alone();
-    let dir = tempfile::tempdir().unwrap();
-    let model_file = synth_model(dir.path());
-    let m = BatteryModel::start(Params {
+    let (dir, model_file, m) = battery_device(Params {
         level_pct: 58.0,
         plugged: true,
         charge_pct_per_s: 0.01,
@@ -290,7 +229,7 @@ fn drain_without_a_charging_switch_fails_rather_than_drain_while_charging() {
         "any+battery50-drain",
         20,
     );
-    let ran = run(agent_cmd(dir.path(), &m, vec![c]));
+    let ran = timed(agent_cmd(dir.path(), &m, vec![c]));
     let err = ran.error("synth/b50d").expect("fails");
     assert!(
         err.contains("no charging switch") && err.contains("not draining while charging"),
@@ -316,9 +255,7 @@ fn android_commands(dir: &Path, level: u8) -> (PathBuf, PathBuf) {
 #[test]
 fn simulate_labels_every_pass_and_resets_afterwards() {
     let _g = alone();
-    let dir = tempfile::tempdir().unwrap();
-    let model_file = synth_model(dir.path());
-    let m = BatteryModel::start(Params {
+    let (dir, model_file, m) = battery_device(Params {
         level_pct: 80.0,
         plugged: true,
         charge_pct_per_s: 0.01,
@@ -337,7 +274,7 @@ fn simulate_labels_every_pass_and_resets_afterwards() {
     let mut cmd = agent_cmd(dir.path(), &m, cells);
     cmd.env("MELTBENCH_COMMANDS_DIR", &cmds)
         .env("MELTBENCH_COMMANDS_LOG", &log);
-    let ran = run(cmd);
+    let ran = timed(cmd);
     assert_eq!(ran.error("synth/b20s"), None, "{}", ran.stderr);
     let (state, level, mode, _) = ran.battery_reached("synth/b20s").expect("state_reached");
     assert_eq!(
@@ -382,7 +319,7 @@ fn simulate_labels_every_pass_and_resets_afterwards() {
         "any+battery20-simulate",
         20,
     );
-    let ran = run(agent_cmd(dir.path(), &m, vec![c]));
+    let ran = timed(agent_cmd(dir.path(), &m, vec![c]));
     let err = ran.error("synth/b20s").expect("refused");
     assert!(err.contains("not Android"), "{err}");
 }
@@ -390,9 +327,7 @@ fn simulate_labels_every_pass_and_resets_afterwards() {
 #[test]
 fn sigint_during_a_drain_reenables_charging_and_exits_130() {
     let _g = alone();
-    let dir = tempfile::tempdir().unwrap();
-    let model_file = synth_model(dir.path());
-    let m = BatteryModel::start(Params {
+    let (dir, model_file, m) = battery_device(Params {
         level_pct: 90.0,
         plugged: true,
         idle_pct_per_s: 0.01,

@@ -7,82 +7,16 @@
 
 mod common;
 
-use common::{cell, engine, job, synth_model};
+use common::{alone, cell, device_agent, stated, synth_model, timed, Timed};
 use meltbench_protocol::agent::{AgentEvent, Cell};
 use meltbench_testbed::thermal_model::{Params, ThermalModel, HYSTERESIS_C};
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-static ALONE: Mutex<()> = Mutex::new(());
-
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    ALONE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Ran {
-    events: Vec<AgentEvent>,
-    stderr: String,
-    elapsed: Duration,
-}
-
-fn run(dir: &Path, model: &ThermalModel, cells: Vec<Cell>) -> Ran {
-    let j = job(dir, engine(), cells);
-    let path = dir.join("job.json");
-    std::fs::write(&path, serde_json::to_vec(&j).unwrap()).unwrap();
-    let t0 = Instant::now();
-    let out = common::agent()
-        .arg("run")
-        .arg("--job")
-        .arg(&path)
-        .env("MELTBENCH_SYSFS_ROOT", &model.root)
-        .env_remove("MELTBENCH_COMMANDS_DIR")
-        .env("MELTBENCH_IDLE_S", "0")
-        .env("MELTBENCH_COOL_WINDOW_S", "3")
-        .output()
-        .unwrap();
-    let elapsed = t0.elapsed();
-    let events = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event {l}: {e}")))
-        .collect();
-    Ran {
-        events,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed,
-    }
-}
-
-impl Ran {
-    fn of<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a AgentEvent> + 'a {
-        self.events.iter().filter(move |e| e.cell() == Some(id))
-    }
-
-    fn measured(&self, id: &str) -> usize {
-        self.of(id)
-            .filter(|e| matches!(e, AgentEvent::Pass { pass, .. } if !pass.warmup))
-            .count()
-    }
-
-    fn error<'a>(&'a self, id: &'a str) -> Option<&'a str> {
-        self.of(id).find_map(|e| match e {
-            AgentEvent::CellError { message, .. } => Some(message.as_str()),
-            _ => None,
-        })
-    }
-
-    fn ended(&self, id: &str) -> bool {
-        self.of(id).any(|e| matches!(e, AgentEvent::CellEnd { .. }))
-    }
-}
-
-fn stated(c: Cell, state: &str, timeout_s: u64) -> Cell {
-    Cell {
-        state: state.into(),
-        state_timeout_s: timeout_s,
-        ..c
-    }
+fn run(dir: &Path, model: &ThermalModel, cells: Vec<Cell>) -> Timed {
+    let mut c = device_agent(dir, &model.root, cells);
+    c.env("MELTBENCH_COOL_WINDOW_S", "3");
+    timed(c)
 }
 
 /// No process is left running a pre-heat job of this directory.

@@ -144,3 +144,88 @@ impl Ran {
         self.events.iter().filter(move |e| e.cell() == Some(id))
     }
 }
+
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Serialises the tests of one binary that drive a simulated device's sysfs: the state tests
+/// time how the device answers, which another test's engine would disturb.
+pub fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `c` with a device state to reach before its passes, within `timeout_s`.
+pub fn stated(c: Cell, state: &str, timeout_s: u64) -> Cell {
+    Cell {
+        state: state.into(),
+        state_timeout_s: timeout_s,
+        ..c
+    }
+}
+
+/// `meltbench-agent run` of `cells` on a simulated device whose sysfs lives at `sysfs_root`
+/// (no command shims, no idle wait); the caller adds what its states need and runs it.
+pub fn device_agent(dir: &Path, sysfs_root: &Path, cells: Vec<Cell>) -> Command {
+    let j = job(dir, engine(), cells);
+    let path = dir.join("job.json");
+    std::fs::write(&path, serde_json::to_vec(&j).unwrap()).unwrap();
+    let mut c = agent();
+    c.arg("run")
+        .arg("--job")
+        .arg(&path)
+        .env("MELTBENCH_SYSFS_ROOT", sysfs_root)
+        .env_remove("MELTBENCH_COMMANDS_DIR")
+        .env("MELTBENCH_IDLE_S", "0");
+    c
+}
+
+/// What a state test's agent run left: its events, stderr, exit code and how long it took.
+pub struct Timed {
+    pub events: Vec<AgentEvent>,
+    pub stderr: String,
+    pub code: Option<i32>,
+    pub elapsed: std::time::Duration,
+}
+
+/// The agent's event lines.
+pub fn parse_events(stdout: &str) -> Vec<AgentEvent> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event {l}: {e}")))
+        .collect()
+}
+
+/// Runs `cmd` to the end and parses its events.
+pub fn timed(mut cmd: Command) -> Timed {
+    let t0 = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    Timed {
+        events: parse_events(&String::from_utf8(out.stdout).unwrap()),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+        elapsed: t0.elapsed(),
+    }
+}
+
+impl Timed {
+    pub fn of<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a AgentEvent> + 'a {
+        self.events.iter().filter(move |e| e.cell() == Some(id))
+    }
+
+    /// Measured passes of cell `id`.
+    pub fn measured(&self, id: &str) -> usize {
+        self.of(id)
+            .filter(|e| matches!(e, AgentEvent::Pass { pass, .. } if !pass.warmup))
+            .count()
+    }
+
+    pub fn error<'a>(&'a self, id: &'a str) -> Option<&'a str> {
+        self.of(id).find_map(|e| match e {
+            AgentEvent::CellError { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+    }
+
+    pub fn ended(&self, id: &str) -> bool {
+        self.of(id).any(|e| matches!(e, AgentEvent::CellEnd { .. }))
+    }
+}
