@@ -23,11 +23,10 @@
 //! [`crate::thermal_model`]: the agent's sampler keeps the files open and `pread`s them.
 //! Because `load` is the whole machine's, tests using the model should run alone.
 
-use crate::thermal_model::load_between;
+use crate::stepper::{cpu_jiffies, load_between, running, write_in_place, Stepper, Steps};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,79 +74,69 @@ pub struct BatteryModel {
     /// The fake filesystem root (it holds `sys/class/power_supply/battery/...`).
     pub root: PathBuf,
     pub params: Params,
-    _dir: tempfile::TempDir,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    stepper: Stepper<State>,
 }
 
 impl BatteryModel {
     pub fn start(params: Params) -> BatteryModel {
-        let dir = tempfile::tempdir().expect("temp dir for the battery model");
-        let root = dir.path().to_path_buf();
-        let bat = root.join("sys/class/power_supply/battery");
-        std::fs::create_dir_all(&bat).unwrap();
-        std::fs::write(bat.join("type"), "Battery\n").unwrap();
-        std::fs::write(bat.join("present"), "1\n").unwrap();
-        std::fs::write(bat.join("voltage_now"), "3900000\n").unwrap();
-        std::fs::write(
-            bat.join("charging_enabled"),
-            if params.charging_enabled {
-                "1\n"
-            } else {
-                "0\n"
-            },
-        )
-        .unwrap();
-        if params.android {
-            std::fs::create_dir_all(root.join("system")).unwrap();
+        let stepper = Stepper::start("battery model", |root| {
+            let bat = root.join("sys/class/power_supply/battery");
+            std::fs::create_dir_all(&bat).unwrap();
+            std::fs::write(bat.join("type"), "Battery\n").unwrap();
+            std::fs::write(bat.join("present"), "1\n").unwrap();
+            std::fs::write(bat.join("voltage_now"), "3900000\n").unwrap();
             std::fs::write(
-                root.join("system/build.prop"),
-                "ro.product.model=Battery Model\nro.product.manufacturer=meltbench\n\
-                 ro.build.version.release=14\n",
+                bat.join("charging_enabled"),
+                if params.charging_enabled {
+                    "1\n"
+                } else {
+                    "0\n"
+                },
             )
             .unwrap();
-        }
-        let state = Arc::new(Mutex::new(State {
-            level: params.level_pct,
-            min_level: params.level_pct,
-            seen_disabled: !params.charging_enabled,
-        }));
-        write_all(
-            &bat,
-            &params,
-            params.level_pct,
-            params.charging_enabled,
-            0.0,
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp, b) = (state.clone(), stop.clone(), bat.clone());
-        let thread = std::thread::Builder::new()
-            .name("battery-model".into())
-            .spawn(move || run(params, b, st, sp))
-            .expect("spawn the battery model");
+            if params.android {
+                std::fs::create_dir_all(root.join("system")).unwrap();
+                std::fs::write(
+                    root.join("system/build.prop"),
+                    "ro.product.model=Battery Model\nro.product.manufacturer=meltbench\n\
+                     ro.build.version.release=14\n",
+                )
+                .unwrap();
+            }
+            let initial = State {
+                level: params.level_pct,
+                min_level: params.level_pct,
+                seen_disabled: !params.charging_enabled,
+            };
+            write_all(
+                &bat,
+                &params,
+                params.level_pct,
+                params.charging_enabled,
+                0.0,
+            );
+            let steps: Steps<State> = Box::new(move |st, sp| run(params, bat, st, sp));
+            (initial, steps)
+        });
         BatteryModel {
-            root,
+            root: stepper.root.clone(),
             params,
-            _dir: dir,
-            state,
-            stop,
-            thread: Some(thread),
+            stepper,
         }
     }
 
     pub fn level(&self) -> f64 {
-        self.state.lock().unwrap().level
+        self.stepper.state().level
     }
 
     /// Lowest level since the start.
     pub fn min_level(&self) -> f64 {
-        self.state.lock().unwrap().min_level
+        self.stepper.state().min_level
     }
 
     /// Whether the switch was ever seen turning charging off.
     pub fn seen_disabled(&self) -> bool {
-        self.state.lock().unwrap().seen_disabled
+        self.stepper.state().seen_disabled
     }
 
     /// The charging switch file.
@@ -162,32 +151,11 @@ impl BatteryModel {
     }
 }
 
-impl Drop for BatteryModel {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn read_switch(p: &Path) -> Option<bool> {
     match std::fs::read_to_string(p).ok()?.trim() {
         "1" => Some(true),
         "0" => Some(false),
         _ => None,
-    }
-}
-
-fn write_in_place(path: &Path, text: &str) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path);
-    if let Ok(f) = f {
-        let _ = f.write_all_at(text.as_bytes(), 0);
     }
 }
 
@@ -207,20 +175,6 @@ fn write_all(bat: &Path, p: &Params, level: f64, enabled: bool, load: f64) {
     write_in_place(&bat.join("current_now"), &format!("{current_ua:+09}\n"));
 }
 
-/// (busy, total) jiffies of all CPUs from `/proc/stat` (as the thermal model reads them).
-fn cpu_jiffies() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Some((total.saturating_sub(idle), total))
-}
-
 fn run(p: Params, bat: PathBuf, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
     const STEP: Duration = Duration::from_millis(50);
     let switch = bat.join("charging_enabled");
@@ -228,7 +182,7 @@ fn run(p: Params, bat: PathBuf, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>)
     let mut last = cpu_jiffies();
     let mut last_t = Instant::now();
     let mut load = 0.0;
-    while !stop.load(Ordering::Relaxed) {
+    while running(&stop) {
         std::thread::sleep(STEP);
         // A switch being rewritten can read empty for a moment: keep the last value then.
         if let Some(e) = read_switch(&switch) {

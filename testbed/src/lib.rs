@@ -5,4 +5,5 @@
 pub mod adb_device;
 pub mod battery_model;
 pub mod sshd;
+pub mod stepper;
 pub mod thermal_model;

@@ -20,10 +20,10 @@
 //! Point the agent's `MELTBENCH_SYSFS_ROOT` at [`ThermalModel::root`]. Because `load` is the
 //! whole machine's, tests that use the model should not run beside other CPU-heavy tests.
 
+use crate::stepper::{cpu_jiffies, load_between, running, write_in_place, Stepper, Steps};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,67 +67,57 @@ pub struct ThermalModel {
     /// The fake filesystem root (it holds `sys/class/thermal/...`).
     pub root: PathBuf,
     pub params: Params,
-    _dir: tempfile::TempDir,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    stepper: Stepper<State>,
 }
 
 impl ThermalModel {
     pub fn start(params: Params) -> ThermalModel {
-        let dir = tempfile::tempdir().expect("temp dir for the thermal model");
-        let root = dir.path().to_path_buf();
-        let zone = root.join("sys/class/thermal/thermal_zone0");
-        let cdev = root.join("sys/class/thermal/cooling_device0");
-        std::fs::create_dir_all(&zone).unwrap();
-        std::fs::create_dir_all(&cdev).unwrap();
-        std::fs::write(zone.join("type"), format!("{}\n", params.zone_type)).unwrap();
-        std::fs::write(zone.join("mode"), "enabled\n").unwrap();
-        std::fs::write(cdev.join("type"), "thermal-cpufreq-0\n").unwrap();
-        std::fs::write(cdev.join("max_state"), "3\n").unwrap();
-        std::fs::write(cdev.join("cur_state"), "0\n").unwrap();
-        write_temp(&zone, params.ambient_c);
-        let state = Arc::new(Mutex::new(State {
-            temp_c: params.ambient_c,
-            peak_c: params.ambient_c,
-            cooling: false,
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("thermal-model".into())
-            .spawn(move || run(params, zone, cdev, st, sp))
-            .expect("spawn the thermal model");
+        let stepper = Stepper::start("thermal model", |root| {
+            let zone = root.join("sys/class/thermal/thermal_zone0");
+            let cdev = root.join("sys/class/thermal/cooling_device0");
+            std::fs::create_dir_all(&zone).unwrap();
+            std::fs::create_dir_all(&cdev).unwrap();
+            std::fs::write(zone.join("type"), format!("{}\n", params.zone_type)).unwrap();
+            std::fs::write(zone.join("mode"), "enabled\n").unwrap();
+            std::fs::write(cdev.join("type"), "thermal-cpufreq-0\n").unwrap();
+            std::fs::write(cdev.join("max_state"), "3\n").unwrap();
+            std::fs::write(cdev.join("cur_state"), "0\n").unwrap();
+            write_temp(&zone, params.ambient_c);
+            let initial = State {
+                temp_c: params.ambient_c,
+                peak_c: params.ambient_c,
+                cooling: false,
+            };
+            let steps: Steps<State> = Box::new(move |st, sp| run(params, zone, cdev, st, sp));
+            (initial, steps)
+        });
         ThermalModel {
-            root,
+            root: stepper.root.clone(),
             params,
-            _dir: dir,
-            state,
-            stop,
-            thread: Some(thread),
+            stepper,
         }
     }
 
     /// Sets the temperature now (to start hot or cold); the model goes on from there.
     pub fn set_temp(&self, c: f64) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.stepper.state();
         s.temp_c = c;
         s.peak_c = c;
         write_temp(&self.zone(), c);
     }
 
     pub fn temp(&self) -> f64 {
-        self.state.lock().unwrap().temp_c
+        self.stepper.state().temp_c
     }
 
     /// Highest temperature since the start or the last [`ThermalModel::set_temp`].
     pub fn peak(&self) -> f64 {
-        self.state.lock().unwrap().peak_c
+        self.stepper.state().peak_c
     }
 
     /// Whether the cooling device is on.
     pub fn cooling(&self) -> bool {
-        self.state.lock().unwrap().cooling
+        self.stepper.state().cooling
     }
 
     fn zone(&self) -> PathBuf {
@@ -135,55 +125,9 @@ impl ThermalModel {
     }
 }
 
-impl Drop for ThermalModel {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn write_temp(zone: &Path, c: f64) {
     let mc = (c * 1000.0).round().clamp(-9_999_999.0, 99_999_999.0) as i64;
     write_in_place(&zone.join("temp"), &format!("{mc:08}\n"));
-}
-
-/// One `pwrite` at offset 0 of a text as long as the file's (the callers keep widths fixed).
-fn write_in_place(path: &Path, text: &str) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path);
-    if let Ok(f) = f {
-        let _ = f.write_all_at(text.as_bytes(), 0);
-    }
-}
-
-/// (busy, total) jiffies of all CPUs from the first line of `/proc/stat`.
-fn cpu_jiffies() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest times are inside user/nice).
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Some((total.saturating_sub(idle), total))
-}
-
-/// CPU utilisation between two `/proc/stat` readings, 0..1.
-pub fn load_between(a: (u64, u64), b: (u64, u64)) -> f64 {
-    let total = b.1.saturating_sub(a.1);
-    if total == 0 {
-        return 0.0;
-    }
-    (b.0.saturating_sub(a.0) as f64 / total as f64).clamp(0.0, 1.0)
 }
 
 fn run(p: Params, zone: PathBuf, cdev: PathBuf, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
@@ -193,7 +137,7 @@ fn run(p: Params, zone: PathBuf, cdev: PathBuf, state: Arc<Mutex<State>>, stop: 
     // /proc/stat counts in jiffies (10 ms at USER_HZ 100), so a 50 ms step on 2 CPUs sees ~10
     // of them: the load is smoothed over the last few steps.
     let mut load = 0.0;
-    while !stop.load(Ordering::Relaxed) {
+    while running(&stop) {
         std::thread::sleep(STEP);
         let now = cpu_jiffies();
         let t = Instant::now();
