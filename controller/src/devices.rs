@@ -225,16 +225,11 @@ struct DeviceFile {
 const TRANSPORTS: &str = "local, ssh, adb";
 
 fn check(r: &mut Report, file: InventoryFile) -> Vec<Device> {
-    let Some(list) = file.devices else {
-        r.at(
-            yaml::Pos::START,
-            "missing key 'devices' (a list of devices, e.g. `devices: [{name: local, transport: local}]`)",
-        );
+    let example = "a list of devices: `devices: [{name: local, transport: local}]`";
+    let Some(list) = r.required(file.devices.as_ref(), "devices", example) else {
         return Vec::new();
     };
-    if list.value.is_empty() {
-        r.on(&list, "devices is empty: list at least one device");
-    }
+    r.non_empty(list, "devices", "list at least one device");
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
     for entry in &list.value {

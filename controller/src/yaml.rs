@@ -159,6 +159,27 @@ impl<'a> Report<'a> {
         self.at(Pos::of(spanned), message)
     }
 
+    /// `list`, or a report that the file lacks `key` (with an example of it) and `None`.
+    pub fn required<'l, T>(
+        &mut self,
+        list: Option<&'l Spanned<T>>,
+        key: &str,
+        example: &str,
+    ) -> Option<&'l Spanned<T>> {
+        if list.is_none() {
+            self.at(Pos::START, format!("missing key '{key}' (e.g. {example})"));
+        }
+        list
+    }
+
+    /// Reports `list` when it holds nothing: "`key` is empty: `fix`" (what to write instead,
+    /// or that the key can go).
+    pub fn non_empty<T>(&mut self, list: &Spanned<Vec<T>>, key: &str, fix: impl std::fmt::Display) {
+        if list.value.is_empty() {
+            self.on(list, format!("{key} is empty: {fix}"));
+        }
+    }
+
     /// `file:line:column` of a spanned value, for messages that refer to a second place.
     pub fn place<T>(&self, spanned: &Spanned<T>) -> String {
         format!("{}:{}", self.file.display(), Pos::of(spanned))

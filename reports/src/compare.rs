@@ -97,6 +97,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Every verdict, most severe first (the order of tables and counts).
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Fail,
+        Verdict::Warn,
+        Verdict::Inconclusive,
+        Verdict::PassWithNote,
+        Verdict::Pass,
+        Verdict::Improved,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Fail => "FAIL",
@@ -158,6 +168,15 @@ pub struct GateOutcome {
     pub exit_code: i32,
     /// One sentence: "1 regression over budget, 2 inconclusive, 3 improved, 18 unchanged".
     pub headline: String,
+}
+
+impl GateOutcome {
+    /// The row a headline should name: the first FAIL, else INCONCLUSIVE, else WARN.
+    pub fn worst_row(&self) -> Option<&GateRow> {
+        [Verdict::Fail, Verdict::Inconclusive, Verdict::Warn]
+            .into_iter()
+            .find_map(|v| self.rows.iter().find(|r| r.verdict == v))
+    }
 }
 
 /// Compares every candidate cell with the baseline cell of the same key.

@@ -54,12 +54,11 @@ pub(super) fn check_devices(
         }
         return out;
     };
-    if list.value.is_empty() {
-        r.on(
-            list,
-            format!("devices is empty: name at least one ({known}), or omit it to run on 'local'"),
-        );
-    }
+    r.non_empty(
+        list,
+        "devices",
+        format!("name at least one ({known}), or omit it to run on 'local'"),
+    );
     let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
     for entry in &list.value {
         let name = entry.value.as_str();
@@ -102,9 +101,11 @@ pub(super) fn check_threads(
     let Some(list) = list else {
         return vec![None];
     };
-    if list.value.is_empty() {
-        r.on(list, "threads is empty: list thread counts (e.g. [1, 2, 4]) or omit it to use the device's default");
-    }
+    r.non_empty(
+        list,
+        "threads",
+        "list thread counts (e.g. [1, 2, 4]) or omit it to use the device's default",
+    );
     let mut out = Vec::new();
     for t in &list.value {
         if let Some(n) = r.whole("threads", t, 1, MAX_THREADS) {
@@ -126,12 +127,11 @@ pub(super) fn check_states(
     let Some(list) = list else {
         return vec![State::ANY];
     };
-    if list.value.is_empty() {
-        r.on(
-            list,
-            "states is empty: list states (e.g. [{thermal: any}]) or omit it",
-        );
-    }
+    r.non_empty(
+        list,
+        "states",
+        "list states (e.g. [{thermal: any}]) or omit it",
+    );
     let mut out: Vec<State> = Vec::new();
     for entry in &list.value {
         let s = &entry.value;

@@ -15,19 +15,14 @@ pub(super) fn check_models(
     list: Option<&Spanned<Vec<Spanned<ModelFile>>>>,
     base: &Path,
 ) -> Vec<ModelRef> {
-    let Some(list) = list else {
-        r.at(
-            Pos::START,
-            "missing key 'models' (e.g. `models: [{name: smollm2-135m}]`)",
-        );
+    let Some(list) = r.required(list, "models", "`models: [{name: smollm2-135m}]`") else {
         return Vec::new();
     };
-    if list.value.is_empty() {
-        r.on(
-            list,
-            "models is empty: list at least one model (e.g. `- name: smollm2-135m`)",
-        );
-    }
+    r.non_empty(
+        list,
+        "models",
+        "list at least one model (e.g. `- name: smollm2-135m`)",
+    );
     let mut out = Vec::new();
     let mut labels: BTreeMap<String, Pos> = BTreeMap::new();
     for entry in &list.value {
@@ -113,15 +108,14 @@ pub(super) fn check_precisions(
     let Some(list) = list else {
         return vec![Precision::Native];
     };
-    if list.value.is_empty() {
-        r.on(
-            list,
-            format!(
-                "precisions is empty: list some of {} or omit it to use the model's own type",
-                listable()
-            ),
-        );
-    }
+    r.non_empty(
+        list,
+        "precisions",
+        format!(
+            "list some of {} or omit it to use the model's own type",
+            listable()
+        ),
+    );
     let mut out = Vec::new();
     for p in &list.value {
         match Precision::parse(p.value.trim()) {

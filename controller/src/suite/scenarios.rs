@@ -29,16 +29,11 @@ pub(super) fn check_scenarios(
     base: &Path,
     model_labels: &[String],
 ) -> Vec<Scenario> {
-    let Some(list) = list else {
-        r.at(
-            Pos::START,
-            "missing key 'scenarios' (e.g. `scenarios: [{name: chat, prompt: \"Hello\", new_tokens: 32}]`)",
-        );
+    let example = r#"`scenarios: [{name: chat, prompt: "Hello", new_tokens: 32}]`"#;
+    let Some(list) = r.required(list, "scenarios", example) else {
         return Vec::new();
     };
-    if list.value.is_empty() {
-        r.on(list, "scenarios is empty: list at least one scenario");
-    }
+    r.non_empty(list, "scenarios", "list at least one scenario");
     let mut out = Vec::new();
     let mut names: BTreeMap<String, Pos> = BTreeMap::new();
     for entry in &list.value {

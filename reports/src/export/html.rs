@@ -393,15 +393,6 @@ fn chip(v: Verdict) -> String {
     )
 }
 
-const VERDICTS: [Verdict; 6] = [
-    Verdict::Fail,
-    Verdict::Warn,
-    Verdict::Inconclusive,
-    Verdict::PassWithNote,
-    Verdict::Pass,
-    Verdict::Improved,
-];
-
 /// The change of a gate row and its interval: `+4.3% [+1.1%, +7.9%]`, with `~` when the
 /// interval includes no change.
 fn row_delta(r: &GateRow) -> String {

@@ -30,14 +30,7 @@ pub fn gate_json(outcome: &GateOutcome) -> Value {
         _ => "inconclusive",
     };
     let mut counts = Map::new();
-    for v in [
-        Verdict::Fail,
-        Verdict::Warn,
-        Verdict::Inconclusive,
-        Verdict::PassWithNote,
-        Verdict::Pass,
-        Verdict::Improved,
-    ] {
+    for v in Verdict::ALL {
         let n = outcome.rows.iter().filter(|r| r.verdict == v).count();
         counts.insert(verdict_code(v).to_string(), json!(n));
     }

@@ -65,9 +65,7 @@ fn gate_sections(out: &mut String, g: &GateOutcome) {
         _ => "⚠️ INCONCLUSIVE",
     };
     let _ = writeln!(out, "### {verdict}: {}\n", escape(&g.headline));
-    let worst = [Verdict::Fail, Verdict::Inconclusive, Verdict::Warn]
-        .iter()
-        .find_map(|v| g.rows.iter().find(|r| r.verdict == *v));
+    let worst = g.worst_row();
     if let Some(r) = worst {
         let _ = write!(
             out,

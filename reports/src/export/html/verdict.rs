@@ -90,9 +90,7 @@ pub(super) fn verdict(out: &mut String, ctx: &Ctx) {
         g.exit_code,
         esc(&g.headline)
     );
-    let worst = [Verdict::Fail, Verdict::Inconclusive, Verdict::Warn]
-        .into_iter()
-        .find_map(|v| g.rows.iter().find(|r| r.verdict == v));
+    let worst = g.worst_row();
     if let Some(r) = worst {
         w!(
             out,
@@ -105,7 +103,7 @@ pub(super) fn verdict(out: &mut String, ctx: &Ctx) {
         );
     }
     out.push_str("<p class=\"counts\">");
-    for v in VERDICTS {
+    for v in Verdict::ALL {
         let n = g.rows.iter().filter(|r| r.verdict == v).count();
         if n > 0 {
             w!(
