@@ -137,33 +137,12 @@ pub(super) fn check_states(
         let s = &entry.value;
         let thermal = match &s.thermal {
             None => Some(Thermal::Any),
-            Some(t) => {
-                let found = Thermal::ALL
-                    .into_iter()
-                    .find(|x| x.as_str() == t.value.trim());
-                if found.is_none() {
-                    let allowed = Thermal::ALL.map(Thermal::as_str).join(", ");
-                    r.on(
-                        t,
-                        format!("unknown thermal state '{}' (allowed: {allowed})", t.value),
-                    );
-                }
-                found
-            }
+            Some(t) => one_of(r, t, &Thermal::ALL, Thermal::as_str, "thermal state"),
         };
         let mode = match &s.battery_mode {
             None => Some(Battery::Wait),
             Some(m) => {
-                let found = Battery::ALL
-                    .into_iter()
-                    .find(|x| x.as_str() == m.value.trim());
-                if found.is_none() {
-                    let allowed = Battery::ALL.map(Battery::as_str).join(", ");
-                    r.on(
-                        m,
-                        format!("unknown battery_mode '{}' (allowed: {allowed})", m.value),
-                    );
-                }
+                let found = one_of(r, m, &Battery::ALL, Battery::as_str, "battery_mode");
                 if s.battery.is_none() {
                     r.on(
                         m,
@@ -207,4 +186,27 @@ pub(super) fn check_states(
         }
     }
     out
+}
+
+/// The value of `all` that `field` names, or a report listing the allowed names.
+fn one_of<T: Copy>(
+    r: &mut Report,
+    field: &Spanned<String>,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+) -> Option<T> {
+    let found = all.iter().copied().find(|x| name(*x) == field.value.trim());
+    if found.is_none() {
+        let allowed: Vec<&str> = all.iter().map(|x| name(*x)).collect();
+        r.on(
+            field,
+            format!(
+                "unknown {what} '{}' (allowed: {})",
+                field.value,
+                allowed.join(", ")
+            ),
+        );
+    }
+    found
 }
