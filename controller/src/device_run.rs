@@ -212,10 +212,13 @@ struct Reached {
 
 fn reach(device: &Device, timeout: Duration) -> Result<Reached, String> {
     let mut t = transport::connect(device, timeout).map_err(|e| e.to_string())?;
-    let target = device_target(t.as_mut(), &device.transport, timeout)?;
+    let target = t.bundle_target(timeout)?;
     let bundle = bundle::find(&bundle::bundles_dir(), target)
         .map_err(|e| format!("{} needs {target}: {e}", t.describe()))?;
-    let workdir = remote_workdir(t.as_mut(), device, timeout)?;
+    let workdir = match &device.workdir {
+        Some(w) => w.trim_end_matches('/').to_string(),
+        None => t.default_workdir(timeout)?,
+    };
     Ok(Reached { t, bundle, workdir })
 }
 
@@ -264,55 +267,6 @@ pub fn probe(device: &Device, timeout: Duration) -> Result<DeviceInfo, String> {
             t.describe()
         )
     })
-}
-
-/// Which bundle the device runs, from its ABI (Android) or machine type (Linux).
-fn device_target(
-    t: &mut dyn Transport,
-    via: &Via,
-    timeout: Duration,
-) -> Result<&'static str, String> {
-    let run = |t: &mut dyn Transport, argv: &[&str]| -> Result<String, String> {
-        let o = t.exec(argv, timeout).map_err(|e| e.to_string())?;
-        Ok(o.stdout_text().trim().to_string())
-    };
-    if let Via::Adb { .. } = via {
-        let abi = run(t, &["getprop", "ro.product.cpu.abi"])?;
-        if !abi.is_empty() {
-            return bundle::target_for_android_abi(&abi)
-                .map_err(|e| format!("{}: {e}", t.describe()));
-        }
-    }
-    let machine = run(t, &["uname", "-m"])?;
-    bundle::target_for_uname(&machine).map_err(|e| format!("{}: {e}", t.describe()))
-}
-
-/// The device's working directory: the inventory's `workdir`, else a per-OS default.
-fn remote_workdir(
-    t: &mut dyn Transport,
-    device: &Device,
-    timeout: Duration,
-) -> Result<String, String> {
-    if let Some(w) = &device.workdir {
-        return Ok(w.trim_end_matches('/').to_string());
-    }
-    match &device.transport {
-        // /data/local/tmp is the one place an adb shell may write and execute on every phone.
-        Via::Adb { .. } => Ok("/data/local/tmp/meltbench".into()),
-        _ => {
-            // An ssh command starts in the user's home directory.
-            let o = t.exec(&["pwd"], timeout).map_err(|e| e.to_string())?;
-            let home = o.stdout_text().trim().to_string();
-            if !o.success() || !home.starts_with('/') {
-                return Err(format!(
-                    "{}: cannot find the home directory (`pwd` said {:?}); set `workdir:` for this device in devices.yaml",
-                    t.describe(),
-                    home
-                ));
-            }
-            Ok(format!("{}/.cache/meltbench", home.trim_end_matches('/')))
-        }
-    }
 }
 
 /// The agent job for this device, with device-side paths.

@@ -607,6 +607,27 @@ fn sync_request(id: &[u8; 4], arg: &[u8]) -> Vec<u8> {
 }
 
 impl Transport for AdbTransport {
+    /// The phone's primary ABI (`getprop ro.product.cpu.abi`), falling back to `uname -m`.
+    fn bundle_target(&mut self, timeout: Duration) -> Result<&'static str, String> {
+        let o = self
+            .exec(&["getprop", "ro.product.cpu.abi"], timeout)
+            .map_err(|e| e.to_string())?;
+        let abi = o.stdout_text().trim().to_string();
+        if abi.is_empty() {
+            let o = self
+                .exec(&["uname", "-m"], timeout)
+                .map_err(|e| e.to_string())?;
+            return crate::bundle::target_for_uname(o.stdout_text().trim())
+                .map_err(|e| format!("{}: {e}", self.describe()));
+        }
+        crate::bundle::target_for_android_abi(&abi).map_err(|e| format!("{}: {e}", self.describe()))
+    }
+
+    /// /data/local/tmp is the one place an adb shell may write and execute on every phone.
+    fn default_workdir(&mut self, _timeout: Duration) -> Result<String, String> {
+        Ok("/data/local/tmp/meltbench".into())
+    }
+
     fn describe(&self) -> String {
         format!("adb {}@{}", self.serial, self.server)
     }

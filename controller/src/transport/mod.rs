@@ -88,6 +88,32 @@ pub trait Transport: Send {
     /// Copies `remote` to the local file; returns the bytes received.
     fn pull(&mut self, remote: &str, local: &Path) -> Result<u64, TransportError>;
 
+    /// The bundle target (`aarch64-unknown-linux-musl`, ...) this device runs, from its
+    /// machine type (`uname -m`); a transport that knows better (adb: the Android ABI) says so.
+    fn bundle_target(&mut self, timeout: Duration) -> Result<&'static str, String> {
+        let o = self
+            .exec(&["uname", "-m"], timeout)
+            .map_err(|e| e.to_string())?;
+        let machine = o.stdout_text().trim().to_string();
+        crate::bundle::target_for_uname(&machine).map_err(|e| format!("{}: {e}", self.describe()))
+    }
+
+    /// Where meltbench keeps its files on the device when the inventory names no `workdir`:
+    /// `~/.cache/meltbench` of the login (a remote command starts in the home directory).
+    fn default_workdir(&mut self, timeout: Duration) -> Result<String, String> {
+        let o = self.exec(&["pwd"], timeout).map_err(|e| e.to_string())?;
+        let home = o.stdout_text().trim().to_string();
+        if !o.success() || !home.starts_with('/') {
+            return Err(format!(
+                "{}: cannot find the home directory (`pwd` said {:?}); set `workdir:` for this \
+                 device in devices.yaml",
+                self.describe(),
+                home
+            ));
+        }
+        Ok(format!("{}/.cache/meltbench", home.trim_end_matches('/')))
+    }
+
     /// SHA-256 (lowercase hex) of each remote file, `None` for one that does not exist. Computed
     /// on the device (`sha256sum`, in coreutils, busybox and Android's toybox), so a file is
     /// verified where it will be used.
