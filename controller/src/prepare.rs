@@ -4,8 +4,8 @@
 
 use crate::models;
 use crate::sha;
-use meltbench_engine::dtype::DType;
-use meltbench_engine::gguf::Gguf;
+use meltbench_gguf::dtype::DType;
+use meltbench_gguf::Gguf;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

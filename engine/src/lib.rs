@@ -6,12 +6,13 @@
 //! [`sampler`], then the tools built on them: [`generate`], [`bench`], [`perplexity`],
 //! [`quantize`], [`synth`], and [`bandwidth`], the memory ceiling decode runs against.
 
+pub use meltbench_gguf as gguf;
+pub use meltbench_gguf::dtype;
+
 pub mod bandwidth;
 pub mod bench;
 pub mod chat;
-pub mod dtype;
 pub mod generate;
-pub mod gguf;
 pub mod info;
 pub mod kernels;
 pub mod kquants_quantize;

@@ -479,7 +479,7 @@ pub struct TensorOut {
 }
 
 /// A tensor to write under a raw GGML type id, for types [`DType`] does not cover (the K-quant
-/// mixes written by [`crate::quantize`]).
+/// mixes written by the engine's `quantize`).
 pub struct RawTensorOut {
     pub name: String,
     pub dims: Vec<u64>,

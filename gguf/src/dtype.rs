@@ -49,7 +49,7 @@ impl DType {
     /// (`quantize --type q4_k_m|q5_k_m`), so they are kept out of [`DType::ALL`].
     pub const K_QUANTS: [DType; 3] = [DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
-    /// Whether [`crate::kernels::blocks::quantize_row`] can encode this type.
+    /// Whether the engine's `kernels::blocks::quantize_row` can encode this type.
     pub fn can_quantize(self) -> bool {
         DType::ALL.contains(&self) || DType::FIVE_BIT.contains(&self)
     }
