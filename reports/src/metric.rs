@@ -1,6 +1,7 @@
 //! The metrics the gate compares, and what each one takes from a session's passes.
 
 use crate::dataset::SessionData;
+pub use crate::stats::sample::{SessionValues, Statistic};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -27,38 +28,6 @@ pub enum Metric {
 /// Below this many pooled passes per build a p99 verdict is at most a warning: a 95% interval
 /// for p99 is unbounded above until n >= 368, and a point estimate is a coin flip well beyond.
 pub const P99_MIN_POOLED_PASSES: usize = 1000;
-
-/// What is computed over the pooled values of a build.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Statistic {
-    /// Type-7 quantile, `q` in 0..=1.
-    Quantile(f64),
-    /// The largest value (for peak RSS: one value per session).
-    Max,
-}
-
-/// A session's contribution to one metric: `values[groups[i]..groups[i+1]]` came from pass `i`
-/// (one value per pass for per-pass metrics, one per decode step for [`Metric::DecodeP95`],
-/// and a single group for [`Metric::PeakRss`]). Resampling picks whole groups.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SessionValues {
-    pub values: Vec<f64>,
-    pub groups: Vec<usize>,
-}
-
-impl SessionValues {
-    pub fn group_count(&self) -> usize {
-        self.groups.len().saturating_sub(1)
-    }
-
-    pub fn group(&self, i: usize) -> &[f64] {
-        &self.values[self.groups[i]..self.groups[i + 1]]
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-}
 
 impl Metric {
     pub const ALL: [Metric; 8] = [

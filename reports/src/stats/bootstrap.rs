@@ -25,7 +25,7 @@
 //!
 //! Everything is seeded ChaCha8: a seed gives the same interval on every machine.
 
-use crate::metric::{SessionValues, Statistic};
+use crate::stats::sample::{SessionValues, Statistic};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;

@@ -6,7 +6,6 @@
 //! edge of the value's bucket (biased up by at most one bucket, not interpolated). The gate
 //! never reads them: it works on the raw values.
 
-use crate::dataset::SessionData;
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -59,16 +58,6 @@ impl TokenLatencyHistogram {
         let mut h = TokenLatencyHistogram::new();
         steps.into_iter().for_each(|ms| h.record_ms(ms));
         h
-    }
-
-    /// Every decode step of every measured pass of `sessions`.
-    pub fn from_sessions(sessions: &[SessionData]) -> TokenLatencyHistogram {
-        TokenLatencyHistogram::from_steps_ms(
-            sessions
-                .iter()
-                .flat_map(|s| s.passes.iter())
-                .flat_map(|p| p.decode_step_ms.iter().copied()),
-        )
     }
 
     /// Adds `other`'s counts (exact: quantiles of the merge are those of the pooled steps).
