@@ -6,6 +6,7 @@
 
 use crate::bins;
 use crate::bundle;
+use crate::device_error::DeviceError;
 use crate::devices::{Device, Transport as Via};
 use crate::models;
 use crate::prepare::PreparedModel;
@@ -44,7 +45,7 @@ pub struct DeviceOutcome {
     pub info: Option<DeviceInfo>,
     pub transfer: Option<Transfer>,
     /// Why the device failed as a whole (cells that failed say so in their own events).
-    pub error: Option<String>,
+    pub error: Option<DeviceError>,
 }
 
 /// Passes, warm-ups and cold starts the device will report: the progress bar's length.
@@ -95,7 +96,7 @@ struct Placed {
     transfer: Option<Transfer>,
 }
 
-fn place(d: &DeviceRun) -> Result<Placed, String> {
+fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
     let name = &d.device.name;
     match &d.device.transport {
         Via::Local { emulator, target } => {
@@ -103,11 +104,10 @@ fn place(d: &DeviceRun) -> Result<Placed, String> {
             let wrapper = emulator.clone().unwrap_or_default();
             let workdir = match &d.device.workdir {
                 Some(w) => PathBuf::from(w).join("runs").join(&d.run_id),
-                None => models::cache_dir()
-                    .map_err(|e| e.to_string())?
+                None => models::cache_dir()?
                     .parent()
                     .map(|p| p.join("work").join(&d.run_id).join(name))
-                    .ok_or("no cache directory")?,
+                    .ok_or_else(|| DeviceError::Setup("no cache directory".into()))?,
             };
             let models = d
                 .prepared
@@ -154,8 +154,7 @@ fn place(d: &DeviceRun) -> Result<Placed, String> {
             }
             d.bar.set_message("pushing binaries and models");
             let blobs = format!("{workdir}/blobs");
-            let (paths, transfer) =
-                push::ensure(t.as_mut(), &blobs, &artifacts).map_err(|e| e.to_string())?;
+            let (paths, transfer) = push::ensure(t.as_mut(), &blobs, &artifacts)?;
             let models = keys
                 .iter()
                 .zip(&paths[bundle::PROGRAMS.len()..])
@@ -166,18 +165,15 @@ fn place(d: &DeviceRun) -> Result<Placed, String> {
             let local_job = write_job(d, &job)?;
             let jobs_dir = format!("{workdir}/jobs");
             let job_path = format!("{jobs_dir}/{}.json", d.run_id);
-            let mkdir = t
-                .exec(&["mkdir", "-p", &jobs_dir], d.connect_timeout)
-                .map_err(|e| e.to_string())?;
+            let mkdir = t.exec(&["mkdir", "-p", &jobs_dir], d.connect_timeout)?;
             if !mkdir.success() {
-                return Err(format!(
+                return Err(DeviceError::Setup(format!(
                     "{}: cannot create {jobs_dir}: {}",
                     t.describe(),
                     mkdir.stderr_text().trim()
-                ));
+                )));
             }
-            t.push(&local_job, &job_path, 0o644)
-                .map_err(|e| e.to_string())?;
+            t.push(&local_job, &job_path, 0o644)?;
             Ok(Placed {
                 transport: t,
                 agent: vec![paths[0].clone()],
@@ -190,14 +186,16 @@ fn place(d: &DeviceRun) -> Result<Placed, String> {
 
 /// The agent and engine a local device runs: the controller's own build, or a bundle (for an
 /// emulator-wrapped cross target).
-fn local_programs(target: Option<&str>) -> Result<(PathBuf, PathBuf), String> {
+fn local_programs(target: Option<&str>) -> Result<(PathBuf, PathBuf), DeviceError> {
     match target {
-        None => Ok((
-            bins::agent().map_err(|e| e.to_string())?,
-            bins::engine().map_err(|e| e.to_string())?,
-        )),
+        None => Ok((bins::agent()?, bins::engine()?)),
         Some(t) => {
-            let b = bundle::find(&bundle::bundles_dir(), t).map_err(|e| e.to_string())?;
+            let b =
+                bundle::find(&bundle::bundles_dir(), t).map_err(|source| DeviceError::Bundle {
+                    device: "this machine".into(),
+                    target: t.to_string(),
+                    source,
+                })?;
             Ok((b.path("meltbench-agent"), b.path("meltbench-engine")))
         }
     }
@@ -210,14 +208,18 @@ struct Reached {
     workdir: String,
 }
 
-fn reach(device: &Device, timeout: Duration) -> Result<Reached, String> {
-    let mut t = transport::connect(device, timeout).map_err(|e| e.to_string())?;
-    let target = t.bundle_target(timeout)?;
-    let bundle = bundle::find(&bundle::bundles_dir(), target)
-        .map_err(|e| format!("{} needs {target}: {e}", t.describe()))?;
+fn reach(device: &Device, timeout: Duration) -> Result<Reached, DeviceError> {
+    let mut t = transport::connect(device, timeout)?;
+    let target = t.bundle_target(timeout).map_err(DeviceError::Setup)?;
+    let bundle =
+        bundle::find(&bundle::bundles_dir(), target).map_err(|source| DeviceError::Bundle {
+            device: t.describe(),
+            target: target.to_string(),
+            source,
+        })?;
     let workdir = match &device.workdir {
         Some(w) => w.trim_end_matches('/').to_string(),
-        None => t.default_workdir(timeout)?,
+        None => t.default_workdir(timeout).map_err(DeviceError::Setup)?,
     };
     Ok(Reached { t, bundle, workdir })
 }
@@ -233,7 +235,7 @@ fn program_artifact(b: &bundle::Bundle, program: &str) -> Artifact {
 }
 
 /// Runs the agent's `probe` on a device (pushing the agent first when it is remote).
-pub fn probe(device: &Device, timeout: Duration) -> Result<DeviceInfo, String> {
+pub fn probe(device: &Device, timeout: Duration) -> Result<DeviceInfo, DeviceError> {
     let (mut t, argv): (Box<dyn Transport>, Vec<String>) = match &device.transport {
         Via::Local { emulator, target } => {
             let (agent, _) = local_programs(target.as_deref())?;
@@ -245,27 +247,26 @@ pub fn probe(device: &Device, timeout: Duration) -> Result<DeviceInfo, String> {
             let mut r = reach(device, timeout)?;
             let agent = program_artifact(&r.bundle, "meltbench-agent");
             let blobs = format!("{}/blobs", r.workdir);
-            let (paths, _) =
-                push::ensure(r.t.as_mut(), &blobs, &[agent]).map_err(|e| e.to_string())?;
+            let (paths, _) = push::ensure(r.t.as_mut(), &blobs, &[agent])?;
             (r.t, paths)
         }
     };
     let mut argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     argv.push("probe");
-    let o = t.exec(&argv, timeout).map_err(|e| e.to_string())?;
+    let o = t.exec(&argv, timeout)?;
     if !o.success() {
-        return Err(format!(
+        return Err(DeviceError::Probe(format!(
             "{}: the agent's probe failed ({:?}): {}",
             t.describe(),
             o.status,
             transport::tail(&o.stderr_text(), 5)
-        ));
+        )));
     }
     serde_json::from_slice(&o.stdout).map_err(|e| {
-        format!(
+        DeviceError::Probe(format!(
             "{}: the agent's probe printed something else than device info ({e}); is the bundle from this checkout?",
             t.describe()
-        )
+        ))
     })
 }
 
@@ -322,20 +323,30 @@ fn job(
 }
 
 /// Keeps the exact job in the run directory (`jobs/<device>.json`), for reproduction.
-fn write_job(d: &DeviceRun, job: &AgentJob) -> Result<PathBuf, String> {
+fn write_job(d: &DeviceRun, job: &AgentJob) -> Result<PathBuf, DeviceError> {
+    let store_err = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| DeviceError::RunStore { path, source }
+    };
     let jobs_dir = d.store.dir.join("jobs");
-    std::fs::create_dir_all(&jobs_dir).map_err(|e| format!("{}: {e}", jobs_dir.display()))?;
+    std::fs::create_dir_all(&jobs_dir).map_err(store_err(&jobs_dir))?;
     let path = jobs_dir.join(format!("{}.json", d.device.name));
     std::fs::write(&path, serde_json::to_vec_pretty(job).expect("serialisable"))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(store_err(&path))?;
     Ok(path)
 }
 
 /// Streams the agent's events into the device's log; returns its probe.
-fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, String> {
+fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, DeviceError> {
     let name = &d.device.name;
     let bar = &d.bar;
-    let mut log = d.store.event_log(name).map_err(|e| e.to_string())?;
+    let mut log = d
+        .store
+        .event_log(name)
+        .map_err(|source| DeviceError::RunStore {
+            path: d.store.dir.join("events").display().to_string(),
+            source,
+        })?;
     let mut info = None;
     let mut protocol_error = None;
     let mut done = false;
@@ -349,11 +360,14 @@ fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, St
             let _ = writeln!(log, "{line}");
             let _ = log.flush();
             match serde_json::from_str::<AgentEvent>(line) {
-                Ok(AgentEvent::Hello { protocol, device, .. }) => {
+                Ok(AgentEvent::Hello {
+                    protocol, device, ..
+                }) => {
                     if protocol_major(&protocol) != protocol_major(PROTOCOL_VERSION) {
-                        protocol_error = Some(format!(
-                            "the agent speaks protocol {protocol} but this controller speaks {PROTOCOL_VERSION}; rebuild both from the same checkout (`cargo build --release`, then `meltbench bundle`)"
-                        ));
+                        protocol_error = Some(DeviceError::Protocol {
+                            agent: protocol.clone(),
+                            ours: PROTOCOL_VERSION.to_string(),
+                        });
                     }
                     info = Some(device);
                 }
@@ -395,7 +409,10 @@ fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, St
                 ),
             }
         })
-        .map_err(|e| format!("cannot run the agent on {}: {e}", placed.transport.describe()))?;
+        .map_err(|source| DeviceError::AgentStream {
+            device: placed.transport.describe(),
+            source,
+        })?;
     if let Some(e) = protocol_error {
         return Err(e);
     }
@@ -405,9 +422,7 @@ fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, St
         let status = status.map_or("killed by a signal or cut off".to_string(), |c| {
             format!("exit status {c}")
         });
-        return Err(format!(
-            "the agent stopped before finishing ({status}): {stderr}"
-        ));
+        return Err(DeviceError::AgentStopped { status, stderr });
     }
     Ok(info)
 }

@@ -1,6 +1,7 @@
 //! `meltbench devices` and `meltbench devices probe`: what the inventory holds, what is attached
 //! but not listed, and what each device says about itself.
 
+use crate::device_error::DeviceError;
 use crate::device_run;
 use crate::devices::{Device, Inventory, Transport as Via, DEFAULT_ADB_SERVER};
 use meltbench_protocol::agent::DeviceInfo;
@@ -89,7 +90,7 @@ pub fn unlisted_adb(
 }
 
 /// Probes every device at once; results in inventory order.
-pub fn probe_all(devices: &[Device], timeout: Duration) -> Vec<Result<DeviceInfo, String>> {
+pub fn probe_all(devices: &[Device], timeout: Duration) -> Vec<Result<DeviceInfo, DeviceError>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = devices
             .iter()
@@ -99,14 +100,14 @@ pub fn probe_all(devices: &[Device], timeout: Duration) -> Vec<Result<DeviceInfo
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err("the probe crashed".to_string()))
+                    .unwrap_or_else(|_| Err(DeviceError::Probe("the probe crashed".to_string())))
             })
             .collect()
     })
 }
 
 /// One row per device: identity and capabilities, or the error.
-pub fn probe_table(devices: &[Device], results: &[Result<DeviceInfo, String>]) -> String {
+pub fn probe_table(devices: &[Device], results: &[Result<DeviceInfo, DeviceError>]) -> String {
     let mut b = tabled::builder::Builder::default();
     b.push_record([
         "name",

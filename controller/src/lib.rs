@@ -6,6 +6,7 @@
 pub mod bins;
 pub mod bundle;
 pub mod cache;
+pub mod device_error;
 pub mod device_run;
 pub mod devices;
 pub mod farm;

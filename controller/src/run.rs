@@ -2,6 +2,7 @@
 //! arrives, then summarise from the stored events.
 
 use crate::bins;
+use crate::device_error::DeviceError;
 use crate::device_run::{self, DeviceRun};
 use crate::devices::Device;
 use crate::models;
@@ -30,7 +31,7 @@ pub struct RunOutcome {
     pub dir: PathBuf,
     pub summary: Summary,
     /// Devices that failed as a whole, with the reason.
-    pub device_errors: Vec<(String, String)>,
+    pub device_errors: Vec<(String, DeviceError)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +157,7 @@ pub fn run(plan: &RunPlan, out_root: &Path) -> Result<RunOutcome, RunError> {
         record.info = outcome.info;
         record.transfer = outcome.transfer;
         if let Some(e) = outcome.error {
-            record.error = Some(e.clone());
+            record.error = Some(e.to_string());
             device_errors.push((d.name.clone(), e));
         }
         // Summaries come from the stored raw events, never from what was seen in flight.

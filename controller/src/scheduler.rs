@@ -3,6 +3,7 @@
 //! blocking task of its own and the runtime's worker only waits; a slow or dead device holds
 //! nobody else up.
 
+use crate::device_error::DeviceError;
 use crate::device_run::{self, DeviceOutcome, DeviceRun};
 
 /// Runs every device to its end; outcomes in the order given.
@@ -22,7 +23,7 @@ pub fn run_devices(runs: Vec<DeviceRun>) -> Vec<DeviceOutcome> {
             let msg = format!("cannot start the device scheduler: {e}");
             return (0..n)
                 .map(|_| DeviceOutcome {
-                    error: Some(msg.clone()),
+                    error: Some(DeviceError::Scheduler(msg.clone())),
                     ..Default::default()
                 })
                 .collect();
@@ -45,7 +46,9 @@ pub fn run_devices(runs: Vec<DeviceRun>) -> Vec<DeviceOutcome> {
         let mut outcomes = Vec::with_capacity(n);
         for t in tasks {
             outcomes.push(t.await.unwrap_or_else(|e| DeviceOutcome {
-                error: Some(format!("the device task crashed: {e}")),
+                error: Some(DeviceError::Scheduler(format!(
+                    "the device task crashed: {e}"
+                ))),
                 ..Default::default()
             }));
         }
