@@ -200,8 +200,22 @@ enum Command {
 struct Threads {
     /// Worker threads (default: one per performance core). On a big.LITTLE device the threads
     /// are kept on the performance cores (by cpu_capacity or max frequency) when they fit.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = thread_count)]
     threads: Option<usize>,
+}
+
+/// Most threads a run may ask for: far beyond any phone or board, well below what the OS
+/// refuses to spawn.
+const MAX_THREADS: usize = 1024;
+
+fn thread_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a thread count: give a whole number from 1 to {MAX_THREADS}, or leave \
+             -t out for one thread per performance core"
+        )),
+    }
 }
 
 #[derive(Args)]
@@ -230,7 +244,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             let bad_input = e.chain().any(|c| {
                 c.is::<BadInput>()
                     || c.is::<load::LoadError>()
@@ -241,6 +255,23 @@ fn main() -> ExitCode {
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes, each said once: many errors already end with their cause's
+/// text, which `{:#}` would print a second time.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn pick_kernels(name: Option<&str>) -> Result<&'static Kernels> {
@@ -405,7 +436,11 @@ fn run(cli: Cli) -> Result<()> {
             };
             let start_mono_ns = monotonic_ns();
             let l = load::load(&model)?;
-            let n_threads = job.threads.unwrap_or_else(default_threads).max(1);
+            let n_threads = match job.threads {
+                Some(n) => thread_count(&n.to_string())
+                    .map_err(|e| BadInput(format!("job threads: {e}")))?,
+                None => default_threads(),
+            };
             // Before the session starts its workers, which inherit the placement.
             let placement = place_on_performance_cores(n_threads);
             // Compiling a chat template is part of getting the prompt ready: it counts with

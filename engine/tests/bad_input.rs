@@ -128,3 +128,115 @@ fn missing_file_and_bad_job_are_input_errors() {
         "{err}"
     );
 }
+
+/// Rewrites the synth model with `edit` applied to its metadata.
+fn with_metadata(dir: &Path, name: &str, edit: impl Fn(&str, &mut Value)) -> std::path::PathBuf {
+    let g = Gguf::open(&synth(dir)).unwrap();
+    let mut meta = g.metadata.clone();
+    for (k, v) in meta.iter_mut() {
+        edit(k, v);
+    }
+    let tensors: Vec<TensorOut> = g
+        .tensors
+        .iter()
+        .map(|t| TensorOut {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            dtype: DType::from_ggml(t.ggml_type).unwrap(),
+            data: g.tensor_data(t).unwrap().to_vec(),
+        })
+        .collect();
+    let p = dir.join(name);
+    gguf::write(&p, &meta, &tensors).unwrap();
+    p
+}
+
+#[test]
+fn a_block_count_beyond_the_tensor_table_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = with_metadata(dir.path(), "layers.gguf", |k, v| {
+        if k.ends_with(".block_count") {
+            *v = Value::U32(4_000_000_000);
+        }
+    });
+    let err = info_fails(&p);
+    assert!(
+        err.contains("block_count is 4000000000 but the file holds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn overlapping_tensors_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(synth(dir.path())).unwrap();
+    // In the tensor table: name, rank (u32), then the first dimension (u64): doubling it makes
+    // the tensor run into the next one's bytes, as a retyped tensor with its old offset would.
+    let name = b"blk.0.attn_q.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4;
+    let d0 = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    bytes[at..at + 8].copy_from_slice(&(2 * d0).to_le_bytes());
+    let p = dir.path().join("overlap.gguf");
+    std::fs::write(&p, &bytes).unwrap();
+    let err = info_fails(&p);
+    assert!(err.contains("overlap"), "{err}");
+}
+
+#[test]
+fn a_directory_or_fifo_is_not_a_model_and_nothing_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = info_fails(dir.path());
+    assert!(err.contains("is a directory, not a GGUF file"), "{err}");
+    let fifo = dir.path().join("fifo.gguf");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Opening a FIFO for reading would wait for a writer; the engine must refuse it at once.
+    let mut child = common::engine()
+        .arg("info")
+        .arg(&fifo)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("info on a FIFO still waits after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn an_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = info_fails(&dir.path().join("nope.gguf"));
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}
+
+#[test]
+fn thread_counts_outside_1_to_1024_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = synth(dir.path());
+    for t in ["0", "100000", "two"] {
+        let out = common::engine()
+            .args(["generate", "-n", "1", "-t", t])
+            .arg(&model)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "-t {t}: {err}");
+        assert!(!err.contains("panicked"), "-t {t}: {err}");
+        assert!(err.contains("not a thread count"), "-t {t}: {err}");
+    }
+}

@@ -18,6 +18,8 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub enum GgufError {
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{path} is {kind}, not a GGUF file; give the path of a .gguf model file")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error(
         "{path} is not a GGUF file (it starts with {found:?}, a GGUF file starts with \"GGUF\")"
     )]
@@ -201,6 +203,19 @@ impl Gguf {
             path: path.to_path_buf(),
             source,
         };
+        // Checked before opening: a directory cannot be mapped (the OS says "No such device"),
+        // and opening a FIFO for reading waits for a writer forever.
+        let meta = std::fs::metadata(path).map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(GgufError::NotAFile {
+                path: path.to_path_buf(),
+                kind: if meta.is_dir() {
+                    "a directory"
+                } else {
+                    "not a regular file (a FIFO, socket or device)"
+                },
+            });
+        }
         let file = File::open(path).map_err(io_err)?;
         // SAFETY: the map is read-only; a file truncated underneath us by another process is the
         // one hazard, the same one every mmap-based engine (llama.cpp included) accepts.
@@ -318,6 +333,22 @@ impl Gguf {
                 offset,
                 n_bytes,
             });
+        }
+        // Two tensors may not share bytes (ggml refuses such files too): a tensor retyped in
+        // the table with its offset unchanged would otherwise read its neighbour's data.
+        let mut by_offset: Vec<&TensorInfo> = infos.iter().filter(|t| t.n_bytes > 0).collect();
+        by_offset.sort_by_key(|t| t.offset);
+        for w in by_offset.windows(2) {
+            if w[0].offset + w[0].n_bytes > w[1].offset {
+                return Err(r.corrupt(format!(
+                    "tensors '{}' (bytes {}..{}) and '{}' (from byte {}) overlap",
+                    w[0].name,
+                    w[0].offset,
+                    w[0].offset + w[0].n_bytes,
+                    w[1].name,
+                    w[1].offset
+                )));
+            }
         }
         Ok(Gguf {
             path: path.to_path_buf(),

@@ -289,6 +289,15 @@ fn read_config(g: &Gguf) -> Result<Config, ModelError> {
     let mut h = Hparams::new(g, arch);
     h.dim = h.required("embedding_length")?;
     h.n_layers = h.required("block_count")?;
+    // Every layer has tensors of its own, so a count beyond the tensor table is a damaged
+    // header, not a model (and would size buffers by it).
+    if h.n_layers == 0 || h.n_layers > g.tensors.len() {
+        return Err(ModelError::Inconsistent(format!(
+            "block_count is {} but the file holds {} tensors",
+            h.n_layers,
+            g.tensors.len()
+        )));
+    }
     h.n_heads = h.required("attention.head_count")?;
     let n_kv_heads = h.int("attention.head_count_kv").unwrap_or(h.n_heads);
     if h.n_heads == 0 || n_kv_heads == 0 || !h.n_heads.is_multiple_of(n_kv_heads) {
