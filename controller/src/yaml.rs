@@ -385,9 +385,40 @@ pub fn parse<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<
     })
 }
 
+/// Largest suite, inventory or prompt file read: far beyond any real one, and a bound on what
+/// a wrong path (`/dev/zero`, a model file) can make us hold in memory.
+pub const MAX_TEXT_FILE: u64 = 16 << 20;
+
+/// The bytes of `file`, refusing what is not a regular file (a directory, a FIFO that would
+/// wait for a writer, a device) and files over [`MAX_TEXT_FILE`].
+pub fn read_bounded(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(file)?;
+    if meta.is_dir() {
+        return Err(Error::new(ErrorKind::InvalidInput, "it is a directory"));
+    }
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "it is not a regular file (a FIFO, socket or device)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(MAX_TEXT_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TEXT_FILE {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("it is larger than {} MiB", MAX_TEXT_FILE >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Read a UTF-8 file, reporting unreadable files and invalid bytes with their position.
 pub fn read(file: &Path) -> Result<String, Diagnostics> {
-    let bytes = std::fs::read(file).map_err(|e| {
+    let bytes = read_bounded(file).map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::NotFound => " (check the path)",
             _ => "",

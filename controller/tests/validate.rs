@@ -346,3 +346,27 @@ fn no_input_makes_validation_panic() {
     }
     assert!(checked > 10_000, "only {checked} inputs");
 }
+
+/// What is not a suite file (a device, a directory, something huge) is refused at once, with
+/// the reason, instead of being read into memory.
+#[test]
+fn non_files_and_huge_files_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.yaml");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(17 << 20).unwrap();
+    for (path, why) in [
+        (Path::new("/dev/zero"), "not a regular file"),
+        (dir.path(), "is a directory"),
+        (huge.as_path(), "larger than 16 MiB"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_meltbench"))
+            .arg("validate")
+            .arg(path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {err}", path.display());
+        assert!(err.contains(why), "{}: {err}", path.display());
+    }
+}

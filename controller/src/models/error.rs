@@ -63,6 +63,15 @@ pub enum PullError {
     NotGguf { path: PathBuf, found: String },
 
     #[error(
+        "{source}\n\
+         The file starts like a GGUF model but cannot be read as one; fetch or convert it again."
+    )]
+    BadGguf {
+        #[source]
+        source: meltbench_gguf::GgufError,
+    },
+
+    #[error(
         "could not read {}: {source}\n\
          Check that the file exists and is readable.",
         path.display()

@@ -221,7 +221,7 @@ pub(super) fn pull_file(
         path: source.to_owned(),
         source: e,
     };
-    check_magic(source)?;
+    check_gguf(source)?;
     let name = match name {
         Some(n) => n.to_owned(),
         None => derived_name(source.file_name().and_then(|n| n.to_str()).unwrap_or(""))?,
@@ -347,7 +347,16 @@ pub(super) fn derived_name(file_name: &str) -> Result<String, PullError> {
     Ok(stem.to_owned())
 }
 
-pub(super) fn check_magic(path: &Path) -> Result<(), PullError> {
+/// The file is a GGUF model whose header and tensor table read whole (a truncated download or a
+/// file that only starts with the magic is refused before it enters the cache).
+pub(super) fn check_gguf(path: &Path) -> Result<(), PullError> {
+    check_magic(path)?;
+    meltbench_gguf::Gguf::open(path)
+        .map(drop)
+        .map_err(|source| PullError::BadGguf { source })
+}
+
+fn check_magic(path: &Path) -> Result<(), PullError> {
     let mut magic = [0u8; 4];
     let read = File::open(path).and_then(|mut f| {
         let mut n = 0;

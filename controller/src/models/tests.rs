@@ -461,11 +461,20 @@ fn rejects_files_without_gguf_magic() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.gguf");
     std::fs::write(&path, b"PK\x03\x04").unwrap();
-    assert!(matches!(check_magic(&path), Err(PullError::NotGguf { .. })));
+    assert!(matches!(check_gguf(&path), Err(PullError::NotGguf { .. })));
     std::fs::write(&path, b"GG").unwrap();
-    assert!(matches!(check_magic(&path), Err(PullError::NotGguf { .. })));
+    assert!(matches!(check_gguf(&path), Err(PullError::NotGguf { .. })));
+    // The magic alone, or a model cut short, is not a model.
     std::fs::write(&path, b"GGUF\x03\0\0\0").unwrap();
-    check_magic(&path).unwrap();
+    assert!(matches!(check_gguf(&path), Err(PullError::BadGguf { .. })));
+    let model = dir.path().join("synth.gguf");
+    meltbench_engine::synth::write_synth(&model, &meltbench_engine::synth::SynthConfig::default())
+        .unwrap();
+    check_gguf(&model).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = check_gguf(&path).unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
 }
 
 #[test]

@@ -65,8 +65,16 @@ pub(super) fn check_model(r: &mut Report, name: &Spanned<String>, base: &Path) -
         } else {
             base.join(written)
         };
-        if path.is_file() {
-            return Some(ModelRef::File(path));
+        if path.exists() {
+            // The header is read now (a memory map, nothing loaded), so a directory, a text
+            // file or a truncated download is named here rather than on the device.
+            return match meltbench_gguf::Gguf::open(&path) {
+                Ok(_) => Some(ModelRef::File(path)),
+                Err(e) => {
+                    r.on(name, format!("model file '{n}' cannot be used: {e}"));
+                    None
+                }
+            };
         }
         r.on(
             name,

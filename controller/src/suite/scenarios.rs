@@ -186,7 +186,7 @@ pub(super) fn check_prompt(
         } else {
             base.join(written)
         };
-        return match std::fs::read(&path) {
+        return match crate::yaml::read_bounded(&path) {
             Err(e) => {
                 r.on(
                     f,

@@ -170,3 +170,23 @@ fn devices_resolve_by_name_and_tag() {
         .to_string();
     assert_eq!(e, "s.yaml:1:11: no device in d.yaml has tag 'board'");
 }
+
+#[test]
+fn a_model_path_must_hold_a_gguf_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let suite = |model: &std::path::Path| {
+        format!(
+            "models: [{{name: '{}'}}]\nscenarios: [{{name: a, prompt_tokens: 4, new_tokens: 2}}]\n",
+            model.display()
+        )
+    };
+    let e = err(&suite(&text));
+    assert!(
+        e.contains("cannot be used") && e.contains("not a GGUF file"),
+        "{e}"
+    );
+    let e = err(&suite(dir.path()));
+    assert!(e.contains("is a directory"), "{e}");
+}
