@@ -89,9 +89,14 @@ pub enum Command {
         json      the gate's verdicts (needs --baseline)\n  \
         junit     the gate's verdicts as JUnit XML (needs --baseline)\n  \
         bencher   Bencher Metric Format of the candidate's figures\n  \
-        csv       every pass as a row (warm-ups flagged)\n\n\
+        csv       every pass as a row (warm-ups flagged)\n  \
+        perfetto  every pass and its phases on the device clock, as Trace Event Format\n            \
+        JSON (ui.perfetto.dev, chrome://tracing); `meltbench run` writes trace/<device>.json\n  \
+        llama-bench-json, llama-bench-jsonl, llama-bench-csv, llama-bench-sql\n            \
+        llama-bench's output formats (pp and tg tests per cell), for compare-llama-bench.py\n\n\
         Examples:\n  \
         meltbench export runs/20261122T101500Z-quickstart --format csv -o passes.csv\n  \
+        meltbench export runs/new --format llama-bench-sql | sqlite3 llama-bench.sqlite\n  \
         meltbench export runs/new --baseline runs/old --format junit -o gate.xml"
     )]
     Export(ExportArgs),
@@ -332,5 +337,19 @@ mod tests {
             }
         }
         walk(&Cli::command());
+    }
+
+    /// A format added to `export::ALL` and not to the help would be there but unknown.
+    #[test]
+    fn export_help_lists_every_format() {
+        let cmd = Cli::command();
+        let export = cmd.find_subcommand("export").unwrap();
+        let help = export.get_after_help().unwrap().to_string();
+        for name in meltbench_reports::export::names() {
+            assert!(
+                help.contains(name),
+                "`meltbench export --help` omits {name}"
+            );
+        }
     }
 }

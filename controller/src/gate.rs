@@ -227,13 +227,16 @@ pub fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     })
 }
 
-/// The report `meltbench run` leaves in its run directory (measurements only, no baseline).
-pub fn write_run_report(run_dir: &Path, command: &str) -> anyhow::Result<()> {
+/// The report `meltbench run` leaves in its run directory (measurements only, no baseline),
+/// and one trace per device under `trace/`. A trace that cannot be written is returned as a
+/// warning: the run's events are stored already, so it must not fail the run.
+pub fn write_run_report(run_dir: &Path, command: &str) -> anyhow::Result<Vec<String>> {
     let c = compare(&CompareRequest {
         runs: vec![run_dir.to_path_buf()],
         resamples: 2000,
         ..CompareRequest::default()
     })?;
+    let warnings = write_traces(&c.candidate, &run_dir.join("trace"));
     let input = ReportInput {
         title: title(&c),
         candidate: &c.candidate,
@@ -244,5 +247,44 @@ pub fn write_run_report(run_dir: &Path, command: &str) -> anyhow::Result<()> {
         command: command.to_string(),
     };
     write_report_files(&input, &run_dir.join("report.html"))?;
-    Ok(())
+    Ok(warnings)
+}
+
+/// `<dir>/<device>.json`: each device's Perfetto trace. Returns what could not be written.
+pub fn write_traces(d: &Dataset, dir: &Path) -> Vec<String> {
+    let devices = export::perfetto::devices(d);
+    if devices.is_empty() {
+        return Vec::new();
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return vec![format!(
+            "no traces for this run: cannot create {}: {e}; `meltbench export RUN --format \
+             perfetto -o FILE` writes one elsewhere",
+            dir.display()
+        )];
+    }
+    let mut warnings = Vec::new();
+    for device in devices {
+        let path = dir.join(format!("{}.json", trace_file_stem(device)));
+        if let Err(e) = write(&path, &export::perfetto::device_trace(d, device)) {
+            warnings.push(format!("no trace for {device}: {e:#}"));
+        }
+    }
+    warnings
+}
+
+/// A device name as a file name: inventory names are free text, and a `/` or a leading `.`
+/// would put the file outside `trace/`.
+pub fn trace_file_stem(device: &str) -> String {
+    let stem: String = device
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    stem.trim_start_matches('.').to_string()
 }

@@ -360,7 +360,13 @@ fn run_suite(args: RunArgs) -> Result<()> {
     // The report is a view of the stored events; failing to draw it loses nothing. The run
     // directory itself was announced when the run began (so it is known even if the run dies).
     match gating::write_run_report(&outcome.dir, &plan.command) {
-        Ok(()) => println!("report: {}", outcome.dir.join("report.html").display()),
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("report: {}", outcome.dir.join("report.html").display());
+            println!("traces: {}", outcome.dir.join("trace").display());
+        }
         Err(e) => eprintln!("warning: no report.html for this run: {e:#}"),
     }
     let failed: Vec<_> = outcome

@@ -2,7 +2,8 @@
 //! ends) rendered through every format: each format shows, for every cell, the same
 //! percentiles and interval ends as summary.json, which `meltbench run` computed from the
 //! stored events. The machine-readable formats must match to the bit, the human-readable ones
-//! as their formatter prints the same value.
+//! as their formatter prints the same value. The run's `trace/<device>.json` and the perfetto
+//! export hold a slice per pass; llama-bench's tests carry summary.json's mean rates.
 
 mod common;
 
@@ -39,6 +40,31 @@ fn type7(values: &[f64], p: f64) -> f64 {
     s[lo] + (h - lo as f64) * (s[hi] - s[lo])
 }
 
+/// Complete events named `pass N` on the thread named `cell` of the process named `device`.
+fn pass_slices(trace: &Value, device: &str, cell: &str) -> usize {
+    let events = trace["traceEvents"].as_array().unwrap();
+    let named = |what: &str, name: &str| {
+        events
+            .iter()
+            .find(|e| e["ph"] == "M" && e["name"] == what && e["args"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {what} {name}"))
+    };
+    let pid = &named("process_name", device)["pid"];
+    let thread = events
+        .iter()
+        .find(|e| e["name"] == "thread_name" && e["pid"] == *pid && e["args"]["name"] == cell)
+        .unwrap_or_else(|| panic!("no thread for {cell}"));
+    events
+        .iter()
+        .filter(|e| {
+            e["ph"] == "X"
+                && e["pid"] == *pid
+                && e["tid"] == thread["tid"]
+                && e["name"].as_str().unwrap().starts_with("pass ")
+        })
+        .count()
+}
+
 #[test]
 fn every_format_shows_the_same_figures() {
     let tmp = tempfile::tempdir().unwrap();
@@ -60,14 +86,48 @@ fn every_format_shows_the_same_figures() {
     let terminal = export(&cache, &run, "terminal");
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let perfetto: Value = serde_json::from_str(&export(&cache, &run, "perfetto")).unwrap();
+    let llama: Value = serde_json::from_str(&export(&cache, &run, "llama-bench-json")).unwrap();
+    let llama = llama.as_array().unwrap();
+    assert_eq!(llama.len(), 2 * cells.len(), "a pp and a tg test per cell");
 
-    for cell in cells {
+    for (i, cell) in cells.iter().enumerate() {
         let (device, id) = (
             cell["key"]["device"].as_str().unwrap(),
             cell["key"]["id"].as_str().unwrap(),
         );
         let lat = &cell["latency_ms"];
         assert_eq!(lat["n"], 400, "{id}: 2 sessions x 200 passes");
+
+        // The trace `meltbench run` left, and the perfetto export: a pass slice per pass.
+        let path = run.join("trace").join(format!("{device}.json"));
+        let stored: Value = serde_json::from_slice(
+            &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        )
+        .unwrap();
+        for trace in [&stored, &perfetto] {
+            assert_eq!(
+                pass_slices(trace, device, id),
+                400,
+                "{id}: one slice per pass"
+            );
+        }
+
+        // llama-bench's tests: avg_ts is summary.json's mean rate, to the bit.
+        let (pp, tg) = (&llama[2 * i], &llama[2 * i + 1]);
+        assert_eq!(pp["n_gen"], 0);
+        assert_eq!(tg["n_prompt"], 0);
+        assert_eq!(
+            f(&pp["avg_ts"]),
+            f(&cell["prefill_tokens_per_s"]["mean"]),
+            "{id}"
+        );
+        assert_eq!(
+            f(&tg["avg_ts"]),
+            f(&cell["decode_tokens_per_s"]["mean"]),
+            "{id}"
+        );
+        assert_eq!(pp["samples_ns"].as_array().unwrap().len(), 400);
         assert!(
             !lat["ci95"]["p99"]["high"].is_null(),
             "{id}: 400 passes give p99 an upper end"

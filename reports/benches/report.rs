@@ -63,6 +63,8 @@ fn dataset(run_id: &str, passes: usize, factor: f64, seed: u64) -> Dataset {
                                     temp_c: None,
                                     power_w: None,
                                     energy_j_per_token: None,
+                                    cpu_mhz: None,
+                                    split: Default::default(),
                                 }
                             })
                             .collect(),
@@ -81,6 +83,7 @@ fn dataset(run_id: &str, passes: usize, factor: f64, seed: u64) -> Dataset {
             weight_bytes_per_token: Some(500_000),
             kernels: Some("avx512".into()),
             reported_peak_rss_bytes: None,
+            preludes: vec![],
         })
         .collect();
     Dataset {

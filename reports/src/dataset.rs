@@ -28,6 +28,27 @@ pub struct PassData {
     pub power_w: Option<f64>,
     /// Energy of the pass divided by the tokens it generated.
     pub energy_j_per_token: Option<f64>,
+    /// Mean frequency of the fastest CPU cluster during the pass (MHz).
+    pub cpu_mhz: Option<f64>,
+    /// The engine's own record of the pass, unrounded: timelines and llama-bench rows need
+    /// the device clock and the phases one by one, not just the report's milliseconds.
+    pub split: PassSplit,
+}
+
+/// A pass's phases in nanoseconds, on the device's monotonic clock, as the engine recorded them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassSplit {
+    /// The pass's start on the device's monotonic clock; only comparable within one run of
+    /// one device (a reboot or another device restarts it).
+    pub start_mono_ns: u64,
+    pub tokenize_ns: u64,
+    pub prefill_ns: u64,
+    /// Every decode step together.
+    pub decode_ns: u64,
+    pub detokenize_ns: u64,
+    pub prompt_tokens: usize,
+    /// Tokens generated, the first one (picked by the prefill) included.
+    pub gen_tokens: usize,
 }
 
 /// One fresh engine process of a cell.
@@ -64,6 +85,19 @@ pub struct CellData {
     /// The largest end-of-cell peak the agent reported (`cell_end`: VmHWM sampled while the
     /// engine ran, which can exceed every per-pass reading).
     pub reported_peak_rss_bytes: Option<u64>,
+    /// What the agent spent before the first pass (state waits, cold starts), in the order
+    /// it reported them, for timelines.
+    pub preludes: Vec<Prelude>,
+}
+
+/// A step of a cell before its passes. The agent reports how long it took but not when it
+/// started, so a timeline has to place it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prelude {
+    pub run_id: String,
+    /// `wait for hot`, `cold start 0`, ...
+    pub name: String,
+    pub dur_ns: u64,
 }
 
 impl CellData {
@@ -171,6 +205,7 @@ fn empty_cell(key: CellKey) -> CellData {
         weight_bytes_per_token: None,
         kernels: None,
         reported_peak_rss_bytes: None,
+        preludes: Vec::new(),
     }
 }
 
@@ -228,6 +263,16 @@ fn add_device_events(
                         .and_then(|t| t.temp_c_max.or(t.temp_c_end)),
                     power_w: telemetry.as_ref().and_then(|t| t.power_w_avg),
                     energy_j_per_token: energy_per_token,
+                    cpu_mhz: telemetry.as_ref().and_then(|t| t.cpu_mhz_mean),
+                    split: PassSplit {
+                        start_mono_ns: pass.start_mono_ns,
+                        tokenize_ns: pass.tokenize_ns,
+                        prefill_ns: pass.prefill_ns,
+                        decode_ns: decode_total,
+                        detokenize_ns: pass.detokenize_ns,
+                        prompt_tokens: pass.prompt_tokens,
+                        gen_tokens: pass.gen_tokens,
+                    },
                 };
                 let s = slot(cell, &mut session_slot, ci, *session, run_id);
                 let sess = &mut cell.sessions[s];
@@ -241,11 +286,17 @@ fn add_device_events(
                 }
             }
             AgentEvent::ColdStart {
+                run,
                 first_token_ns,
                 page_cache_dropped,
                 ..
             } => {
                 cell.cold_start_ms.push(*first_token_ns as f64 / MS);
+                cell.preludes.push(Prelude {
+                    run_id: run_id.to_string(),
+                    name: format!("cold start {run}"),
+                    dur_ns: *first_token_ns,
+                });
                 cell.cold_start_page_cache_dropped =
                     Some(cell.cold_start_page_cache_dropped.unwrap_or(true) && *page_cache_dropped);
             }
@@ -259,14 +310,21 @@ fn add_device_events(
                 temp_c,
                 indicator,
                 ..
-            } => cell.states_reached.push(format!(
-                "{state} after {waited_s:.0} s{}{}",
-                temp_c.map(|t| format!(": {t:.1} °C")).unwrap_or_default(),
-                indicator
-                    .as_ref()
-                    .map(|i| format!(", {i}"))
-                    .unwrap_or_default()
-            )),
+            } => {
+                cell.states_reached.push(format!(
+                    "{state} after {waited_s:.0} s{}{}",
+                    temp_c.map(|t| format!(": {t:.1} °C")).unwrap_or_default(),
+                    indicator
+                        .as_ref()
+                        .map(|i| format!(", {i}"))
+                        .unwrap_or_default()
+                ));
+                cell.preludes.push(Prelude {
+                    run_id: run_id.to_string(),
+                    name: format!("wait for {state}"),
+                    dur_ns: (waited_s.max(0.0) * 1e9) as u64,
+                });
+            }
             _ => {}
         }
     }

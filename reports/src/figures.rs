@@ -79,6 +79,8 @@ mod tests {
             temp_c: None,
             power_w: None,
             energy_j_per_token: None,
+            cpu_mhz: None,
+            split: Default::default(),
         }
     }
 
@@ -115,6 +117,7 @@ mod tests {
             weight_bytes_per_token: None,
             kernels: None,
             reported_peak_rss_bytes: Some(200),
+            preludes: vec![],
         };
         let f = CellFigures::of(&cell);
         assert_eq!((f.passes, f.warmup_passes, f.sessions), (3, 2, 2));

@@ -83,6 +83,8 @@ fn cell(id: &str, t: &Truth, rng: &mut ChaCha8Rng) -> CellData {
                         temp_c: None,
                         power_w: None,
                         energy_j_per_token: None,
+                        cpu_mhz: None,
+                        split: Default::default(),
                     }
                 })
                 .collect();
@@ -118,6 +120,7 @@ fn cell(id: &str, t: &Truth, rng: &mut ChaCha8Rng) -> CellData {
         weight_bytes_per_token: None,
         kernels: None,
         reported_peak_rss_bytes: None,
+        preludes: vec![],
     }
 }
 

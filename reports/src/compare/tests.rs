@@ -50,6 +50,8 @@ fn cell(
                     temp_c: None,
                     power_w: None,
                     energy_j_per_token: None,
+                    cpu_mhz: None,
+                    split: Default::default(),
                 })
                 .collect(),
             warmups: Vec::new(),
@@ -69,6 +71,7 @@ fn cell(
         weight_bytes_per_token: None,
         kernels: None,
         reported_peak_rss_bytes: None,
+        preludes: vec![],
     }
 }
 

@@ -274,6 +274,8 @@ mod tests {
             temp_c: None,
             power_w: None,
             energy_j_per_token: None,
+            cpu_mhz: None,
+            split: Default::default(),
         }
     }
 
@@ -300,6 +302,7 @@ mod tests {
             weight_bytes_per_token: None,
             kernels: None,
             reported_peak_rss_bytes: None,
+            preludes: vec![],
         }
     }
 

@@ -685,6 +685,8 @@ mod tests {
             temp_c: None,
             power_w: None,
             energy_j_per_token: None,
+            cpu_mhz: None,
+            split: Default::default(),
         };
         let key = |id: &str| CellKey {
             id: id.into(),
@@ -709,6 +711,7 @@ mod tests {
             weight_bytes_per_token: None,
             kernels: None,
             reported_peak_rss_bytes: None,
+            preludes: vec![],
         };
         let session = |l: &[f64]| SessionData {
             run_id: "r".into(),

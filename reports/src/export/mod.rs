@@ -7,7 +7,9 @@ pub mod csv;
 pub mod html;
 pub mod json;
 pub mod junit;
+pub mod llama_bench;
 pub mod markdown;
+pub mod perfetto;
 pub mod terminal;
 
 use crate::report::ReportInput;
@@ -80,6 +82,11 @@ pub const ALL: &[&dyn Exporter] = &[
     &junit::Junit,
     &json::Bencher,
     &csv::PassesCsv,
+    &perfetto::Perfetto,
+    &llama_bench::JSON,
+    &llama_bench::JSONL,
+    &llama_bench::CSV,
+    &llama_bench::SQL,
 ];
 
 /// The exporter called `name`.

@@ -99,6 +99,8 @@ fn pass(start_s: f64, latency_ms: f64, warmup: bool, sensors: bool) -> PassData 
         temp_c: sensors.then_some(40.0 + start_s / 10.0),
         power_w: sensors.then_some(3.5 + latency_ms.fract()),
         energy_j_per_token: sensors.then_some(0.12),
+        cpu_mhz: None,
+        split: Default::default(),
     }
 }
 
@@ -157,6 +159,7 @@ fn cell(
         weight_bytes_per_token: None,
         kernels: Some("avx2".into()),
         reported_peak_rss_bytes: None,
+        preludes: vec![],
     }
 }
 
