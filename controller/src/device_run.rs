@@ -131,7 +131,8 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 transfer: None,
             })
         }
-        Via::Ssh(_) | Via::Adb { .. } => {
+        // Every remote transport: `transport::connect` opens it, the trait says the rest.
+        _ => {
             d.bar.set_message("connecting");
             let Reached {
                 mut t,
@@ -243,7 +244,8 @@ pub fn probe(device: &Device, timeout: Duration) -> Result<DeviceInfo, DeviceErr
             argv.push(agent.display().to_string());
             (Box::new(LocalTransport), argv)
         }
-        Via::Ssh(_) | Via::Adb { .. } => {
+        // Every remote transport: `transport::connect` opens it, the trait says the rest.
+        _ => {
             let mut r = reach(device, timeout)?;
             let agent = program_artifact(&r.bundle, "meltbench-agent");
             let blobs = format!("{}/blobs", r.workdir);
