@@ -13,6 +13,7 @@ pub mod farm;
 pub mod gate;
 pub mod http;
 pub mod models;
+pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod push;

@@ -132,7 +132,7 @@ fn gate(args: GateArgs) -> Result<u8> {
         (&args.markdown, &export::markdown::Markdown),
         (&args.junit, &export::junit::Junit),
         (&args.html, &export::html::Html),
-        (&args.bencher, &export::json::Bencher),
+        (&args.bencher, &export::bencher::Bencher),
     ];
     for (path, exporter) in files {
         let Some(p) = path else { continue };

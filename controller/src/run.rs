@@ -4,7 +4,6 @@
 use crate::bins;
 use crate::device_error::DeviceError;
 use crate::device_run::{self, DeviceRun};
-use crate::devices::Device;
 use crate::models;
 use crate::prepare::{self, PreparedModel};
 use crate::scheduler;
@@ -19,13 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub struct RunPlan {
-    pub suite_name: String,
-    pub suite_path: PathBuf,
-    pub devices: Vec<Device>,
-    pub cells: Vec<SuiteCell>,
-    pub command: String,
-}
+pub use crate::plan::RunPlan;
 
 pub struct RunOutcome {
     pub dir: PathBuf,

@@ -3,6 +3,7 @@
 //! `src/export/` is the model). Every per-cell figure comes from
 //! [`crate::figures::CellFigures`]; no exporter computes its own.
 
+pub mod bencher;
 pub mod csv;
 pub mod html;
 pub mod json;
@@ -80,7 +81,7 @@ pub const ALL: &[&dyn Exporter] = &[
     &html::Html,
     &json::GateJson,
     &junit::Junit,
-    &json::Bencher,
+    &bencher::Bencher,
     &csv::PassesCsv,
     &perfetto::Perfetto,
     &llama_bench::JSON,
