@@ -155,17 +155,7 @@ fn trials_of(trials: usize, model: &Truth, factor: f64, seed: u64) -> [usize; 6]
         let out = gate(&base, &cand, &p95_config(t as u64));
         assert_eq!(out.rows.len(), 1, "{out:?}");
         let v = out.rows[0].verdict;
-        let i = [
-            Verdict::Fail,
-            Verdict::Warn,
-            Verdict::Inconclusive,
-            Verdict::PassWithNote,
-            Verdict::Pass,
-            Verdict::Improved,
-        ]
-        .iter()
-        .position(|&x| x == v)
-        .unwrap();
+        let i = Verdict::ALL.iter().position(|&x| x == v).unwrap();
         counts[i] += 1;
         assert_eq!(
             out.exit_code,
