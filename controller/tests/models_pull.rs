@@ -160,6 +160,20 @@ fn answer(mut stream: TcpStream, routes: &HashMap<String, Vec<u8>>) {
     let _ = stream.write_all(body);
 }
 
+/// A whole GGUF model (the synthetic one, `seed` varying its weights): what a local pull accepts,
+/// since it reads the header and tensor table, not just the magic.
+fn real_gguf(seed: u64) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synth.gguf");
+    let config = meltbench_engine::synth::SynthConfig {
+        seed,
+        ..Default::default()
+    };
+    meltbench_engine::synth::write_synth(&path, &config).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+/// Bytes that start like GGUF: enough for pulls whose checksum is pinned beforehand.
 fn fake_gguf(seed: u8) -> Vec<u8> {
     let mut data = b"GGUF\x03\0\0\0".to_vec();
     data.extend((0..100_000u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
@@ -176,7 +190,7 @@ fn assert_cached_at(sandbox: &Sandbox, stdout: &str, data: &[u8]) {
 #[test]
 fn a_local_file_is_hashed_and_copied_into_the_cache() {
     let sandbox = Sandbox::new();
-    let data = fake_gguf(1);
+    let data = real_gguf(1);
     let source = sandbox.file("tiny.Q4_0.gguf", &data);
 
     let first = sandbox.run_offline(&["models", "pull", source.to_str().unwrap()], &[]);
