@@ -410,6 +410,10 @@ fn bad_input_exits_2_and_says_what_to_do() {
     let f = fixture();
     let empty = f.root.join("empty");
     std::fs::create_dir(&empty).unwrap();
+    // A copy of the run whose raw events are gone: no report of zeros, no "only in one side".
+    let gone = f.root.join("gone");
+    derive_run(&f.base, &gone, same, same, keep);
+    std::fs::remove_dir_all(gone.join("events")).unwrap();
     let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
         (
             vec![empty.as_os_str(), "--baseline".as_ref(), f.base.as_os_str()],
@@ -435,6 +439,10 @@ fn bad_input_exits_2_and_says_what_to_do() {
                 "latency_p96=5%".as_ref(),
             ],
             "unknown metric 'latency_p96'",
+        ),
+        (
+            vec![gone.as_os_str(), "--baseline".as_ref(), f.base.as_os_str()],
+            "run directory is incomplete",
         ),
     ];
     for (args, expect) in cases {

@@ -76,6 +76,8 @@ fn unknown_tensor_type_names_the_tensor_and_type() {
         err.contains("blk.0.attn_q.weight") && err.contains("q2_k"),
         "{err}"
     );
+    // The list of what runs comes from the type table, so it names every type that does.
+    assert!(err.contains("q5_1") && err.contains("q5_k"), "{err}");
 }
 
 #[test]

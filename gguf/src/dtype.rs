@@ -174,6 +174,15 @@ impl FromStr for DType {
     }
 }
 
+/// Every type the engine runs, by name, for error messages.
+pub fn runnable_names() -> String {
+    let all = DType::ALL
+        .iter()
+        .chain(&DType::FIVE_BIT)
+        .chain(&DType::K_QUANTS);
+    all.map(|t| t.name()).collect::<Vec<_>>().join(", ")
+}
+
 /// A readable name for any GGML type id, including the ones this engine does not run, so an
 /// error can say "tensor X has type q6_k" rather than "type 14".
 pub fn ggml_type_name(id: u32) -> String {

@@ -45,7 +45,7 @@ pub enum GgufError {
     },
     #[error("{path} is corrupt: {what}")]
     Corrupt { path: PathBuf, what: String },
-    #[error("{path}: tensor '{tensor}' has type {ty}, which this engine does not run (supported: f32, f16, q8_0, q4_0, q4_1, q5_0, q4_k, q6_k); convert it with `meltbench-engine quantize`")]
+    #[error("{path}: tensor '{tensor}' has type {ty}, which this engine does not run (supported: {}); convert it with `meltbench-engine quantize`", crate::dtype::runnable_names())]
     UnsupportedType {
         path: PathBuf,
         tensor: String,

@@ -136,7 +136,19 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, LoadError> {
         let p = dir.join("events").join(format!("{}.jsonl", d.name));
         let list = match std::fs::File::open(&p) {
             Ok(f) => read_events(&p, f, &mut skipped_lines)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            // A device that failed before its agent started has no log; one that did not
+            // fail must have one, or its passes are gone and a report would show zeros.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && d.error.is_some() => Vec::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LoadError::Events {
+                    path: p,
+                    reason: format!(
+                        "{e}, though run.json records device '{}' as run without error: the \
+                         run directory is incomplete (restore its events/ or run the suite again)",
+                        d.name
+                    ),
+                })
+            }
             Err(e) => {
                 return Err(LoadError::Events {
                     path: p,
