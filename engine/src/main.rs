@@ -209,13 +209,26 @@ struct Threads {
 const MAX_THREADS: usize = 1024;
 
 fn thread_count(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "'{s}' is not a thread count: give a whole number from 1 to {MAX_THREADS}, or leave \
-             -t out for one thread per performance core"
-        )),
+    s.parse::<usize>()
+        .ok()
+        .and_then(|n| in_thread_range(n).ok())
+        .ok_or_else(|| thread_count_error(s))
+}
+
+/// `n` when a run may use that many threads (a job's `threads` goes through here too).
+fn in_thread_range(n: usize) -> Result<usize, String> {
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(thread_count_error(&n.to_string()))
     }
+}
+
+fn thread_count_error(given: &str) -> String {
+    format!(
+        "'{given}' is not a thread count: give a whole number from 1 to {MAX_THREADS}, or leave \
+         -t out for one thread per performance core"
+    )
 }
 
 #[derive(Args)]
@@ -437,8 +450,7 @@ fn run(cli: Cli) -> Result<()> {
             let start_mono_ns = monotonic_ns();
             let l = load::load(&model)?;
             let n_threads = match job.threads {
-                Some(n) => thread_count(&n.to_string())
-                    .map_err(|e| BadInput(format!("job threads: {e}")))?,
+                Some(n) => in_thread_range(n).map_err(|e| BadInput(format!("job threads: {e}")))?,
                 None => default_threads(),
             };
             // Before the session starts its workers, which inherit the placement.

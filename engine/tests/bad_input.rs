@@ -13,6 +13,12 @@ fn synth(dir: &Path) -> std::path::PathBuf {
     p
 }
 
+/// Where tensor `name`'s entry in the tensor table continues after its name (at its rank).
+fn table_entry(bytes: &[u8], name: &str) -> usize {
+    let name = name.as_bytes();
+    bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len()
+}
+
 /// Runs `info` on `model` and returns stderr, asserting exit code 2 and no panic.
 fn info_fails(model: &Path) -> String {
     let out = common::engine().arg("info").arg(model).output().unwrap();
@@ -64,9 +70,7 @@ fn unknown_tensor_type_names_the_tensor_and_type() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = std::fs::read(synth(dir.path())).unwrap();
     // In the tensor table: name, then rank (u32), dims (2 x u64), then the type id (u32).
-    let name = b"blk.0.attn_q.weight";
-    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
-    let ty = at + 4 + 16;
+    let ty = table_entry(&bytes, "blk.0.attn_q.weight") + 4 + 16;
     // 10 is q2_k, a type this engine does not run.
     bytes[ty..ty + 4].copy_from_slice(&10u32.to_le_bytes());
     let p = dir.path().join("type.gguf");
@@ -83,25 +87,11 @@ fn unknown_tensor_type_names_the_tensor_and_type() {
 #[test]
 fn unknown_architecture_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let g = Gguf::open(&synth(dir.path())).unwrap();
-    let mut meta = g.metadata.clone();
-    for (k, v) in meta.iter_mut() {
+    let p = with_metadata(dir.path(), "arch.gguf", |k, v| {
         if k == "general.architecture" {
             *v = Value::String("mamba".into());
         }
-    }
-    let tensors: Vec<TensorOut> = g
-        .tensors
-        .iter()
-        .map(|t| TensorOut {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            dtype: DType::from_ggml(t.ggml_type).unwrap(),
-            data: g.tensor_data(t).unwrap().to_vec(),
-        })
-        .collect();
-    let p = dir.path().join("arch.gguf");
-    gguf::write(&p, &meta, &tensors).unwrap();
+    });
     let err = info_fails(&p);
     assert!(
         err.contains("architecture 'mamba' is not supported"),
@@ -174,8 +164,7 @@ fn overlapping_tensors_are_refused() {
     let mut bytes = std::fs::read(synth(dir.path())).unwrap();
     // In the tensor table: name, rank (u32), then the first dimension (u64): doubling it makes
     // the tensor run into the next one's bytes, as a retyped tensor with its old offset would.
-    let name = b"blk.0.attn_q.weight";
-    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4;
+    let at = table_entry(&bytes, "blk.0.attn_q.weight") + 4;
     let d0 = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
     bytes[at..at + 8].copy_from_slice(&(2 * d0).to_le_bytes());
     let p = dir.path().join("overlap.gguf");
