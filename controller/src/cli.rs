@@ -184,13 +184,8 @@ pub struct RunArgs {
     #[arg(value_name = "SUITE")]
     pub suite: PathBuf,
 
-    /// Device inventory (default: ./devices.yaml when it exists, otherwise just `local`)
-    #[arg(long, value_name = "FILE")]
-    pub devices: Option<PathBuf>,
-
-    /// Run only on these devices (comma-separated names from the suite)
-    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
-    pub only: Vec<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
 
     /// Where run directories are created
     #[arg(long, value_name = "DIR", default_value = "runs")]
@@ -289,9 +284,25 @@ pub struct ValidateArgs {
     #[arg(value_name = "SUITE")]
     pub suite: PathBuf,
 
+    #[command(flatten)]
+    pub targets: TargetArgs,
+}
+
+/// Which devices a suite runs on: `run` and `validate` share them.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
     /// Device inventory (default: ./devices.yaml when it exists, otherwise just `local`)
     #[arg(long, value_name = "FILE")]
     pub devices: Option<PathBuf>,
+
+    /// Run on these inventory devices (comma-separated), whatever the suite's `devices:` says
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Run on the inventory devices carrying any of these tags (comma-separated); with --only,
+    /// the devices named or tagged
+    #[arg(long, value_name = "TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Args)]

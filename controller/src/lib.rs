@@ -21,6 +21,7 @@ pub mod pypi;
 pub mod run;
 pub mod scheduler;
 pub mod sdist;
+pub mod selection;
 pub mod sha;
 pub mod store;
 pub mod suite;

@@ -10,11 +10,12 @@ use clap::Parser;
 
 use cli::{
     BundleArgs, Cli, Command, CompareArgs, DevicesArgs, DevicesCommand, ExportArgs, GateArgs,
-    ModelsCommand, PullArgs, ReportArgs, RunArgs, ValidateArgs,
+    ModelsCommand, PullArgs, ReportArgs, RunArgs, TargetArgs, ValidateArgs,
 };
 use meltbench::gate::{self as gating, CompareRequest};
 use meltbench::models::{self, PullOptions};
 use meltbench::run::{self, RunPlan};
+use meltbench::selection::Selection;
 use meltbench::{devices, farm, suite};
 use meltbench_reports::export::terminal::{self, CellRow};
 use meltbench_reports::export::{self, Exporter};
@@ -309,8 +310,7 @@ fn controller_usage(wall: std::time::Duration) -> String {
 }
 
 fn validate(args: ValidateArgs) -> Result<()> {
-    let devices = devices_file(args.devices);
-    let suite = suite::validate_suite_file(&args.suite, devices.as_deref())?;
+    let suite = validated_suite(&args.suite, args.targets)?;
     let cells = suite.cells();
     println!(
         "{}: ok: {} cells on {} device(s): {}",
@@ -327,28 +327,22 @@ fn validate(args: ValidateArgs) -> Result<()> {
     Ok(())
 }
 
+/// The suite checked against the inventory, on the devices the command line picked (if any).
+fn validated_suite(path: &std::path::Path, targets: TargetArgs) -> Result<suite::ValidatedSuite> {
+    let devices = devices_file(targets.devices);
+    let pick = Selection {
+        names: targets.only,
+        tags: targets.tags,
+    };
+    Ok(suite::validate_suite_file(path, devices.as_deref(), &pick)?)
+}
+
 fn run_suite(args: RunArgs) -> Result<()> {
-    let devices = devices_file(args.devices);
-    let suite = suite::validate_suite_file(&args.suite, devices.as_deref())?;
-    let mut targets = suite.devices.clone();
-    if !args.only.is_empty() {
-        if let Some(bad) = args
-            .only
-            .iter()
-            .find(|n| !targets.iter().any(|t| &t.name == *n))
-        {
-            let names: Vec<_> = targets.iter().map(|t| t.name.as_str()).collect();
-            anyhow::bail!(
-                "--only names '{bad}', which the suite does not run on (its devices: {})",
-                names.join(", ")
-            );
-        }
-        targets.retain(|t| args.only.contains(&t.name));
-    }
+    let suite = validated_suite(&args.suite, args.targets)?;
     let plan = RunPlan {
         suite_name: suite.name.clone(),
         suite_path: args.suite.clone(),
-        devices: targets,
+        devices: suite.devices.clone(),
         cells: suite.cells(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };

@@ -77,6 +77,9 @@ pub fn ensure(
             )));
         }
     }
+    if report.bytes > 0 {
+        report.via = t.file_channel();
+    }
     Ok((paths, report))
 }
 
@@ -84,6 +87,7 @@ pub fn ensure(
 mod tests {
     use super::*;
     use crate::transport::local::LocalTransport;
+    use crate::transport::FileChannel;
 
     fn artifact(dir: &std::path::Path, name: &str, body: &[u8]) -> Artifact {
         let p = dir.join(name);
@@ -114,7 +118,8 @@ mod tests {
                 bytes: 0,
                 sent: 0,
                 repaired: 0,
-                reused: 2
+                reused: 2,
+                via: None
             }
         );
 
@@ -128,7 +133,8 @@ mod tests {
                 bytes: 10_000,
                 sent: 0,
                 repaired: 1,
-                reused: 1
+                reused: 1,
+                via: Some(FileChannel::LocalCopy)
             }
         );
         assert_eq!(

@@ -8,7 +8,8 @@
 //! ```yaml
 //! name: quickstart              # optional; default: the file name without .yaml
 //! description: a first look     # optional free text, shown in reports
-//! devices: [local]              # device names from the inventory, or tag:<tag>; default [local]
+//! devices: [local]              # device names from the inventory, or tag:<tag>; default: every
+//!                               # device of the inventory; `--only`/`--tags` replace this list
 //! models:
 //!   - name: smollm2-135m        # registry name, `synth`, a name pulled with --name, or a .gguf path
 //! precisions: [q4_1]            # f32 f16 q8_0 q4_0 q4_1; default: the model file's own type
@@ -50,6 +51,7 @@ use serde_saphyr::Spanned;
 
 use crate::devices::{self, Device, Inventory};
 use crate::models::REGISTRY;
+use crate::selection::Selection;
 use crate::yaml::{self, present, Field, Pos, Raw, Report};
 use meltbench_reports::compare::GateConfig;
 use meltbench_reports::metric::Metric;
@@ -92,11 +94,13 @@ const MAX_THREADS: u64 = 1024;
 const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 
 /// Read, parse and validate a suite, checking its device names against the inventory in
-/// `devices` (or, without one, [`Inventory::default_local`]). All problems of both files come
-/// back together; their `Display` is one `file:line:column: message` per line.
+/// `devices` (or, without one, [`Inventory::default_local`]). A non-empty `pick` (`--only`,
+/// `--tags`) replaces the suite's `devices:`. All problems of both files come back together;
+/// their `Display` is one `file:line:column: message` per line.
 pub fn validate_suite_file(
     path: &Path,
     devices: Option<&Path>,
+    pick: &Selection,
 ) -> Result<ValidatedSuite, SuiteErrors> {
     let inventory = match devices {
         Some(p) => devices::load_inventory(p),
@@ -111,16 +115,22 @@ pub fn validate_suite_file(
             return Err(e);
         }
     };
-    match inventory {
-        Ok(inv) => parse_suite(path, &text, &inv),
-        Err(mut errors) => {
-            // Still report the suite's own problems; device names cannot be checked.
-            if let Err(e) = check_suite(path, &text, None) {
-                errors.extend(e);
+    let (targets, mut errors) = match inventory {
+        Ok(inv) if pick.is_empty() => return check_suite(path, &text, Targets::Suite(&inv)),
+        Ok(inv) => match pick.pick(&inv) {
+            Ok(picked) => return check_suite(path, &text, Targets::Picked(picked)),
+            Err(message) => {
+                let named = devices.unwrap_or(Path::new("the inventory (no --devices file)"));
+                (Targets::Unknown, SuiteErrors::file(named, message))
             }
-            Err(errors)
-        }
+        },
+        // Still report the suite's own problems; device names cannot be checked.
+        Err(errors) => (Targets::Unknown, errors),
+    };
+    if let Err(e) = check_suite(path, &text, targets) {
+        errors.extend(e);
     }
+    Err(errors)
 }
 
 /// Validate suite `text` as if read from `path` (which names it in messages and anchors
@@ -130,7 +140,17 @@ pub fn parse_suite(
     text: &str,
     inventory: &Inventory,
 ) -> Result<ValidatedSuite, SuiteErrors> {
-    check_suite(path, text, Some(inventory))
+    check_suite(path, text, Targets::Suite(inventory))
+}
+
+/// Where a suite's devices come from.
+enum Targets<'a> {
+    /// The inventory could not be read or the selection failed: device names go unchecked.
+    Unknown,
+    /// The suite's `devices:` (every device of the inventory when absent).
+    Suite(&'a Inventory),
+    /// Picked on the command line; the suite's `devices:` is not consulted.
+    Picked(Vec<Device>),
 }
 
 /// A suite that passed validation: every value is in range and every reference resolves.
@@ -141,7 +161,8 @@ pub struct ValidatedSuite {
     pub description: Option<String>,
     /// The file it was read from.
     pub path: PathBuf,
-    /// Devices to run on, resolved from the inventory, in the suite's order, each once.
+    /// Devices to run on, resolved from the inventory, in the suite's order, each once (or
+    /// picked on the command line, in inventory order).
     pub devices: Vec<Device>,
     pub models: Vec<ModelRef>,
     pub precisions: Vec<Precision>,
@@ -285,7 +306,7 @@ struct SuiteFile {
 fn check_suite(
     path: &Path,
     text: &str,
-    inventory: Option<&Inventory>,
+    targets: Targets<'_>,
 ) -> Result<ValidatedSuite, SuiteErrors> {
     let file: SuiteFile = yaml::parse(path, text)?;
     let mut r = Report::new(path, text);
@@ -307,9 +328,11 @@ fn check_suite(
         None => default_name(path),
     };
     let description = file.description.as_ref().map(|d| d.value.clone());
-    let devices = inventory
-        .map(|inv| check_devices(&mut r, file.devices.as_ref(), inv))
-        .unwrap_or_default();
+    let devices = match targets {
+        Targets::Unknown => Vec::new(),
+        Targets::Suite(inv) => check_devices(&mut r, file.devices.as_ref(), inv),
+        Targets::Picked(picked) => picked,
+    };
     let models = check_models(&mut r, file.models.as_ref(), base);
     let precisions = check_precisions(&mut r, file.precisions.as_ref());
     let model_labels: Vec<String> = models.iter().map(ModelRef::label).collect();

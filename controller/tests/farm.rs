@@ -75,31 +75,34 @@ impl Farm {
         }
     }
 
-    /// `meltbench run` of `suite` on the devices of `devices_yaml`; returns the run directory
-    /// and the process output.
+    /// `meltbench run` of `suite` on every device of `devices_yaml` (the suite names none);
+    /// returns the run directory and the process output.
     fn run(&self, name: &str, suite: &str, devices_yaml: &str) -> (PathBuf, std::process::Output) {
         let suite_path = self.root.join(format!("{name}.yaml"));
-        // Every device of the inventory.
-        let names: Vec<&str> = devices_yaml
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("- name: "))
-            .collect();
-        std::fs::write(
-            &suite_path,
-            format!("{suite}\ndevices: [{}]\n", names.join(", ")),
-        )
-        .unwrap();
+        std::fs::write(&suite_path, suite).unwrap();
+        self.run_file(name, &suite_path, devices_yaml, &[])
+    }
+
+    /// `meltbench run SUITE_PATH --devices <devices_yaml> EXTRA...`.
+    fn run_file(
+        &self,
+        name: &str,
+        suite_path: &Path,
+        devices_yaml: &str,
+        extra: &[&str],
+    ) -> (PathBuf, std::process::Output) {
         let devices = self.root.join(format!("{name}-devices.yaml"));
         std::fs::write(&devices, devices_yaml).unwrap();
         let out = self.root.join(format!("runs-{name}"));
         let o = meltbench(&self.cache)
             .env("MELTBENCH_BUNDLE_DIR", bundles_dir())
             .arg("run")
-            .arg(&suite_path)
+            .arg(suite_path)
             .arg("--devices")
             .arg(&devices)
             .arg("--out")
             .arg(&out)
+            .args(extra)
             .output()
             .unwrap();
         let dir = std::fs::read_dir(&out)
@@ -305,6 +308,102 @@ fn ci_smoke_over_adb_matches_local() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(transfer(&second, "phone")["bytes"], 0);
     assert!(!pwned.exists(), "a workdir with `;` ran a command");
+}
+
+/// The README's farm commands on an inventory without `local`: the repository's
+/// `suites/ci-smoke.yaml`, unedited, runs on every device; `--only` and `--tags` pick from the
+/// inventory. The board's sshd has no SFTP subsystem (as dropbear on Buildroot boards), so its
+/// files travel over exec channels, and run.json says which way they went.
+#[test]
+fn the_shipped_smoke_suite_runs_on_a_farm_without_local() {
+    if !ready(Sshd::available(), host_bundle()) || !ready(AdbServer::available(), host_bundle()) {
+        return;
+    }
+    let f = Farm::new();
+    let sshd = Sshd::start_without_sftp().unwrap();
+    let server = AdbServer::start().unwrap();
+    let dev = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
+    server.connect(&dev).unwrap();
+    let devices = format!(
+        "devices:\n{}    tags: [board, arm64]\n{}    tags: [phone, arm64]\n",
+        ssh_entry("board", &sshd, &f.root.join("board")),
+        adb_entry(
+            "phone",
+            &server,
+            &dev,
+            &dev.sandbox.join("data/local/tmp/mb")
+        ),
+    );
+    let smoke = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/ci-smoke.yaml");
+    let logs = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("events"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // `meltbench devices probe` pushes the agent: over exec channels to the board.
+    let inventory = f.root.join("probe-devices.yaml");
+    std::fs::write(&inventory, &devices).unwrap();
+    let o = meltbench(&f.cache)
+        .env("MELTBENCH_BUNDLE_DIR", bundles_dir())
+        .args(["devices", "probe", "--devices"])
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" ok ")).count(),
+        2,
+        "{out}"
+    );
+
+    let (all, o) = f.run_file("all", &smoke, &devices, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(logs(&all), ["board.jsonl", "phone.jsonl"]);
+    let board = transfer(&all, "board");
+    // The probe left the agent; the engine and the model are new.
+    assert_eq!(
+        (board["sent"].as_u64(), board["via"].as_str()),
+        (Some(2), Some("ssh-exec")),
+        "{board}"
+    );
+    assert_eq!(transfer(&all, "phone")["via"], "adb-sync");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("over an SSH exec channel (the server offers no SFTP)"),
+        "{}",
+        text(&o)
+    );
+    let summary = json(&all.join("summary.json"));
+    for cell in summary["cells"].as_array().unwrap() {
+        assert_eq!(cell["passes"], 10, "{cell}");
+    }
+
+    let (phone, o) = f.run_file("only", &smoke, &devices, &["--only", "phone"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(logs(&phone), ["phone.jsonl"]);
+    let (board, o) = f.run_file("tags", &smoke, &devices, &["--tags", "board"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(logs(&board), ["board.jsonl"]);
+    assert_eq!(
+        transfer(&board, "board")["bytes"],
+        0,
+        "the push cache holds over exec too"
+    );
+
+    let (_, o) = f.run_file("typo", &smoke, &devices, &["--only", "local"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(
+            "--only names 'local', which is not in the inventory (its devices: board, phone)"
+        ),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

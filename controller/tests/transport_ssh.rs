@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use meltbench::devices::{KnownHosts, SshTarget};
 use meltbench::transport::ssh::SshTransport;
-use meltbench::transport::{Transport, TransportError};
+use meltbench::transport::{FileChannel, Transport, TransportError};
 use meltbench_testbed::sshd::Sshd;
 use sha2::{Digest, Sha256};
 
@@ -262,11 +262,27 @@ fn stream_hands_over_lines_as_they_arrive_without_spinning() {
 
 #[test]
 fn push_pull_and_sha256_round_trip() {
-    use std::os::unix::fs::PermissionsExt;
     let Some(sshd) = Sshd::for_test("push_pull_and_sha256_round_trip") else {
         return;
     };
-    let mut t = connect(&sshd, &target(&sshd));
+    round_trip(&sshd, FileChannel::Sftp);
+}
+
+/// A server without the SFTP subsystem (dropbear, a minimal sshd_config): the same transfers,
+/// over exec channels, with the same guarantees.
+#[test]
+fn without_sftp_files_travel_over_exec_channels() {
+    if Sshd::for_test("without_sftp_files_travel_over_exec_channels").is_none() {
+        return;
+    }
+    let sshd = Sshd::start_without_sftp().unwrap();
+    round_trip(&sshd, FileChannel::SshExec);
+}
+
+fn round_trip(sshd: &Sshd, channel: FileChannel) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut t = connect(sshd, &target(sshd));
+    assert_eq!(t.file_channel(), None, "decided before any transfer");
     let local = tempfile::tempdir().unwrap();
     let src = local.path().join("model.bin");
     // 3 MB of varied bytes, so a transfer that drops or repeats a chunk changes the digest.
@@ -276,9 +292,12 @@ fn push_pull_and_sha256_round_trip() {
     fs::write(&src, &data).unwrap();
     let expected = meltbench::sha::to_hex(&Sha256::digest(&data));
 
-    let remote = sshd.dir.join("pushed model.bin");
+    // A name a shell would act on: it must stay one path on both channels.
+    let pwned = sshd.dir.join("pwned");
+    let remote = sshd.dir.join("pushed model $(touch pwned); 'x'.bin");
     let remote = path_str(&remote);
     assert_eq!(t.push(&src, &remote, 0o750).unwrap(), data.len() as u64);
+    assert_eq!(t.file_channel(), Some(channel));
     let mode = fs::metadata(&remote).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o750);
     let missing = path_str(&sshd.dir.join("missing"));
@@ -298,20 +317,34 @@ fn push_pull_and_sha256_round_trip() {
     let mode = fs::metadata(&remote).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o600);
 
+    // Empty files arrive as empty files.
+    fs::write(&src, b"").unwrap();
+    assert_eq!(t.push(&src, &remote, 0o644).unwrap(), 0);
+    assert_eq!(t.pull(&remote, &back).unwrap(), 0);
+    assert_eq!(fs::read(&back).unwrap(), b"");
+
     // Missing remote files and directories are reported by path, and leave nothing behind.
     let nowhere = local.path().join("nowhere");
     let e = t.pull(&missing, &nowhere).unwrap_err().to_string();
-    assert!(e.contains(&missing) && e.contains("no such file"), "{e}");
+    assert!(
+        e.contains(&missing) && e.to_lowercase().contains("no such file"),
+        "{e}"
+    );
     assert!(!nowhere.exists());
     let in_missing_dir = path_str(&sshd.dir.join("no/such/dir/file"));
     let e = t
         .push(&src, &in_missing_dir, 0o644)
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains(&in_missing_dir) && e.contains("does its directory exist"),
-        "{e}"
-    );
+    let says_why = match channel {
+        FileChannel::Sftp => e.contains("does its directory exist"),
+        // dash says "Directory nonexistent", bash "No such file or directory".
+        _ => e.contains("nonexistent") || e.contains("No such file"),
+    };
+    assert!(e.contains(&in_missing_dir) && says_why, "{e}");
+    assert!(!pwned.exists(), "a remote path ran a command");
+    // The connection still works after the failures.
+    assert_eq!(t.pull(&remote, &back).unwrap(), 0);
 }
 
 #[test]

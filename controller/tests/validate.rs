@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use meltbench::devices::Inventory;
+use meltbench::selection::Selection;
 use meltbench::suite::{parse_suite, validate_suite_file, Precision};
 
 const FIXTURES: &str = "tests/fixtures/suites";
@@ -105,7 +106,9 @@ fn broken_suites_are_reported_at_the_right_place_by_the_library() {
     let mut failures = Vec::new();
     for c in CASES {
         let devices = c.devices.map(fixture);
-        let result = catch_unwind(|| validate_suite_file(&fixture(c.file), devices.as_deref()));
+        let result = catch_unwind(|| {
+            validate_suite_file(&fixture(c.file), devices.as_deref(), &Selection::default())
+        });
         let Ok(result) = result else {
             failures.push(format!("{}: validation panicked", c.file));
             continue;
@@ -203,7 +206,8 @@ fn the_shipped_suites_validate() {
     let devices = repo().join("devices.yaml");
     for path in &suites {
         for inventory in [None, Some(devices.as_path())] {
-            let suite = validate_suite_file(path, inventory).unwrap_or_else(|e| panic!("{e}"));
+            let suite = validate_suite_file(path, inventory, &Selection::default())
+                .unwrap_or_else(|e| panic!("{e}"));
             assert!(!suite.cells().is_empty(), "{}", path.display());
         }
         let out = Command::new(env!("CARGO_BIN_EXE_meltbench"))
@@ -223,7 +227,12 @@ fn the_shipped_suites_validate() {
 
 #[test]
 fn the_shipped_suites_say_what_they_promise() {
-    let quick = validate_suite_file(&repo().join("suites/quickstart.yaml"), None).unwrap();
+    let quick = validate_suite_file(
+        &repo().join("suites/quickstart.yaml"),
+        None,
+        &Selection::default(),
+    )
+    .unwrap();
     let ids: Vec<String> = quick.cells().into_iter().map(|c| c.id).collect();
     assert_eq!(
         ids,
@@ -234,7 +243,12 @@ fn the_shipped_suites_say_what_they_promise() {
     );
     assert_eq!((quick.passes, quick.warmup, quick.cold_start), (100, 10, 5));
 
-    let smoke = validate_suite_file(&repo().join("suites/ci-smoke.yaml"), None).unwrap();
+    let smoke = validate_suite_file(
+        &repo().join("suites/ci-smoke.yaml"),
+        None,
+        &Selection::default(),
+    )
+    .unwrap();
     let cells = smoke.cells();
     assert_eq!(cells.len(), 1);
     assert_eq!(cells[0].model.source(), "synth");
@@ -243,13 +257,19 @@ fn the_shipped_suites_say_what_they_promise() {
         (10, 2, 2)
     );
 
-    let ladder = validate_suite_file(&repo().join("suites/precision-ladder.yaml"), None).unwrap();
+    let ladder = validate_suite_file(
+        &repo().join("suites/precision-ladder.yaml"),
+        None,
+        &Selection::default(),
+    )
+    .unwrap();
     assert_eq!(ladder.precisions, Precision::LISTABLE);
 }
 
 #[test]
 fn prompt_files_are_read_relative_to_the_suite() {
-    let suite = validate_suite_file(&fixture("ok-prompt-file.yaml"), None).unwrap();
+    let suite =
+        validate_suite_file(&fixture("ok-prompt-file.yaml"), None, &Selection::default()).unwrap();
     assert_eq!(
         suite.cells()[0].prompt,
         meltbench_protocol::engine::Prompt::Text("Write a haiku about heat sinks.\n".into())
@@ -260,7 +280,7 @@ fn prompt_files_are_read_relative_to_the_suite() {
 /// plain ones; omitting it or `chat: false` leaves the scenario as before.
 #[test]
 fn chat_scenarios_are_labelled_in_their_cells() {
-    let suite = validate_suite_file(&fixture("ok-chat.yaml"), None).unwrap();
+    let suite = validate_suite_file(&fixture("ok-chat.yaml"), None, &Selection::default()).unwrap();
     let chat: Vec<bool> = suite.scenarios.iter().map(|s| s.chat).collect();
     assert_eq!(chat, [false, true, false]);
     let cells = suite.cells();
@@ -282,9 +302,108 @@ fn chat_scenarios_are_labelled_in_their_cells() {
 
 #[test]
 fn suites_select_devices_by_name_and_tag() {
-    let suite = validate_suite_file(&fixture("ok-lab.yaml"), Some(&fixture(LAB))).unwrap();
+    let suite = validate_suite_file(
+        &fixture("ok-lab.yaml"),
+        Some(&fixture(LAB)),
+        &Selection::default(),
+    )
+    .unwrap();
     let names: Vec<&str> = suite.devices.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["local", "pixel8"]);
+}
+
+/// One suite file, any inventory: without `devices:` it runs on every device listed, and
+/// `--only`/`--tags` pick from the inventory whatever the suite says.
+#[test]
+fn suites_are_portable_across_inventories() {
+    let farm = fixture("devices-farm.yaml");
+    let on = |suite: &str, pick: Selection| -> Vec<String> {
+        validate_suite_file(&repo().join(suite), Some(&farm), &pick)
+            .unwrap_or_else(|e| panic!("{suite}: {e}"))
+            .devices
+            .into_iter()
+            .map(|d| d.name)
+            .collect()
+    };
+    let only = |names: &[&str]| Selection {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        tags: Vec::new(),
+    };
+    assert_eq!(
+        on("suites/ci-smoke.yaml", Selection::default()),
+        ["pi", "pixel8", "orin"]
+    );
+    // quickstart names `local`, which this farm lacks; a selection replaces that list.
+    assert_eq!(
+        on("suites/quickstart.yaml", only(&["orin", "pi"])),
+        ["pi", "orin"]
+    );
+    let boards_and_phone = Selection {
+        names: vec!["pixel8".into()],
+        tags: vec!["board".into()],
+    };
+    assert_eq!(
+        on("suites/ci-smoke.yaml", boards_and_phone),
+        ["pi", "pixel8", "orin"]
+    );
+    let jetsons = Selection {
+        names: Vec::new(),
+        tags: vec!["jetson".into()],
+    };
+    assert_eq!(on("suites/quickstart.yaml", jetsons), ["orin"]);
+
+    // Without a selection, a suite naming a device the farm lacks is still an error at its line.
+    let e = validate_suite_file(
+        &repo().join("suites/quickstart.yaml"),
+        Some(&farm),
+        &Selection::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown device 'local' (devices in"), "{e}");
+
+    // A name that matches nothing exits 2 and lists the inventory; the suite is still checked.
+    let out = Command::new(env!("CARGO_BIN_EXE_meltbench"))
+        .args(["validate", "--devices"])
+        .arg(&farm)
+        .args(["--only", "pi,rpi5", "--tags", "watch"])
+        .arg(fixture("zero-passes.yaml"))
+        .output()
+        .expect("run meltbench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--only names 'rpi5', which is not in the inventory (its devices: pi, pixel8, orin)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--tags names 'watch', which no device of the inventory carries (its tags: arm64, board, jetson, phone)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("zero-passes.yaml:7:9: passes must be"),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_meltbench"))
+        .args(["validate", "--devices"])
+        .arg(&farm)
+        .args(["--tags", "phone"])
+        .arg(repo().join("suites/ci-smoke.yaml"))
+        .output()
+        .expect("run meltbench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 cells on 1 device(s): pixel8"),
+        "{stdout}"
+    );
 }
 
 /// Truncations and single-character edits of every shipped suite and fixture: validation must

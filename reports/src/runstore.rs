@@ -51,6 +51,34 @@ pub struct Transfer {
     pub repaired: usize,
     /// Files already on the device and intact.
     pub reused: usize,
+    /// How the files travelled; absent when nothing was sent (and in runs before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<FileChannel>,
+}
+
+/// The way files reach a device: a user whose board lacks SFTP sees that meltbench noticed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileChannel {
+    /// A copy on this machine.
+    LocalCopy,
+    /// adb's sync protocol.
+    AdbSync,
+    /// SSH's SFTP subsystem.
+    Sftp,
+    /// `cat` over an SSH exec channel, for servers without SFTP (dropbear, minimal sshd_config).
+    SshExec,
+}
+
+impl std::fmt::Display for FileChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileChannel::LocalCopy => "by local copy",
+            FileChannel::AdbSync => "over adb sync",
+            FileChannel::Sftp => "over SFTP",
+            FileChannel::SshExec => "over an SSH exec channel (the server offers no SFTP)",
+        })
+    }
 }
 
 impl std::fmt::Display for Transfer {
@@ -59,7 +87,11 @@ impl std::fmt::Display for Transfer {
             f,
             "pushed {} bytes ({} new, {} repaired, {} already there)",
             self.bytes, self.sent, self.repaired, self.reused
-        )
+        )?;
+        match self.via {
+            Some(via) => write!(f, " {via}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -108,6 +108,16 @@ impl Sshd {
 
     /// Generates keys, writes the config and starts sshd; returns once it has greeted a client.
     pub fn start() -> Result<Sshd, String> {
+        Sshd::launch_with(Subsystems::Sftp)
+    }
+
+    /// An sshd without the SFTP subsystem, as dropbear on Buildroot or Yocto boards and minimal
+    /// `sshd_config` files are: only exec channels carry files.
+    pub fn start_without_sftp() -> Result<Sshd, String> {
+        Sshd::launch_with(Subsystems::None)
+    }
+
+    fn launch_with(subsystems: Subsystems) -> Result<Sshd, String> {
         Sshd::available()?;
         let user = current_user()?;
         let tmp = tempfile::Builder::new()
@@ -133,7 +143,13 @@ impl Sshd {
             let port = free_port()?;
             fs::write(
                 &config,
-                config_text(port, &dir, &[&host_ed25519, &host_ecdsa], &authorized),
+                config_text(
+                    port,
+                    &dir,
+                    &[&host_ed25519, &host_ecdsa],
+                    &authorized,
+                    subsystems,
+                ),
             )
             .map_err(|e| format!("writing {}: {e}", config.display()))?;
             match launch(&config, &log, port)? {
@@ -314,7 +330,20 @@ pub fn read_banner(addr: SocketAddr, timeout: Duration) -> std::io::Result<Strin
     Ok(String::from_utf8_lossy(&line).trim_end().to_string())
 }
 
-fn config_text(port: u16, dir: &Path, host_keys: &[&Path], authorized: &Path) -> String {
+/// Which subsystems the server offers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subsystems {
+    Sftp,
+    None,
+}
+
+fn config_text(
+    port: u16,
+    dir: &Path,
+    host_keys: &[&Path],
+    authorized: &Path,
+    subsystems: Subsystems,
+) -> String {
     let mut c = String::new();
     c.push_str("ListenAddress 127.0.0.1\n");
     c.push_str(&format!("Port {port}\n"));
@@ -343,7 +372,9 @@ fn config_text(port: u16, dir: &Path, host_keys: &[&Path], authorized: &Path) ->
          LoginGraceTime 30\n\
          LogLevel INFO\n",
     );
-    c.push_str(&format!("Subsystem sftp {SFTP_SERVER}\n"));
+    if subsystems == Subsystems::Sftp {
+        c.push_str(&format!("Subsystem sftp {SFTP_SERVER}\n"));
+    }
     c
 }
 

@@ -15,6 +15,7 @@ pub(super) struct StateFile {
     battery_mode: Field<String>,
 }
 
+/// The suite's `devices:` resolved against the inventory; without the key, every device.
 pub(super) fn check_devices(
     r: &mut Report,
     list: Option<&Spanned<Vec<Spanned<String>>>>,
@@ -39,26 +40,15 @@ pub(super) fn check_devices(
                 .join(", ")
         ),
     };
-    let mut out: Vec<Device> = Vec::new();
     let Some(list) = list else {
-        match inv.get(devices::LOCAL) {
-            Some(d) => out.push(d.clone()),
-            None => r.at(
-                Pos::START,
-                format!(
-                    "the suite runs on 'local' by default, but {where_} has no device named 'local' \
-                     (list devices in the suite, e.g. `devices: [{}]`)",
-                    inv.names().first().copied().unwrap_or("NAME")
-                ),
-            ),
-        }
-        return out;
+        return inv.devices.clone();
     };
     r.non_empty(
         list,
         "devices",
-        format!("name at least one ({known}), or omit it to run on 'local'"),
+        format!("name at least one ({known}), or omit it to run on every device of the inventory"),
     );
+    let mut out: Vec<Device> = Vec::new();
     let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
     for entry in &list.value {
         let name = entry.value.as_str();

@@ -23,7 +23,7 @@
 //! start-server` on 5037 by itself, and its push always sends mode 0777. So the few host
 //! requests needed are spoken here, over a `TcpStream` with timeouts (see [`HostConn`]).
 
-use super::{quote, tail, Output, Transport, TransportError};
+use super::{quote, tail, FileChannel, Output, Transport, TransportError};
 use adb_client::server::{DeviceShort, DeviceState};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -908,6 +908,10 @@ impl Transport for AdbTransport {
             let _ = std::fs::remove_file(local);
         }
         result
+    }
+
+    fn file_channel(&self) -> Option<FileChannel> {
+        Some(FileChannel::AdbSync)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The local device: commands run as child processes of the controller, files are copied.
 //! No shell is involved, so arguments reach the program exactly as given.
 
-use super::{tail, Output, Transport, TransportError};
+use super::{tail, FileChannel, Output, Transport, TransportError};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -111,6 +111,10 @@ impl Transport for LocalTransport {
         std::fs::copy(remote, local).map_err(|e| {
             TransportError::Other(format!("copying {remote} to {}: {e}", local.display()))
         })
+    }
+
+    fn file_channel(&self) -> Option<FileChannel> {
+        Some(FileChannel::LocalCopy)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod local;
 pub mod quote;
 pub mod ssh;
 
+pub use meltbench_reports::runstore::FileChannel;
 use std::path::Path;
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ pub trait Transport: Send {
 
     /// Copies `remote` to the local file; returns the bytes received.
     fn pull(&mut self, remote: &str, local: &Path) -> Result<u64, TransportError>;
+
+    /// How `push` and `pull` move files; `None` while a transport has not decided yet (SSH
+    /// learns whether the server has SFTP on the first transfer).
+    fn file_channel(&self) -> Option<FileChannel>;
 
     /// The bundle target (`aarch64-unknown-linux-musl`, ...) this device runs, from its
     /// machine type (`uname -m`); a transport that knows better (adb: the Android ABI) says so.

@@ -6,7 +6,9 @@
 //! pinned fingerprint), a changed key is always refused, and `known_hosts: accept-new` records a
 //! key seen for the first time. Commands run through the login shell of the remote account, so
 //! their command line is built by [`quote::command_line`] and nothing else; files travel over
-//! SFTP, where a path is a protocol field and never reaches a shell.
+//! SFTP, where a path is a protocol field and never reaches a shell, or, on servers without the
+//! SFTP subsystem (dropbear on Buildroot and Yocto boards, a minimal `sshd_config`), through
+//! `cat` on an exec channel (`exec_files.rs`).
 //!
 //! `exec` wraps the command in a tiny `sh -c` script that first reports its process ID (see
 //! `ANNOUNCE_PID`), because closing an SSH channel does not stop the command behind it: a
@@ -18,7 +20,7 @@
 //! `SshTransport::pump`). Channels and SFTP handles are only ever dropped in blocking mode,
 //! because libssh2 cannot finish closing them otherwise.
 
-use super::{quote, tail, Output, Transport, TransportError};
+use super::{quote, tail, FileChannel, Output, Transport, TransportError};
 use crate::devices::{KnownHosts, SshTarget};
 use sha2::{Digest, Sha256};
 use ssh2::{
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod connect;
+mod exec_files;
 mod host_keys;
 mod pid_filter;
 
@@ -73,11 +76,20 @@ const STDERR_KEEP: usize = 64 * 1024;
 /// A connected, authenticated SSH session to one device.
 pub struct SshTransport {
     session: Session,
-    /// Opened on first use; most runs push and pull more than once.
-    sftp: Option<Sftp>,
+    /// Decided on the first transfer; most runs push and pull more than once.
+    files: Files,
     user: String,
     host: String,
     port: u16,
+}
+
+/// How files travel to and from the device.
+enum Files {
+    /// No transfer yet (or the SFTP channel broke and is reopened on the next one).
+    Undecided,
+    Sftp(Sftp),
+    /// The server refused the SFTP subsystem.
+    Exec,
 }
 
 /// How a command's output loop ended without an error of its own.
@@ -102,7 +114,7 @@ impl SshTransport {
             session: Session::new().map_err(|e| {
                 TransportError::Connect(format!("cannot start an SSH session: {}", e.message()))
             })?,
-            sftp: None,
+            files: Files::Undecided,
             user,
             host,
             port: target.port,
@@ -454,6 +466,15 @@ impl SshTransport {
         } else {
             quote::command_line(argv)
         };
+        let mut channel = self.open_exec(&line, limit)?;
+        channel
+            .send_eof()
+            .map_err(|e| self.err(&format!("closing the input of `{line}`"), &e))?;
+        Ok(channel)
+    }
+
+    /// A channel running the command `line`, its input still open.
+    fn open_exec(&mut self, line: &str, limit: Duration) -> Result<Channel, TransportError> {
         set_limit(&self.session, limit);
         let mut channel = self.session.channel_session().map_err(|e| {
             if is_code(&e, ERR_CHANNEL_FAILURE) {
@@ -468,11 +489,8 @@ impl SshTransport {
             }
         })?;
         channel
-            .exec(&line)
+            .exec(line)
             .map_err(|e| self.err(&format!("starting `{line}`"), &e))?;
-        channel
-            .send_eof()
-            .map_err(|e| self.err(&format!("closing the input of `{line}`"), &e))?;
         Ok(channel)
     }
 
@@ -590,29 +608,25 @@ impl SshTransport {
         set_limit(&self.session, STALL);
     }
 
-    fn sftp(&mut self) -> Result<&Sftp, TransportError> {
-        if self.sftp.is_none() {
+    /// The SFTP session, opened on first use; `None` when the server has no SFTP subsystem and
+    /// files go over exec channels instead.
+    fn sftp(&mut self) -> Result<Option<&Sftp>, TransportError> {
+        if matches!(self.files, Files::Undecided) {
             set_limit(&self.session, STALL);
             match self.session.sftp() {
-                Ok(sftp) => self.sftp = Some(sftp),
-                Err(e) => {
-                    return Err(match self.err("starting SFTP", &e) {
-                        // Timeouts and lost connections say so; anything else is most likely a
-                        // server without the SFTP subsystem.
-                        TransportError::Other(_) => TransportError::Other(format!(
-                            "{}: cannot start SFTP ({}); meltbench copies files over SFTP: \
-                             enable it in the device's sshd_config (`Subsystem sftp \
-                             internal-sftp`) or install its SFTP server (Debian: \
-                             openssh-sftp-server)",
-                            self.describe(),
-                            e.message()
-                        )),
-                        other => other,
-                    });
-                }
+                Ok(sftp) => self.files = Files::Sftp(sftp),
+                Err(e) => match self.err("starting SFTP", &e) {
+                    // Timeouts and lost connections say so; anything else is a server that
+                    // refuses the subsystem.
+                    TransportError::Other(_) => self.files = Files::Exec,
+                    other => return Err(other),
+                },
             }
         }
-        Ok(self.sftp.as_ref().expect("just set"))
+        Ok(match &self.files {
+            Files::Sftp(sftp) => Some(sftp),
+            _ => None,
+        })
     }
 
     fn sftp_err(&mut self, doing: &str, path: &str, e: &ssh2::Error) -> TransportError {
@@ -631,7 +645,7 @@ impl SshTransport {
             None => {
                 // A session-level failure may have broken the SFTP channel: reopen it next time.
                 if matches!(e.code(), ErrorCode::Session(_)) {
-                    self.sftp = None;
+                    self.files = Files::Undecided;
                 }
                 self.err(&format!("{doing} {path}"), e)
             }
@@ -747,10 +761,11 @@ impl Transport for SshTransport {
     fn push(&mut self, local: &Path, remote: &str, mode: u32) -> Result<u64, TransportError> {
         let mut src = fs::File::open(local)
             .map_err(|e| TransportError::Other(format!("cannot read {}: {e}", local.display())))?;
+        let Some(sftp) = self.sftp()? else {
+            return self.push_exec(&mut src, local, remote, mode);
+        };
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let opened = self
-            .sftp()?
-            .open_mode(Path::new(remote), flags, mode as i32, OpenType::File);
+        let opened = sftp.open_mode(Path::new(remote), flags, mode as i32, OpenType::File);
         let mut dst = opened.map_err(|e| self.sftp_err("cannot create", remote, &e))?;
         let mut buf = vec![0u8; CHUNK];
         let mut sent = 0u64;
@@ -789,7 +804,10 @@ impl Transport for SshTransport {
     }
 
     fn pull(&mut self, remote: &str, local: &Path) -> Result<u64, TransportError> {
-        let opened = self.sftp()?.open(Path::new(remote));
+        let Some(sftp) = self.sftp()? else {
+            return self.pull_exec(remote, local);
+        };
+        let opened = sftp.open(Path::new(remote));
         let mut src = opened.map_err(|e| self.sftp_err("cannot open", remote, &e))?;
         // Created only once the remote file opened, so a missing file leaves nothing behind.
         let mut dst = fs::File::create(local).map_err(|e| {
@@ -812,6 +830,14 @@ impl Transport for SshTransport {
             .map_err(|e| TransportError::Other(format!("writing {}: {e}", local.display())))?;
         Ok(received)
     }
+
+    fn file_channel(&self) -> Option<FileChannel> {
+        match self.files {
+            Files::Undecided => None,
+            Files::Sftp(_) => Some(FileChannel::Sftp),
+            Files::Exec => Some(FileChannel::SshExec),
+        }
+    }
 }
 
 impl Drop for SshTransport {
@@ -820,7 +846,7 @@ impl Drop for SshTransport {
         // hanging on a dead device.
         self.session.set_blocking(true);
         set_limit(&self.session, CLOSE_GRACE);
-        self.sftp = None;
+        self.files = Files::Undecided;
         let _ = self
             .session
             .disconnect(None, "meltbench is done with this device", None);
