@@ -31,6 +31,9 @@ pub struct Manifest {
     pub target: String,
     pub meltbench_version: String,
     pub meltbench_commit: String,
+    /// The agent protocol its agent speaks; empty in bundles from before it was recorded.
+    #[serde(default)]
+    pub protocol_version: String,
     pub built_utc: String,
     pub files: Vec<BundleFile>,
 }
@@ -61,6 +64,18 @@ pub enum BundleError {
         target: String,
         dir: String,
         reason: String,
+    },
+    #[error(
+        "the bundle in {dir} was built by meltbench {bundle} and this meltbench is {own}: its \
+         agent and engine are not the ones this controller would measure with; rebuild it with \
+         `meltbench bundle --target {target}`"
+    )]
+    Stale {
+        target: String,
+        dir: String,
+        /// Commit and protocol of the bundle, then of this controller.
+        bundle: String,
+        own: String,
     },
     #[error("{0}")]
     Build(String),
@@ -107,10 +122,51 @@ pub fn find(dir: &Path, target: &str) -> Result<Bundle, BundleError> {
             )));
         }
     }
+    let own = Build::this();
+    let built_by = Build {
+        commit: &manifest.meltbench_commit,
+        protocol: &manifest.protocol_version,
+    };
+    if built_by != own {
+        return Err(BundleError::Stale {
+            target: target.into(),
+            dir: bdir.display().to_string(),
+            bundle: built_by.to_string(),
+            own: own.to_string(),
+        });
+    }
     Ok(Bundle {
         dir: bdir,
         manifest,
     })
+}
+
+/// What a bundle must have been built by: this controller's commit, speaking its protocol. A
+/// `-dirty` commit on both sides matches, since the uncommitted changes are not recorded.
+#[derive(PartialEq, Eq)]
+struct Build<'a> {
+    commit: &'a str,
+    protocol: &'a str,
+}
+
+impl Build<'static> {
+    fn this() -> Self {
+        Build {
+            commit: env!("MELTBENCH_GIT_COMMIT"),
+            protocol: meltbench_protocol::PROTOCOL_VERSION,
+        }
+    }
+}
+
+impl std::fmt::Display for Build<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let protocol = if self.protocol.is_empty() {
+            "not recorded"
+        } else {
+            self.protocol
+        };
+        write!(f, "{} (agent protocol {protocol})", self.commit)
+    }
 }
 
 /// The bundle target for a Linux machine, from `uname -m`.
@@ -264,6 +320,7 @@ pub fn build(target: &str, out: &Path) -> Result<Manifest, BundleError> {
         target: target.to_string(),
         meltbench_version: env!("CARGO_PKG_VERSION").to_string(),
         meltbench_commit: env!("MELTBENCH_GIT_COMMIT").to_string(),
+        protocol_version: meltbench_protocol::PROTOCOL_VERSION.to_string(),
         built_utc: jiff::Timestamp::now().to_string(),
         files,
     };
@@ -322,16 +379,45 @@ mod tests {
                 bytes,
             });
         }
-        let m = Manifest {
+        let mut m = Manifest {
             target: t.into(),
             meltbench_version: "0".into(),
-            meltbench_commit: "c".into(),
+            meltbench_commit: env!("MELTBENCH_GIT_COMMIT").into(),
+            protocol_version: meltbench_protocol::PROTOCOL_VERSION.into(),
             built_utc: "now".into(),
             files,
         };
         std::fs::write(b.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
         let found = find(dir.path(), t).unwrap();
         assert_eq!(found.manifest, m);
+
+        // Built by another commit, or before the protocol changed: refused with the command.
+        let ours = env!("MELTBENCH_GIT_COMMIT");
+        for (commit, protocol, says) in [
+            (
+                "0123abc",
+                meltbench_protocol::PROTOCOL_VERSION,
+                "0123abc (agent protocol",
+            ),
+            (ours, "0.9", "(agent protocol 0.9)"),
+            (ours, "", "(agent protocol not recorded)"),
+        ] {
+            m.meltbench_commit = commit.into();
+            m.protocol_version = protocol.into();
+            std::fs::write(b.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+            let e = find(dir.path(), t).unwrap_err().to_string();
+            assert!(
+                e.contains(says)
+                    && e.contains(&format!("this meltbench is {ours} (agent protocol "))
+                    && e.contains(
+                        "rebuild it with `meltbench bundle --target aarch64-unknown-linux-musl`"
+                    ),
+                "{e}"
+            );
+        }
+        m.meltbench_commit = ours.into();
+        m.protocol_version = meltbench_protocol::PROTOCOL_VERSION.into();
+        std::fs::write(b.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
         std::fs::write(b.join("meltbench-engine"), b"rebuilt").unwrap();
         let e = find(dir.path(), t).unwrap_err().to_string();
         assert!(
