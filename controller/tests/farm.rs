@@ -406,6 +406,56 @@ fn the_shipped_smoke_suite_runs_on_a_farm_without_local() {
     );
 }
 
+/// A bundle from before a protocol change fails its device before anything is pushed, with the
+/// command that rebuilds it (it used to fail mid-run with "unknown field").
+#[test]
+fn a_stale_bundle_is_refused_before_any_push() {
+    if !ready(Sshd::available(), host_bundle()) {
+        return;
+    }
+    let f = Farm::new();
+    let sshd = Sshd::start().unwrap();
+    let stale = f.root.join("bundles");
+    let from = bundles_dir().join(host_bundle());
+    let to = stale.join(host_bundle());
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    let mut manifest = json(&to.join("manifest.json"));
+    manifest["protocol_version"] = "0.9".into();
+    std::fs::write(to.join("manifest.json"), manifest.to_string()).unwrap();
+    let workdir = f.root.join("board");
+    let inventory = f.root.join("devices.yaml");
+    std::fs::write(
+        &inventory,
+        format!("devices:\n{}", ssh_entry("board", &sshd, &workdir)),
+    )
+    .unwrap();
+    let o = meltbench(&f.cache)
+        .env("MELTBENCH_BUNDLE_DIR", &stale)
+        .arg("run")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../suites/ci-smoke.yaml"))
+        .arg("--devices")
+        .arg(&inventory)
+        .arg("--out")
+        .arg(f.root.join("runs"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    let said = text(&o);
+    assert!(
+        said.contains("(agent protocol 0.9)")
+            && said.contains(&format!(
+                "rebuild it with `meltbench bundle --target {}`",
+                host_bundle()
+            )),
+        "{said}"
+    );
+    assert!(!workdir.join("blobs").exists(), "nothing was pushed");
+}
+
 #[test]
 fn the_aarch64_bundle_runs_ci_smoke_under_qemu() {
     if std::process::Command::new("qemu-aarch64-static")
