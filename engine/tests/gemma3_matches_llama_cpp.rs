@@ -7,7 +7,7 @@ mod common;
 use meltbench_engine::kernels;
 use meltbench_engine::load::load;
 use meltbench_engine::perplexity::perplexity;
-use meltbench_engine::session::{Logits, Session};
+use meltbench_engine::session::Session;
 
 /// Leading greedy tokens a prompt must share with llama.cpp's (the bar), unless the two
 /// part at a near-tie. "Once upon a time, there was a" is one: " man", " small" and " little"
@@ -44,19 +44,7 @@ fn gemma3_greedy_tokens_agree_with_llama_cpp() {
             continue;
         }
         // Parted early: llama.cpp's choice must be a near-tie in our own logits at that step.
-        session.reset();
-        let prompt_ids = common::ids(&case["prompt_ids"]);
-        let context: Vec<u32> = prompt_ids.iter().chain(&want[..same]).copied().collect();
-        let logits = session.forward(&context, Logits::Last).unwrap();
-        let (theirs, ours) = (want[same] as usize, ours_tokens[same] as usize);
-        let gap = logits[ours] - logits[theirs];
-        println!(
-            "  step {same}: ours {:?} {:.4}, llama.cpp's {:?} {:.4} (gap {gap:.4})",
-            l.tokenizer.token_text(ours as u32),
-            logits[ours],
-            l.tokenizer.token_text(theirs as u32),
-            logits[theirs]
-        );
+        let gap = common::parting_gap(&l, &mut session, case, &ours_tokens, &want, same);
         assert!(
             gap <= NEAR_TIE,
             "{:?}: parted from llama.cpp after {same} tokens, and llama.cpp's token is {gap} below ours (a near-tie is within {NEAR_TIE})",

@@ -4,10 +4,18 @@ mod common;
 
 use meltbench_engine::load::load;
 
-/// The acceptance bar: at least this many leading tokens equal on every prompt. More usually
-/// match; the count is printed. (Later tokens may legitimately differ: llama.cpp keeps its KV
-/// cache in f16 and sums in another order, so near-ties can break the other way.)
-const MIN_MATCHING: usize = 4;
+/// Leading greedy tokens a prompt must share with llama.cpp's unless the two part at a near-tie.
+/// Measured (AVX2 / scalar tables, 2 threads): France 32 / 5, fibonacci 25 / 32, "Once upon a
+/// time" 4 / 4, counting 32 / 32, fox 31 / 17; each early parting is a near-tie.
+const MIN_MATCHING: usize = 16;
+
+/// Prompts that must reach [`MIN_MATCHING`] outright (3 of 5 on every table measured).
+const MIN_PROMPTS_MATCHING: usize = 3;
+
+/// Where a prompt parts earlier, llama.cpp's token must be within this much of our top logit
+/// at that step (llama.cpp keeps its KV cache in f16 and sums in another order, so near-ties
+/// can break the other way; a wrong kernel leaves gaps of whole units).
+const NEAR_TIE: f32 = 0.15;
 
 #[test]
 fn smollm2_greedy_tokens_agree_with_llama_cpp() {
@@ -18,13 +26,22 @@ fn smollm2_greedy_tokens_agree_with_llama_cpp() {
     let fx = common::fixture("greedy-smollm2.json");
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 5);
-    let mut worst = usize::MAX;
+    let mut matching = 0;
     for case in cases {
-        let (_, _, same, _) = common::greedy_case(&l, case);
-        worst = worst.min(same);
+        let (ours, want, same, mut session) = common::greedy_case(&l, case);
+        if same >= MIN_MATCHING {
+            matching += 1;
+            continue;
+        }
+        let gap = common::parting_gap(&l, &mut session, case, &ours, &want, same);
+        assert!(
+            gap <= NEAR_TIE,
+            "{:?}: parted from llama.cpp after {same} tokens, and llama.cpp's token is {gap} below ours (a near-tie is within {NEAR_TIE})",
+            case["prompt"]
+        );
     }
     assert!(
-        worst >= MIN_MATCHING,
-        "a prompt matched only {worst} leading tokens (need {MIN_MATCHING})"
+        matching >= MIN_PROMPTS_MATCHING,
+        "only {matching} prompts shared {MIN_MATCHING} leading tokens with llama.cpp (need {MIN_PROMPTS_MATCHING})"
     );
 }

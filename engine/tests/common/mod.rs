@@ -200,3 +200,34 @@ pub fn greedy_case<'m>(
     );
     (g.tokens, want, same, session)
 }
+
+/// Where our greedy tokens part from llama.cpp's (`same` tokens in), how far llama.cpp's token
+/// lies below ours in our own logits at that step. A small gap is a near-tie that float
+/// rounding decides; a large one is a different network.
+pub fn parting_gap(
+    l: &meltbench_engine::load::Loaded,
+    session: &mut meltbench_engine::session::Session<'_>,
+    case: &serde_json::Value,
+    ours: &[u32],
+    want: &[u32],
+    same: usize,
+) -> f32 {
+    session.reset();
+    let context: Vec<u32> = ids(&case["prompt_ids"])
+        .into_iter()
+        .chain(want[..same].iter().copied())
+        .collect();
+    let logits = session
+        .forward(&context, meltbench_engine::session::Logits::Last)
+        .unwrap();
+    let (theirs, ours) = (want[same] as usize, ours[same] as usize);
+    let gap = logits[ours] - logits[theirs];
+    println!(
+        "  step {same}: ours {:?} {:.4}, llama.cpp's {:?} {:.4} (gap {gap:.4})",
+        l.tokenizer.token_text(ours as u32),
+        logits[ours],
+        l.tokenizer.token_text(theirs as u32),
+        logits[theirs]
+    );
+    gap
+}
