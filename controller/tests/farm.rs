@@ -501,11 +501,17 @@ fn sixteen_devices_at_once() {
         "devices:\n{}",
         ssh_entry("b00", &servers[0], &f.root.join("w-one"))
     );
+    // Long enough (about a second of passes per device) that devices measuring at the same
+    // time show in their pass stamps.
+    let long = CI_SMOKE
+        .replace("passes: 10\n", "passes: 1000\n")
+        .replace("cold_start: 2\n", "cold_start: 0\n");
+    assert_ne!(long, CI_SMOKE);
     // Warm the model cache and the single device's push so both timings below are runs.
     let (_, o) = f.run("warm", CI_SMOKE, &one);
     assert!(o.status.success(), "{}", text(&o));
     let t = Instant::now();
-    let (_, o) = f.run("one", CI_SMOKE, &one);
+    let (_, o) = f.run("one", &long, &one);
     let single = t.elapsed();
     assert!(o.status.success(), "{}", text(&o));
     // First with every device's push, then again with the cache full: the second is the
@@ -515,7 +521,7 @@ fn sixteen_devices_at_once() {
     let with_push = t.elapsed();
     assert!(o.status.success(), "{}", text(&o));
     let t = Instant::now();
-    let (dir, o) = f.run("sixteen", CI_SMOKE, &all);
+    let (dir, o) = f.run("sixteen", &long, &all);
     let sixteen = t.elapsed();
     assert!(o.status.success(), "{}", text(&o));
     let m = json(&dir.join("run.json"));
@@ -528,17 +534,62 @@ fn sixteen_devices_at_once() {
         let done = cells.get("-").and_then(|c| c.get("done")).copied();
         assert_eq!(done, Some(1), "{name} finished");
     }
+    // Run at once, not one after another: how many devices were between their first and last
+    // measured pass at the same moment (the agents share this machine's monotonic clock).
+    // Timing itself is printed, not asserted: a loaded CI machine would make it flaky.
+    let windows: Vec<(u64, u64)> = devices
+        .iter()
+        .map(|d| pass_window(&dir, d["name"].as_str().unwrap()))
+        .collect();
+    let overlap = windows
+        .iter()
+        .map(|&(start, _)| {
+            windows
+                .iter()
+                .filter(|&&(s, e)| s <= start && start <= e)
+                .count()
+        })
+        .max()
+        .unwrap();
+    // Devices one after another give 1. Measured on 2 cores: 4 to 7, because devices reach
+    // their first pass over some 20 s (a 1000-pass window is 1-4 s); why they start so
+    // staggered is open (issue 15's 64-device load test).
+    let first = windows.iter().map(|w| w.0).min().unwrap();
+    let ms: Vec<(u64, u64)> = windows
+        .iter()
+        .map(|w| ((w.0 - first) / 1_000_000, (w.1 - first) / 1_000_000))
+        .collect();
+    assert!(
+        overlap >= 3,
+        "at most {overlap} of 16 devices measured at once; windows in ms: {ms:?}"
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     let usage = stderr
         .lines()
         .find(|l| l.starts_with("controller:"))
         .unwrap_or("controller: (not reported)");
     println!(
-        "16 devices (15 sshd + local), ci-smoke: wall {:.1} s ({:.1} s with the first push); one ssh device: {:.1} s; {usage}",
+        "16 devices (15 sshd + local), ci-smoke with 1000 passes: wall {:.1} s ({:.1} s with the first push), {overlap} measuring at once; one ssh device: {:.1} s; {usage}",
         sixteen.as_secs_f64(),
         with_push.as_secs_f64(),
         single.as_secs_f64()
     );
+}
+
+/// The monotonic span from a device's first measured pass start to its last pass end.
+fn pass_window(run: &Path, device: &str) -> (u64, u64) {
+    let log = std::fs::read_to_string(run.join("events").join(format!("{device}.jsonl"))).unwrap();
+    let mut window = (u64::MAX, 0);
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["event"] == "pass" && v["pass"]["warmup"] == false {
+            let stamp = |k: &str| v["pass"][k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+            window.0 = window.0.min(stamp("start_mono_ns"));
+            window.1 = window.1.max(stamp("end_mono_ns"));
+        }
+    }
+    assert!(window.0 < window.1, "{device} measured no pass");
+    window
 }
 
 #[test]
