@@ -80,8 +80,9 @@ fn sampler_overhead_at_default_rates() {
         o.reads
     );
     worst = worst.max(o.core_pct());
-    // The budget is 1% of one core; the assertion leaves room for a loaded CI box.
-    assert!(worst < 2.0, "sampler used {worst:.2}% of one core");
+    // The budget is 1% of one core (measured 0.2-0.4%). CPU time, not wall time: a loaded
+    // machine delays the reads but does not make them cost more.
+    assert!(worst < 1.0, "sampler used {worst:.2}% of one core");
 }
 
 #[test]

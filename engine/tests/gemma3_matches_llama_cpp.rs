@@ -63,8 +63,10 @@ fn gemma3_perplexity_is_within_one_percent_of_llama_cpp() {
         return;
     };
     let fx = &common::fixture("gemma3.json")["perplexity"];
-    let text = std::fs::read_to_string(fx["dataset"].as_str().unwrap())
-        .expect("Debian's GPL-3 text (package base-files)");
+    let text = common::dataset(
+        fx["dataset"].as_str().unwrap(),
+        fx["dataset_sha256"].as_str().unwrap(),
+    );
     // llama.cpp's -f drops one trailing newline.
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let ctx = fx["ctx"].as_u64().unwrap() as usize;

@@ -48,8 +48,10 @@ fn check(ty: &str) {
         want["model_sha256"].as_str().unwrap(),
         "{ty}: the file differs from the one llama.cpp scored"
     );
-    let dataset = fx["dataset"]["path"].as_str().unwrap();
-    let text = std::fs::read_to_string(dataset).expect("Debian's GPL-3 text (package base-files)");
+    let text = common::dataset(
+        fx["dataset"]["path"].as_str().unwrap(),
+        fx["dataset"]["sha256"].as_str().unwrap(),
+    );
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let ctx = fx["ctx"].as_u64().unwrap() as usize;
     let l = load(&model).unwrap();

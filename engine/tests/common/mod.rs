@@ -231,3 +231,17 @@ pub fn parting_gap(
     );
     gap
 }
+
+/// A reference data set as the fixture recorded it: the file at `path`, checked against the
+/// fixture's SHA-256, so a distribution's edit to the text cannot pass for an engine change.
+pub fn dataset(path: &str, sha256: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{path} (Debian's base-files) is needed for this test: {e}"));
+    assert_eq!(
+        meltbench_engine::quantize::hex(&Sha256::digest(&bytes)),
+        sha256,
+        "{path} differs from the copy the fixture was made from"
+    );
+    String::from_utf8(bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
