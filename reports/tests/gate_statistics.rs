@@ -1,8 +1,8 @@
 //! Acceptance of the gate's statistics against data with a known truth: per pass
 //! 100 ms x lognormal(sigma 0.05), and each session has its own lognormal(sigma 0.03) offset
 //! (3% drift between sessions: thermal state, background load). 5 sessions x 100 passes per
-//! build. A harsher variant adds regression-statistics.md section 4.3's spikes (2% of passes
-//! x1.5) and is reported too.
+//! build. A harsher variant adds spikes (2% of passes x1.5, as preemption and page faults
+//! give on a loaded device) and is reported too.
 //!
 //! Run with `cargo test -p meltbench-reports --test gate_statistics -- --nocapture` to see the
 //! rates. `large_dataset_gates_quickly` (ignored) times a 1,000,000-pass gate: run it with

@@ -6,7 +6,9 @@
 //! computes the statistic (a type-7 quantile or the maximum) of the pool. Resampling sessions
 //! first makes the session, a fresh engine process, the replication unit: passes of one session
 //! share its thermal state and load, and a pass-level ("flat") bootstrap is badly overconfident
-//! when sessions differ (regression-statistics.md, section 4.3).
+//! when sessions differ (Saravanan, Berman and Sober, "Application of the hierarchical
+//! bootstrap to multi-level data in neuroscience", Neurons, Behavior, Data analysis, and
+//! Theory, 2020; `reports/tests/gate_statistics.rs` measures the false alarm rates here).
 //!
 //! Two ways to draw a resample, chosen per build; both draw from exactly that distribution
 //! (up to binomial counts of variance above 1000, drawn from their normal approximation):

@@ -1,6 +1,7 @@
 //! Per-token (decode step) latency histograms: HdrHistogram in microseconds at 3 significant
 //! digits (quantisation at most 0.1%), mergeable across sessions and devices, stored as base64
-//! of the V2+DEFLATE encoding (regression-statistics.md section 5).
+//! of the V2+DEFLATE encoding (HdrHistogram's compressed histogram format, as the `hdrhistogram`
+//! crate's `V2DeflateSerializer` writes it).
 //!
 //! Quantiles read from a histogram are HdrHistogram's: nearest rank, reported as the upper
 //! edge of the value's bucket (biased up by at most one bucket, not interpolated). The gate

@@ -1,5 +1,6 @@
 //! Distribution-free confidence intervals for a quantile of one sample, from order statistics
-//! (the method of asv's `quantile_ci`; regression-statistics.md section 4.2).
+//! (the method of asv's `quantile_ci` in `asv/statistics.py`, github.com/airspeed-velocity/asv;
+//! H. A. David and H. N. Nagaraja, *Order Statistics*, 3rd ed., Wiley 2003, section 7.1).
 //!
 //! If `K` counts the sample values below the true `q`-quantile, `K ~ Binomial(n, q)` whatever
 //! the distribution (for continuous data). The interval `[x(r), x(s)]` of order statistics
@@ -168,7 +169,7 @@ mod tests {
         );
         // Median of 100 at 95%: the 40th to 61st values, the textbook answer.
         assert_eq!(quantile_ci(&sorted, 0.5, 0.95), Some((40.0, 61.0)));
-        // One-sided upper bounds (section 4.2's second table).
+        // One-sided upper bounds: the smallest rank r with P(Binomial(n, q) < r) >= confidence.
         assert_eq!(quantile_upper_bound(&sorted, 0.95, 0.95), Some(99.0));
         assert_eq!(quantile_upper_bound(&sorted, 0.95, 0.99), Some(100.0));
         assert_eq!(quantile_upper_bound(&sorted, 0.90, 0.95), Some(96.0));
