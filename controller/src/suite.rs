@@ -335,8 +335,14 @@ fn check_suite(
     };
     let models = check_models(&mut r, file.models.as_ref(), base);
     let precisions = check_precisions(&mut r, file.precisions.as_ref());
-    let model_labels: Vec<String> = models.iter().map(ModelRef::label).collect();
-    let scenarios = check_scenarios(&mut r, file.scenarios.as_ref(), base, &model_labels);
+    let contexts: Vec<ModelContext> = models
+        .iter()
+        .map(|m| ModelContext {
+            label: m.label(),
+            context_length: context_length(m),
+        })
+        .collect();
+    let scenarios = check_scenarios(&mut r, file.scenarios.as_ref(), base, &contexts);
     let threads = check_threads(&mut r, file.threads.as_ref());
     let states = check_states(&mut r, file.states.as_ref());
 

@@ -406,6 +406,55 @@ fn suites_are_portable_across_inventories() {
     );
 }
 
+/// A scenario longer than a model's context is refused at its `new_tokens`, for the models it
+/// runs on, before any device is touched; the engine would only fail it mid-run.
+#[test]
+fn scenarios_must_fit_the_model_context() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, ctx) in [("short.gguf", 64), ("long.gguf", 4096)] {
+        meltbench_engine::synth::write_synth(
+            &dir.path().join(file),
+            &meltbench_engine::synth::SynthConfig {
+                ctx_len: ctx,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let suite = dir.path().join("s.yaml");
+    std::fs::write(
+        &suite,
+        "models:\n  - name: short.gguf\n  - name: long.gguf\nscenarios:\n\
+         \x20 - {name: fits, prompt_tokens: 48, new_tokens: 16}\n\
+         \x20 - {name: over, prompt_tokens: 60, new_tokens: 8}\n\
+         \x20 - {name: deep, prompt: hi, new_tokens: 8, depth: 100}\n\
+         \x20 - {name: only-long, prompt_tokens: 1000, new_tokens: 8, models: [long]}\n\
+         \x20 - {name: huge, prompt_tokens: 8, new_tokens: 100000}\n",
+    )
+    .unwrap();
+    let e = validate_suite_file(&suite, None, &Selection::default())
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 4, "{e}");
+    assert!(
+        lines[0].ends_with(":6:49: scenario 'over' needs 68 tokens of context (depth 0 + prompt 60 + new_tokens 8), but model 'short' holds 64 (its context_length)"),
+        "{e}"
+    );
+    assert!(
+        lines[1].contains(":7:42: scenario 'deep' needs 109 tokens of context (depth 100 + prompt at least 1 + new_tokens 8), but model 'short'"),
+        "{e}"
+    );
+    assert!(
+        lines[2].contains("scenario 'huge' needs 100008") && lines[2].contains("'short' holds 64"),
+        "{e}"
+    );
+    assert!(
+        lines[3].contains("scenario 'huge' needs 100008") && lines[3].contains("'long' holds 4096"),
+        "{e}"
+    );
+}
+
 /// Truncations and single-character edits of every shipped suite and fixture: validation must
 /// return (Ok or Err with a position inside the file), never panic.
 #[test]

@@ -2,6 +2,9 @@
 //! can take.
 
 use super::*;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,4 +141,45 @@ pub(super) fn check_precisions(
         }
     }
     out
+}
+
+/// The context length a model's file declares (`<arch>.context_length`), when the file is at
+/// hand: a path, or a registry or named model already in the cache. `None` otherwise (a model
+/// not pulled yet, `synth`): the engine still refuses an overflow at run time.
+pub(super) fn context_length(model: &ModelRef) -> Option<u64> {
+    let cached = |sha256: &str| -> Option<PathBuf> {
+        let path = crate::cache::ModelCache::from_env().ok()?.blob_path(sha256);
+        path.is_file().then_some(path)
+    };
+    let path = match model {
+        ModelRef::File(path) => path.clone(),
+        ModelRef::Registry(name) => cached(REGISTRY.iter().find(|m| m.name == name)?.sha256)?,
+        ModelRef::Cached(name) => {
+            let cache = crate::cache::ModelCache::from_env().ok()?;
+            cached(&cache.lookup_name(name).ok()??.sha256)?
+        }
+        ModelRef::Synth => return None,
+    };
+    file_context_length(&path)
+}
+
+/// Parsing a header reads the whole vocabulary (262,144 strings for Gemma 3), so each file is
+/// read once per process and size/modification time.
+fn file_context_length(path: &Path) -> Option<u64> {
+    type Seen = HashMap<(PathBuf, u64, Option<SystemTime>), Option<u64>>;
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    let meta = std::fs::metadata(path).ok()?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(known) = seen.lock().ok()?.get(&key) {
+        return *known;
+    }
+    let read = || -> Option<u64> {
+        let gguf = meltbench_gguf::Gguf::open(path).ok()?;
+        let arch = gguf.get("general.architecture")?.as_str()?.to_string();
+        gguf.get(&format!("{arch}.context_length"))?.as_u64()
+    };
+    let found = read();
+    seen.lock().ok()?.insert(key, found);
+    found
 }

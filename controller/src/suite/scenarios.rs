@@ -23,12 +23,19 @@ pub(super) struct ScenarioFile {
     models: Field<Vec<Spanned<String>>>,
 }
 
+/// A model as scenarios see it: its label, and its context length when the file is at hand.
+pub(super) struct ModelContext {
+    pub label: String,
+    pub context_length: Option<u64>,
+}
+
 pub(super) fn check_scenarios(
     r: &mut Report,
     list: Option<&Spanned<Vec<Spanned<ScenarioFile>>>>,
     base: &Path,
-    model_labels: &[String],
+    suite_models: &[ModelContext],
 ) -> Vec<Scenario> {
+    let model_labels: Vec<String> = suite_models.iter().map(|m| m.label.clone()).collect();
     let example = r#"`scenarios: [{name: chat, prompt: "Hello", new_tokens: 32}]`"#;
     let Some(list) = r.required(list, "scenarios", example) else {
         return Vec::new();
@@ -123,6 +130,34 @@ pub(super) fn check_scenarios(
             }
             list.value.iter().map(|m| m.value.clone()).collect::<Vec<_>>()
         });
+        if let (Some(prompt), Some(new_tokens), Some(depth), Some(at)) =
+            (&prompt, new_tokens, depth, &s.new_tokens)
+        {
+            // A text prompt's length in tokens is known only to the tokenizer: count it as one.
+            let prompt_tokens = match prompt {
+                Prompt::Tokens(n) => *n as u64,
+                Prompt::Text(_) => 1,
+            };
+            let needed = depth + prompt_tokens + new_tokens;
+            for m in suite_models {
+                let runs_here = models.as_ref().is_none_or(|l| l.contains(&m.label));
+                if let Some(ctx) = m.context_length.filter(|&c| runs_here && needed > c) {
+                    r.on(
+                        at,
+                        format!(
+                            "{what} needs {needed} tokens of context (depth {depth} + prompt {} + \
+                             new_tokens {new_tokens}), but model '{}' holds {ctx} \
+                             (its context_length)",
+                            match prompt {
+                                Prompt::Tokens(n) => n.to_string(),
+                                Prompt::Text(_) => "at least 1".into(),
+                            },
+                            m.label
+                        ),
+                    );
+                }
+            }
+        }
         if let (Some(name), Some(prompt), Some(new_tokens), Some(chat), Some(depth)) =
             (name, prompt, new_tokens, chat, depth)
         {
