@@ -66,16 +66,14 @@ pub enum BundleError {
         reason: String,
     },
     #[error(
-        "the bundle in {dir} was built by meltbench {bundle} and this meltbench is {own}: its \
-         agent and engine are not the ones this controller would measure with; rebuild it with \
-         `meltbench bundle --target {target}`"
+        "the bundle in {dir} was {builds}: its agent and engine are not the ones this \
+         controller would measure with; rebuild it with `meltbench bundle --target {target}`"
     )]
     Stale {
         target: String,
         dir: String,
-        /// Commit and protocol of the bundle, then of this controller.
-        bundle: String,
-        own: String,
+        /// "built by meltbench <commit and protocol> and this meltbench is <its own>".
+        builds: String,
     },
     #[error("{0}")]
     Build(String),
@@ -131,8 +129,7 @@ pub fn find(dir: &Path, target: &str) -> Result<Bundle, BundleError> {
         return Err(BundleError::Stale {
             target: target.into(),
             dir: bdir.display().to_string(),
-            bundle: built_by.to_string(),
-            own: own.to_string(),
+            builds: format!("built by meltbench {built_by} and this meltbench is {own}"),
         });
     }
     Ok(Bundle {

@@ -22,7 +22,7 @@ pub enum DeviceError {
     Bundle {
         device: String,
         target: String,
-        source: BundleError,
+        source: Box<BundleError>,
     },
     /// The controller's model cache is not where it should be.
     #[error(transparent)]

@@ -195,7 +195,7 @@ fn local_programs(target: Option<&str>) -> Result<(PathBuf, PathBuf), DeviceErro
                 bundle::find(&bundle::bundles_dir(), t).map_err(|source| DeviceError::Bundle {
                     device: "this machine".into(),
                     target: t.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             Ok((b.path("meltbench-agent"), b.path("meltbench-engine")))
         }
@@ -216,7 +216,7 @@ fn reach(device: &Device, timeout: Duration) -> Result<Reached, DeviceError> {
         bundle::find(&bundle::bundles_dir(), target).map_err(|source| DeviceError::Bundle {
             device: t.describe(),
             target: target.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let workdir = match &device.workdir {
         Some(w) => w.trim_end_matches('/').to_string(),
