@@ -117,6 +117,27 @@ for cpu in cortex-a53 neoverse-n1; do
         cargo test -p meltbench-engine --target aarch64-unknown-linux-musl --test kernels_match_scalar
 done
 
+step "Fuzzing (bounded: ${FUZZ_SECONDS:=20} s per target)"
+# Every parser of outside input under libFuzzer (fuzz/README.md). A crash fails CI and leaves
+# its input in fuzz/artifacts/. New inputs go to a scratch directory, so the committed corpora
+# stay as they are; run the targets longer by hand to grow them.
+if ! rustup toolchain list | grep -q '^nightly'; then
+    run rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    run cargo install cargo-fuzz --locked
+fi
+(
+    cd fuzz
+    run cargo +nightly fuzz build -s none
+    for target in $(cargo +nightly fuzz list); do
+        scratch=$(mktemp -d)
+        run cargo +nightly fuzz run -s none "$target" "$scratch" "corpus/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -print_final_stats=1
+        rm -rf "$scratch"
+    done
+)
+
 # Last, so the run closes on the summary line of the whole workspace's tests.
 step "Tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -109,10 +109,13 @@ impl DType {
         }
     }
 
-    /// Bytes taken by `n` elements; `None` when `n` is not a whole number of blocks.
+    /// Bytes taken by `n` elements; `None` when `n` is not a whole number of blocks or the size
+    /// does not fit in `usize`.
     pub fn bytes_for(self, n: usize) -> Option<usize> {
-        n.is_multiple_of(self.block_elems())
-            .then(|| n / self.block_elems() * self.block_bytes())
+        if !n.is_multiple_of(self.block_elems()) {
+            return None;
+        }
+        (n / self.block_elems()).checked_mul(self.block_bytes())
     }
 
     pub fn name(self) -> &'static str {
@@ -208,6 +211,8 @@ mod tests {
         assert_eq!(DType::Q8_0.block_bytes(), 34);
         assert_eq!(DType::Q4_0.bytes_for(64), Some(36));
         assert_eq!(DType::Q4_0.bytes_for(33), None);
+        // Found by fuzzing: a claimed size past usize is refused, not wrapped.
+        assert_eq!(DType::F32.bytes_for(usize::MAX / 2), None);
         assert_eq!(DType::Q4_K.block_bytes(), 144);
         assert_eq!(DType::Q6_K.block_bytes(), 210);
         assert_eq!(DType::Q4_K.bytes_for(512), Some(288));

@@ -223,6 +223,20 @@ impl Gguf {
         Self::parse(path, Arc::new(map))
     }
 
+    /// Parses a GGUF image held in memory, as [`Gguf::open`] parses a file (`path` only names it
+    /// in errors). For fuzzing and tests: real models are mapped, not copied.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Gguf, GgufError> {
+        let io_err = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        // An anonymous map cannot be empty; one zero byte fails at the magic number just the same.
+        let mut anon = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(io_err)?;
+        anon[..bytes.len()].copy_from_slice(bytes);
+        let map = anon.make_read_only().map_err(io_err)?;
+        Self::parse(path, Arc::new(map))
+    }
+
     fn parse(path: &Path, map: Arc<Mmap>) -> Result<Gguf, GgufError> {
         let mut r = Reader {
             buf: &map[..],
@@ -299,12 +313,20 @@ impl Gguf {
                     ))
                 })?;
             let n_bytes = match DType::from_ggml(ggml_type) {
-                Some(t) => t.bytes_for(n as usize).ok_or_else(|| {
-                    r.corrupt(format!(
+                Some(t) if !n.is_multiple_of(t.block_elems() as u64) => {
+                    return Err(r.corrupt(format!(
                         "tensor '{name}' has {n} elements, not a whole number of {t} blocks of {}",
                         t.block_elems()
-                    ))
-                })? as u64,
+                    )))
+                }
+                Some(t) => usize::try_from(n)
+                    .ok()
+                    .and_then(|n| t.bytes_for(n))
+                    .ok_or_else(|| {
+                        r.corrupt(format!(
+                            "tensor '{name}' claims {n} {t} elements, more bytes than this machine can address"
+                        ))
+                    })? as u64,
                 // Unknown size: checked when (if) someone tries to run it.
                 None => 0,
             };
