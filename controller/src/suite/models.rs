@@ -147,20 +147,29 @@ pub(super) fn check_precisions(
 /// hand: a path, or a registry or named model already in the cache. `None` otherwise (a model
 /// not pulled yet, `synth`): the engine still refuses an overflow at run time.
 pub(super) fn context_length(model: &ModelRef) -> Option<u64> {
-    let cached = |sha256: &str| -> Option<PathBuf> {
-        let path = crate::cache::ModelCache::from_env().ok()?.blob_path(sha256);
+    let in_cache = |sha256: Option<String>| -> Option<PathBuf> {
+        let path = crate::cache::ModelCache::from_env()
+            .ok()?
+            .blob_path(&sha256?);
         path.is_file().then_some(path)
     };
     let path = match model {
-        ModelRef::File(path) => path.clone(),
-        ModelRef::Registry(name) => cached(REGISTRY.iter().find(|m| m.name == name)?.sha256)?,
-        ModelRef::Cached(name) => {
-            let cache = crate::cache::ModelCache::from_env().ok()?;
-            cached(&cache.lookup_name(name).ok()??.sha256)?
-        }
-        ModelRef::Synth => return None,
+        ModelRef::File(path) => Some(path.clone()),
+        ModelRef::Registry(name) => in_cache(
+            REGISTRY
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.sha256.to_string()),
+        ),
+        ModelRef::Cached(name) => in_cache(
+            crate::cache::ModelCache::from_env()
+                .ok()
+                .and_then(|c| c.lookup_name(name).ok().flatten())
+                .map(|record| record.sha256),
+        ),
+        ModelRef::Synth => None,
     };
-    file_context_length(&path)
+    file_context_length(&path?)
 }
 
 /// Parsing a header reads the whole vocabulary (262,144 strings for Gemma 3), so each file is

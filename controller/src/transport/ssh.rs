@@ -770,17 +770,10 @@ impl Transport for SshTransport {
         let mut buf = vec![0u8; CHUNK];
         let mut sent = 0u64;
         loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(TransportError::Other(format!(
-                        "reading {}: {e}",
-                        local.display()
-                    )))
-                }
-            };
+            let n = read_local(&mut src, &mut buf, local)?;
+            if n == 0 {
+                break;
+            }
             dst.write_all(&buf[..n])
                 .map_err(|e| self.io_err(&format!("writing {remote}"), e))?;
             sent += n as u64;
@@ -850,6 +843,20 @@ impl Drop for SshTransport {
         let _ = self
             .session
             .disconnect(None, "meltbench is done with this device", None);
+    }
+}
+
+/// The next chunk of a local file being sent (0 at its end), retrying interrupted reads.
+fn read_local(src: &mut fs::File, buf: &mut [u8], local: &Path) -> Result<usize, TransportError> {
+    loop {
+        match src.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            read => {
+                return read.map_err(|e| {
+                    TransportError::Other(format!("reading {}: {e}", local.display()))
+                })
+            }
+        }
     }
 }
 

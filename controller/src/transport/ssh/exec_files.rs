@@ -26,16 +26,12 @@ impl SshTransport {
         // stderr explains that better than the write error, so the write error waits.
         let mut write_error = None;
         loop {
-            let n = match src.read(&mut buf) {
+            let n = match read_local(src, &mut buf, local) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.abandon(channel, None);
-                    return Err(TransportError::Other(format!(
-                        "reading {}: {e}",
-                        local.display()
-                    )));
+                    return Err(e);
                 }
             };
             if let Err(e) = channel.write_all(&buf[..n]) {
