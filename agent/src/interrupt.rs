@@ -1,21 +1,29 @@
-//! SIGINT/SIGTERM/SIGHUP: restore the device, kill the engine, exit promptly.
+//! SIGINT/SIGTERM/SIGHUP: finish the current pass, restore the device, exit promptly.
 //!
 //! The handler only records the signal in an atomic and writes one byte to a self-pipe (both
-//! async-signal-safe). A watcher thread blocked on the pipe then, outside signal context:
-//! kills every engine process group the agent started ([`track`]ed), runs every pending undo
-//! (charging back on, `dumpsys battery reset`), and marks the restore done. The main thread
-//! sees [`signalled`] in its loops (engine output ends since the engine was killed; the state
-//! loops poll it), ends the cell with a `CellError`, emits a `Warning` naming the signal and
-//! what was restored, and the agent exits with 128 + the signal (130 for SIGINT). If the main
-//! thread has not exited [`GRACE_S`] seconds later, the watcher prints that warning on stdout
-//! itself and exits with the same code. A signal the agent inherited as ignored (`nohup`)
-//! stays ignored.
+//! async-signal-safe). A watcher thread blocked on the pipe then, outside signal context, lets
+//! the pass under way end: the main thread kills its engine when the pass's record arrives
+//! ([`kill_engines`]), so what was measured is kept and nothing half-measured is. A second
+//! signal more than 2 s after the first (a terminal's Ctrl-C and the controller's stop both
+//! reach a local agent: that is one request), or [`PASS_WAIT_S`] without a pass ending, kills
+//! every engine process group the agent started ([`track`]ed) at once. Then the watcher runs
+//! every pending undo (charging back on, `dumpsys battery reset`) and marks the restore done.
+//! The main thread sees [`signalled`] in its loops (engine output ends since the engine was
+//! killed; the state loops poll it), ends the cell with a `CellError`, emits a `Warning`
+//! naming the signal and what was restored, and the agent exits with 128 + the signal (130 for
+//! SIGINT). If the main thread has not exited [`GRACE_S`] seconds later, the watcher prints
+//! that warning on stdout itself and exits with the same code. A signal the agent inherited as
+//! ignored (`nohup`) stays ignored.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const GRACE_S: u64 = 5;
+/// Longest wait for the pass under way to end after the first signal.
+pub const PASS_WAIT_S: u64 = 120;
+/// Signals this soon after the first are the same request.
+const SAME_REQUEST_S: u64 = 2;
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static PIPE_W: AtomicI32 = AtomicI32::new(-1);
 static RESTORED: AtomicBool = AtomicBool::new(false);
@@ -78,8 +86,10 @@ fn watch(fd: i32) {
         return;
     }
     let sig = SIGNAL.load(Ordering::SeqCst);
+    let mark = crate::undo::mark();
+    wait_for_pass_end(fd);
     kill_engines();
-    let (done, failed) = crate::undo::restore_all();
+    let (done, failed) = crate::undo::restore_all_since(mark);
     let mut s = if done.is_empty() {
         "nothing to restore".to_string()
     } else {
@@ -102,6 +112,32 @@ fn watch(fd: i32) {
         let _ = out.flush();
     }
     std::process::exit(128 + sig);
+}
+
+/// Until no engine runs (the main thread stopped it after its pass), a second signal arrives,
+/// or [`PASS_WAIT_S`] pass.
+fn wait_for_pass_end(fd: i32) {
+    let first = Instant::now();
+    let until = first + Duration::from_secs(PASS_WAIT_S);
+    while !engines().is_empty() && Instant::now() < until {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 50) } > 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: reads into our one-byte buffer.
+            unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+            // One Ctrl-C can arrive twice: from the terminal (a local agent shares the
+            // controller's process group) and from the controller's stop. Only a signal well
+            // after the first is a second request.
+            if first.elapsed() > Duration::from_secs(SAME_REQUEST_S) {
+                return;
+            }
+        }
+    }
 }
 
 /// The signal received, if any.
@@ -166,7 +202,8 @@ pub fn untrack(pid: u32) {
     engines().retain(|p| *p != pid as i32);
 }
 
-fn kill_engines() {
+/// Kills every tracked engine: the main thread calls it when a pass ends after a signal.
+pub fn kill_engines() {
     for pg in engines().iter() {
         // SAFETY: tracked groups are our unreaped children's.
         unsafe { libc::kill(-pg, libc::SIGKILL) };

@@ -7,17 +7,7 @@
 //! signal N (SIGINT 2 -> 130, SIGHUP, SIGTERM) stopped a run after the device was restored
 //! (see `interrupt`).
 
-mod coldstart;
-mod engine_process;
-mod events;
-mod fsroot;
-mod interrupt;
-mod probe;
-mod rss;
-mod runner;
-mod states;
-mod telemetry;
-mod undo;
+use meltbench_agent::{fsroot, interrupt, probe, runner};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

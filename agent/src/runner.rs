@@ -21,6 +21,7 @@ use crate::engine_process::{engine, EngineSpec};
 use crate::events::EventLog;
 use crate::fsroot::FsRoot;
 use crate::interrupt::{self, signal_name};
+use crate::model_check::ModelCheck;
 use crate::probe;
 use crate::states::battery;
 use crate::states::request::{self, Requested};
@@ -85,6 +86,9 @@ pub fn read_job(path: &Path) -> Result<AgentJob, RunError> {
     })
 }
 
+/// The agent's process id, in the job's work directory while it runs.
+pub const PID_FILE: &str = "agent.pid";
+
 pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
     let workdir = PathBuf::from(&job.workdir);
     std::fs::create_dir_all(&workdir).map_err(|e| {
@@ -93,6 +97,11 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
             workdir.display()
         ))
     })?;
+    // The controller stops a remote agent through a second connection (`kill -INT`): its own
+    // connection may be the one that broke, and adb and ssh do not forward signals.
+    let pid_path = workdir.join(PID_FILE);
+    std::fs::write(&pid_path, std::process::id().to_string())
+        .map_err(|e| RunError::Failed(format!("cannot write {}: {e}", pid_path.display())))?;
     let events_path = workdir.join("events.jsonl");
     let log = EventLog::open(&events_path, io::stdout())
         .map_err(|e| RunError::Failed(format!("cannot open {}: {e}", events_path.display())))?;
@@ -115,6 +124,7 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
         thermal: thermal::Tracker::default(),
         cmds,
         android,
+        models: ModelCheck::default(),
     };
     runner.log.emit(&AgentEvent::Hello {
         protocol: PROTOCOL_VERSION.to_string(),
@@ -176,6 +186,7 @@ struct Runner<'a> {
     /// For the battery states' commands (dumpsys, setprop).
     cmds: Commands,
     android: bool,
+    models: ModelCheck,
 }
 
 /// How the passes of a cell in a battery state are labelled: simulated or not, and the
@@ -216,6 +227,9 @@ impl Runner<'_> {
     }
 
     fn cell_in_state(&mut self, index: usize, cell: &Cell, guard: &mut Guard) -> bool {
+        if let Err(message) = self.models.verify(&cell.model_path, &cell.model_sha256) {
+            return self.cell_error(cell, message);
+        }
         let (want, battery_want) = match request::parse(&cell.state) {
             Ok(w) => (w.thermal, w.battery),
             Err(message) => return self.cell_error(cell, message),
@@ -244,7 +258,7 @@ impl Runner<'_> {
                 return self.cell_error(cell, format!("after the thermal state: {message}"));
             }
         }
-        for run in 0..cell.cold_start_runs {
+        for run in cell.first_cold_start..cell.cold_start_runs {
             if let Err(message) = self.cold_start(index, cell, run) {
                 self.log.emit(&AgentEvent::CellError {
                     cell: cell.id.clone(),
@@ -420,7 +434,7 @@ impl Runner<'_> {
     fn measured(&mut self, index: usize, cell: &Cell, label: Option<BatteryLabel>) -> bool {
         let sessions = cell.sessions.max(1);
         let (mut measured, mut peak, mut ru_max) = (0usize, None, None);
-        for session in 0..sessions {
+        for session in cell.first_session..sessions {
             match self.session(index, cell, session, measured, label) {
                 Ok(s) => {
                     measured += s.measured;
@@ -505,6 +519,10 @@ impl Runner<'_> {
                         pass,
                         telemetry,
                     });
+                    // Stopping: the pass just recorded is the last (see `interrupt`).
+                    if interrupt::signalled().is_some() {
+                        interrupt::kill_engines();
+                    }
                 }
                 Ok(EngineRecord::Done(d)) => {
                     sampler.note(d.peak_rss_bytes);

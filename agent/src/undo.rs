@@ -40,6 +40,10 @@ impl Undo {
 /// Pending undos, process-wide (the signal watcher must find them), in registration order.
 static PENDING: Mutex<Vec<(u64, String, Undo)>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Every undo run so far, in order, by whichever thread: what was done, or what failed and why.
+/// The signal watcher reports those since the signal ([`mark`]): a cell ending after its last
+/// pass may restore its own state before the watcher gets to it.
+static HISTORY: Mutex<Vec<Result<String, String>>> = Mutex::new(Vec::new());
 
 fn pending() -> std::sync::MutexGuard<'static, Vec<(u64, String, Undo)>> {
     PENDING.lock().unwrap_or_else(|e| e.into_inner())
@@ -62,12 +66,36 @@ fn undo(ids: Option<&[u64]>) -> (Vec<String>, Vec<String>) {
             Err(e) => failed.push(format!("{what}: {e}")),
         }
     }
+    history().extend(
+        done.iter()
+            .cloned()
+            .map(Ok)
+            .chain(failed.iter().cloned().map(Err)),
+    );
     (done, failed)
 }
 
-/// Undoes everything pending (the signal watcher).
-pub fn restore_all() -> (Vec<String>, Vec<String>) {
-    undo(None)
+fn history() -> std::sync::MutexGuard<'static, Vec<Result<String, String>>> {
+    HISTORY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A point in the undo history, for [`restore_all_since`].
+pub fn mark() -> usize {
+    history().len()
+}
+
+/// Undoes everything pending (the signal watcher); what was undone, and what failed, since
+/// `mark`: by this call or by a cell that ended in between.
+pub fn restore_all_since(mark: usize) -> (Vec<String>, Vec<String>) {
+    undo(None);
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for r in history().iter().skip(mark) {
+        match r {
+            Ok(what) => done.push(what.clone()),
+            Err(why) => failed.push(why.clone()),
+        }
+    }
+    (done, failed)
 }
 
 /// The undos registered for one cell; dropping it runs them.

@@ -205,7 +205,10 @@ fn a_hung_engine_is_killed_at_the_timeout() {
         "hang.sh",
         "#!/bin/sh\necho 'loading forever' >&2\nsleep 60\n",
     );
-    let mut c = cell("synth/hang", Path::new("/nonexistent.gguf"), 5, 0, 0);
+    // A model file that exists (the agent checks it before starting the engine).
+    let model = dir.path().join("m.gguf");
+    std::fs::write(&model, b"GGUF").unwrap();
+    let mut c = cell("synth/hang", &model, 5, 0, 0);
     c.timeout_s = 1;
     let t = Instant::now();
     let ran = run_job(dir.path(), &job(dir.path(), &hang, vec![c]));
@@ -233,7 +236,9 @@ fn a_hung_engine_is_killed_at_the_timeout() {
 #[test]
 fn a_missing_engine_fails_the_cell_not_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cell("synth/none", Path::new("/nonexistent.gguf"), 1, 0, 1);
+    let model = dir.path().join("m.gguf");
+    std::fs::write(&model, b"GGUF").unwrap();
+    let c = cell("synth/none", &model, 1, 0, 1);
     let ran = run_job(
         dir.path(),
         &job(dir.path(), Path::new("/nonexistent/engine"), vec![c]),

@@ -25,9 +25,16 @@ pub enum Command {
         Every cell of the suite (models x precisions x scenarios x threads x states) runs on \
         each device: warm-up passes are discarded, the measured passes, cold starts and peak \
         RSS are stored raw in runs/<utc-time>-<suite>/events/<device>.jsonl, and summary.json \
-        and the table printed at the end are computed from those raw events.",
+        and the table printed at the end are computed from those raw events.\n\n\
+        Ctrl-C stops every device after restoring its state (charging, battery overrides) and \
+        writes the summary of what completed (exit 130); a second Ctrl-C quits at once. A \
+        stopped run, or one a device dropped out of, continues with --resume: the session \
+        (one engine process) is the unit, so complete sessions are kept and a partial one runs \
+        again. When a device's connection breaks, the events its agent logged on the device are \
+        taken back.",
         after_help = "Examples:\n  \
         meltbench run suites/quickstart.yaml\n  \
+        meltbench run --resume runs/20261122T101500Z-release\n  \
         meltbench run suites/precision-ladder.yaml --out /tmp/runs\n  \
         meltbench run suites/release.yaml --devices farm.yaml --only pixel8,jetson"
     )]
@@ -181,8 +188,13 @@ pub enum ModelsCommand {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The suite file (YAML)
-    #[arg(value_name = "SUITE")]
-    pub suite: PathBuf,
+    #[arg(value_name = "SUITE", required_unless_present = "resume")]
+    pub suite: Option<PathBuf>,
+
+    /// Continue a stopped or broken run in RUN_DIR: only its missing cold starts and sessions
+    /// run, as a new attempt (a partial session runs again; its passes stay in the log, not counted)
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "suite")]
+    pub resume: Option<PathBuf>,
 
     #[command(flatten)]
     pub targets: TargetArgs,

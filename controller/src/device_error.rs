@@ -51,6 +51,11 @@ pub enum DeviceError {
     /// The agent's probe failed or printed something else than device info.
     #[error("{0}")]
     Probe(String),
+    /// Ctrl-C (or SIGTERM) on the controller stopped the device before it finished.
+    #[error(
+        "stopped by Ctrl-C before it finished; `meltbench run --resume RUN_DIR` runs the rest"
+    )]
+    Stopped,
     /// The controller could not start the task that runs the device.
     #[error("{0}")]
     Scheduler(String),

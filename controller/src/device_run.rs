@@ -11,6 +11,7 @@ use crate::devices::{Device, Transport as Via};
 use crate::models;
 use crate::prepare::PreparedModel;
 use crate::push::{self, Artifact};
+use crate::slots::Slots;
 use crate::store::{RunStore, Transfer};
 use crate::suite::SuiteCell;
 use crate::transport::{self, local::LocalTransport, Transport};
@@ -18,9 +19,10 @@ use indicatif::ProgressBar;
 use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, DeviceInfo};
 use meltbench_protocol::engine::EngineJob;
 use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
+use meltbench_reports::runstore::attempt_suffix;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +34,29 @@ pub struct DeviceRun {
     pub store: Arc<RunStore>,
     pub run_id: String,
     pub device: Device,
+    /// This device's cells in this attempt (all of them in a fresh run; those with something
+    /// missing when resuming).
     pub cells: Arc<Vec<SuiteCell>>,
+    /// Where each cell starts (by cell id) when resuming; absent = from the beginning.
+    pub starts: BTreeMap<String, Start>,
+    /// 1-based: the run's first go, or a `--resume`.
+    pub attempt: usize,
     pub prepared: Arc<Prepared>,
     pub bar: ProgressBar,
     /// Bound on connecting and on each setup command.
     pub connect_timeout: Duration,
+}
+
+/// Where a resumed cell picks up: its first missing cold start and first incomplete session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Start {
+    pub cold_start: usize,
+    pub session: usize,
+}
+
+/// The device-side directory name of an attempt's job (its `events.jsonl`, `agent.pid`).
+pub fn attempt_dir(run_id: &str, attempt: usize) -> String {
+    format!("{run_id}{}", attempt_suffix(attempt))
 }
 
 /// How a device's part ended.
@@ -46,15 +66,25 @@ pub struct DeviceOutcome {
     pub transfer: Option<Transfer>,
     /// Why the device failed as a whole (cells that failed say so in their own events).
     pub error: Option<DeviceError>,
+    /// Event lines taken back from the device's own log after the stream broke.
+    pub recovered_lines: usize,
 }
 
 /// Passes, warm-ups and cold starts the device will report: the progress bar's length.
-pub fn total_steps(cells: &[SuiteCell]) -> u64 {
+pub fn total_steps(cells: &[SuiteCell], starts: &BTreeMap<String, Start>) -> u64 {
     cells
         .iter()
-        .map(|c| ((c.warmup + c.passes) * c.sessions + c.cold_start) as u64)
+        .map(|c| {
+            let s = starts.get(&c.id).copied().unwrap_or_default();
+            ((c.warmup + c.passes) * c.sessions.max(1).saturating_sub(s.session)
+                + c.cold_start.saturating_sub(s.cold_start)) as u64
+        })
         .sum()
 }
+
+/// Devices being reached and stocked at once (see [`run`]).
+pub const SETUP_AT_ONCE: usize = 8;
+static SETUP_SLOTS: Slots = Slots::new(SETUP_AT_ONCE);
 
 /// A line for the user: above the bar when it is drawn, on stderr when bars are hidden (CI logs).
 pub fn say(bar: &ProgressBar, msg: String) {
@@ -67,23 +97,79 @@ pub fn say(bar: &ProgressBar, msg: String) {
 
 pub fn run(d: &DeviceRun) -> DeviceOutcome {
     let mut outcome = DeviceOutcome::default();
-    d.bar.set_message("connecting");
-    let placed = match place(d) {
-        Ok(p) => p,
-        Err(e) => {
-            outcome.error = Some(e);
-            return outcome;
+    if crate::stop::requested() {
+        outcome.error = Some(DeviceError::Stopped);
+        return outcome;
+    }
+    d.bar.set_message("waiting to connect");
+    let placed = {
+        // Reaching and stocking a device is bounded in number at once: 64 devices pushing
+        // their files at the same moment share one link (and, on a test bed, one CPU), and
+        // each setup command has a deadline. Measuring is not bounded.
+        let _slot = SETUP_SLOTS.take();
+        d.bar.set_message("connecting");
+        match place(d) {
+            Ok(p) => p,
+            Err(e) => {
+                outcome.error = Some(e);
+                return outcome;
+            }
         }
     };
     outcome.transfer = placed.transfer;
     if let Some(t) = &placed.transfer {
         say(&d.bar, format!("{}: {t}", d.device.name));
     }
+    let remote_log = format!("{}/events.jsonl", placed.run_dir);
     match run_agent(d, placed) {
         Ok(info) => outcome.info = info,
-        Err(e) => outcome.error = Some(e),
+        Err(e) => {
+            if crate::stop::requested() {
+                outcome.error = Some(DeviceError::Stopped);
+            } else {
+                // The agent keeps its own log: take back what the stream lost.
+                d.bar.set_message("recovering events from the device");
+                outcome.recovered_lines = recover_events(d, &remote_log);
+                outcome.error = Some(e);
+            }
+        }
     }
     outcome
+}
+
+/// Fills this attempt's local log from the device's own (see [`crate::recover`]); the lines
+/// recovered.
+fn recover_events(d: &DeviceRun, remote_log: &str) -> usize {
+    let local = d.store.event_log_path(&d.device.name, d.attempt);
+    match crate::recover::fill(
+        &d.device,
+        remote_log,
+        &local,
+        d.connect_timeout,
+        &crate::recover::BACKOFF,
+    ) {
+        Ok(crate::recover::Recovered::Lines(n)) => {
+            say(
+                &d.bar,
+                format!(
+                    "{}: recovered {n} event lines from the device's own log",
+                    d.device.name
+                ),
+            );
+            n
+        }
+        Ok(crate::recover::Recovered::Nothing) => 0,
+        Err(e) => {
+            say(
+                &d.bar,
+                format!(
+                    "warning: {}: could not recover events from the device: {e}",
+                    d.device.name
+                ),
+            );
+            0
+        }
+    }
 }
 
 /// The device reached and stocked: its transport, how to start the agent, and the job.
@@ -93,22 +179,17 @@ struct Placed {
     agent: Vec<String>,
     /// Where the job file is, as the agent sees it.
     job_path: String,
+    /// The agent's directory for this attempt on the device (its `events.jsonl`, `agent.pid`).
+    run_dir: String,
     transfer: Option<Transfer>,
 }
 
 fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
-    let name = &d.device.name;
     match &d.device.transport {
         Via::Local { emulator, target } => {
             let (agent, engine) = local_programs(target.as_deref())?;
             let wrapper = emulator.clone().unwrap_or_default();
-            let workdir = match &d.device.workdir {
-                Some(w) => PathBuf::from(w).join("runs").join(&d.run_id),
-                None => models::cache_dir()?
-                    .parent()
-                    .map(|p| p.join("work").join(&d.run_id).join(name))
-                    .ok_or_else(|| DeviceError::Setup("no cache directory".into()))?,
-            };
+            let workdir = local_run_dir(&d.device, &attempt_dir(&d.run_id, d.attempt))?;
             let models = d
                 .prepared
                 .iter()
@@ -128,6 +209,7 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 transport: Box::new(LocalTransport),
                 agent: agent_argv,
                 job_path: job_path.display().to_string(),
+                run_dir: workdir.display().to_string(),
                 transfer: None,
             })
         }
@@ -161,11 +243,11 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 .zip(&paths[bundle::PROGRAMS.len()..])
                 .map(|(k, p)| ((*k).clone(), p.clone()))
                 .collect();
-            let run_dir = format!("{workdir}/runs/{}", d.run_id);
-            let job = job(d, paths[1].clone(), Vec::new(), run_dir, &models);
+            let run_dir = remote_run_dir(&workdir, &d.run_id, d.attempt);
+            let job = job(d, paths[1].clone(), Vec::new(), run_dir.clone(), &models);
             let local_job = write_job(d, &job)?;
             let jobs_dir = format!("{workdir}/jobs");
-            let job_path = format!("{jobs_dir}/{}.json", d.run_id);
+            let job_path = remote_job_path(&workdir, &d.run_id, d.attempt);
             let mkdir = t.exec(&["mkdir", "-p", &jobs_dir], d.connect_timeout)?;
             if !mkdir.success() {
                 return Err(DeviceError::Setup(format!(
@@ -179,10 +261,90 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 transport: t,
                 agent: vec![paths[0].clone()],
                 job_path,
+                run_dir,
                 transfer: Some(transfer),
             })
         }
     }
+}
+
+/// Where a local device's agent keeps an attempt's files.
+fn local_run_dir(device: &Device, attempt_dir: &str) -> Result<PathBuf, DeviceError> {
+    match &device.workdir {
+        Some(w) => Ok(PathBuf::from(w).join("runs").join(attempt_dir)),
+        None => models::cache_dir()?
+            .parent()
+            .map(|p| p.join("work").join(attempt_dir).join(&device.name))
+            .ok_or_else(|| DeviceError::Setup("no cache directory".into())),
+    }
+}
+
+/// Where an attempt's agent keeps its files on a device.
+pub struct AgentFiles {
+    /// Its directory: `events.jsonl`, `agent.pid`.
+    pub run_dir: String,
+    /// Its job file (on its command line).
+    pub job: String,
+}
+
+impl AgentFiles {
+    pub fn events(&self) -> String {
+        format!("{}/events.jsonl", self.run_dir)
+    }
+
+    pub fn agent(&self) -> crate::stop::AgentRef {
+        crate::stop::AgentRef {
+            pid_file: format!("{}/agent.pid", self.run_dir),
+            job: self.job.clone(),
+        }
+    }
+}
+
+/// Where attempt `attempt` of the run in `store_dir` put its agent's files on `device`.
+pub fn agent_files(
+    device: &Device,
+    store_dir: &Path,
+    run_id: &str,
+    attempt: usize,
+    timeout: Duration,
+) -> Result<AgentFiles, DeviceError> {
+    Ok(match &device.transport {
+        Via::Local { .. } => AgentFiles {
+            run_dir: local_run_dir(device, &attempt_dir(run_id, attempt))?
+                .display()
+                .to_string(),
+            job: local_job_path(store_dir, &device.name, attempt)
+                .display()
+                .to_string(),
+        },
+        _ => {
+            let workdir = match &device.workdir {
+                Some(w) => w.trim_end_matches('/').to_string(),
+                None => transport::connect(device, timeout)?
+                    .default_workdir(timeout)
+                    .map_err(DeviceError::Setup)?,
+            };
+            AgentFiles {
+                run_dir: remote_run_dir(&workdir, run_id, attempt),
+                job: remote_job_path(&workdir, run_id, attempt),
+            }
+        }
+    })
+}
+
+fn remote_job_path(workdir: &str, run_id: &str, attempt: usize) -> String {
+    format!("{workdir}/jobs/{}.json", attempt_dir(run_id, attempt))
+}
+
+/// The job as kept in the run directory; the local device's agent reads it there.
+fn local_job_path(store_dir: &Path, device: &str, attempt: usize) -> PathBuf {
+    store_dir
+        .join("jobs")
+        .join(format!("{device}{}.json", attempt_suffix(attempt)))
+}
+
+fn remote_run_dir(workdir: &str, run_id: &str, attempt: usize) -> String {
+    format!("{workdir}/runs/{}", attempt_dir(run_id, attempt))
 }
 
 /// The agent and engine a local device runs: the controller's own build, or a bundle (for an
@@ -292,6 +454,7 @@ fn job(
             .map(|c| {
                 let key = c.model_key();
                 let m = &d.prepared[&key];
+                let start = d.starts.get(&c.id).copied().unwrap_or_default();
                 Cell {
                     id: c.id.clone(),
                     model: c.model.label(),
@@ -318,6 +481,8 @@ fn job(
                     sessions: c.sessions,
                     timeout_s: c.timeout_s,
                     state_timeout_s: c.state_timeout_s,
+                    first_cold_start: start.cold_start,
+                    first_session: start.session,
                 }
             })
             .collect(),
@@ -330,9 +495,9 @@ fn write_job(d: &DeviceRun, job: &AgentJob) -> Result<PathBuf, DeviceError> {
         let path = path.display().to_string();
         move |source| DeviceError::RunStore { path, source }
     };
-    let jobs_dir = d.store.dir.join("jobs");
-    std::fs::create_dir_all(&jobs_dir).map_err(store_err(&jobs_dir))?;
-    let path = jobs_dir.join(format!("{}.json", d.device.name));
+    let path = local_job_path(&d.store.dir, &d.device.name, d.attempt);
+    let jobs_dir = path.parent().expect("a jobs directory");
+    std::fs::create_dir_all(jobs_dir).map_err(store_err(jobs_dir))?;
     std::fs::write(&path, serde_json::to_vec_pretty(job).expect("serialisable"))
         .map_err(store_err(&path))?;
     Ok(path)
@@ -344,7 +509,7 @@ fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, De
     let bar = &d.bar;
     let mut log = d
         .store
-        .event_log(name)
+        .event_log(name, d.attempt)
         .map_err(|source| DeviceError::RunStore {
             path: d.store.dir.join("events").display().to_string(),
             source,
@@ -355,6 +520,14 @@ fn run_agent(d: &DeviceRun, mut placed: Placed) -> Result<Option<DeviceInfo>, De
     let mut argv: Vec<&str> = placed.agent.iter().map(String::as_str).collect();
     argv.extend(["run", "--job", &placed.job_path]);
     bar.set_message("starting the agent");
+    let _registered = crate::stop::register(
+        &d.device,
+        AgentFiles {
+            run_dir: placed.run_dir.clone(),
+            job: placed.job_path.clone(),
+        }
+        .agent(),
+    );
     let (status, stderr) = placed
         .transport
         .stream(&argv, &mut |line| {

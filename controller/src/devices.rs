@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::yaml::shape::Shape;
 use crate::yaml::{self, present, Argv, Diagnostics, Field, Raw, Report};
 
 /// Default adb server, as `adb` itself uses.
@@ -164,7 +165,7 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, Diagnostics> {
 
 /// Validate the text of a devices file; `path` is used in messages.
 pub fn parse_inventory(path: &Path, text: &str) -> Result<Inventory, Diagnostics> {
-    let file: InventoryFile = yaml::parse(path, text)?;
+    let file: InventoryFile = yaml::parse_shaped(path, text, &inventory_shape())?;
     let mut report = Report::new(path, text);
     let devices = check(&mut report, file);
     if report.has_errors() {
@@ -223,6 +224,22 @@ struct DeviceFile {
 }
 
 const TRANSPORTS: &str = "local, ssh, adb";
+
+/// The inventory's shape, for reporting every unknown key and misshapen value at once.
+fn inventory_shape() -> Shape {
+    Shape::map_of::<InventoryFile>(vec![(
+        "devices",
+        Shape::list_of(Shape::map_of::<DeviceFile>(vec![
+            ("tags", Shape::list_of(Shape::Value)),
+            ("name", Shape::Value),
+            ("transport", Shape::Value),
+            ("workdir", Shape::Value),
+            ("host", Shape::Value),
+            ("user", Shape::Value),
+            ("serial", Shape::Value),
+        ])),
+    )])
+}
 
 fn check(r: &mut Report, file: InventoryFile) -> Vec<Device> {
     let example = "a list of devices: `devices: [{name: local, transport: local}]`";

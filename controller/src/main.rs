@@ -32,6 +32,7 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             // Input the user can fix (a suite, a devices file) exits 2, like clap's usage errors.
             if err.is::<meltbench::suite::SuiteErrors>()
+                || err.is::<meltbench::resume::ResumeError>()
                 || err.is::<gating::InvalidInput>()
                 || err.is::<InvalidDevices>()
                 || err.is::<export::ExportError>()
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
 /// The exit status: 0, or what `gate` decided.
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Run(args) => run_suite(args).map(|()| 0),
+        Command::Run(args) => run_suite(args),
         Command::Validate(args) => validate(args).map(|()| 0),
         Command::Gate(args) => gate(args),
         Command::Report(args) => report(args).map(|()| 0),
@@ -337,17 +338,56 @@ fn validated_suite(path: &std::path::Path, targets: TargetArgs) -> Result<suite:
     Ok(suite::validate_suite_file(path, devices.as_deref(), &pick)?)
 }
 
-fn run_suite(args: RunArgs) -> Result<()> {
-    let suite = validated_suite(&args.suite, args.targets)?;
-    let plan = RunPlan {
+/// The suite at `path` on the devices `targets` pick.
+fn run_plan(path: PathBuf, targets: TargetArgs, command: String) -> Result<RunPlan> {
+    // Absolute, so a resume from elsewhere finds the same inventory.
+    let devices_path =
+        devices_file(targets.devices.clone()).map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    let suite = validated_suite(&path, targets)?;
+    Ok(RunPlan {
         suite_name: suite.name.clone(),
-        suite_path: args.suite.clone(),
+        suite_path: path,
         devices: suite.devices.clone(),
         cells: suite.cells(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command,
+        devices_path,
+    })
+}
+
+/// The exit status: 0, or 130 when Ctrl-C stopped the run.
+fn run_suite(args: RunArgs) -> Result<u8> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let (plan, resume) = match &args.resume {
+        None => {
+            let path = args
+                .suite
+                .clone()
+                .expect("clap requires SUITE without --resume");
+            (run_plan(path, args.targets, command)?, None)
+        }
+        Some(dir) => {
+            // The run's own suite, inventory and devices, unless the command line says otherwise.
+            let manifest = meltbench::resume::read_manifest(dir)?;
+            let mut targets = args.targets;
+            targets.devices = targets
+                .devices
+                .or_else(|| manifest.devices_path.as_ref().map(PathBuf::from));
+            if targets.only.is_empty() && targets.tags.is_empty() {
+                targets.only = manifest.devices.iter().map(|d| d.name.clone()).collect();
+            }
+            let path = PathBuf::from(&manifest.suite_path);
+            let plan = run_plan(path, targets, command)?;
+            (plan, Some((dir.clone(), manifest)))
+        }
     };
     let started = std::time::Instant::now();
-    let outcome = run::run(&plan, &args.out)?;
+    let outcome = match resume {
+        None => run::run(&plan, &args.out)?,
+        Some((dir, manifest)) => run::resume(&plan, &dir, manifest)?,
+    };
+    for d in &outcome.already_complete {
+        eprintln!("{d}: nothing missing");
+    }
     eprintln!("{}", controller_usage(started.elapsed()));
     let rows: Vec<CellRow> = outcome.summary.cells.iter().map(CellRow::from).collect();
     println!("{}", terminal::cells_table(&rows));
@@ -380,13 +420,23 @@ fn run_suite(args: RunArgs) -> Result<()> {
     for (d, e) in &outcome.device_errors {
         eprintln!("failed: device {d}: {e}");
     }
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted: the completed passes are in {}; `meltbench run --resume {}` runs the rest",
+            outcome.dir.display(),
+            outcome.dir.display()
+        );
+        return Ok(130);
+    }
     if !failed.is_empty() || !outcome.device_errors.is_empty() {
         anyhow::bail!(
-            "{} cell(s) and {} device(s) failed; the completed passes are in {}",
+            "{} cell(s) and {} device(s) failed; the completed passes are in {}, and \
+             `meltbench run --resume {}` runs what is missing",
             failed.len(),
             outcome.device_errors.len(),
+            outcome.dir.display(),
             outcome.dir.display()
         );
     }
-    Ok(())
+    Ok(0)
 }

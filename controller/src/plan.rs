@@ -14,4 +14,6 @@ pub struct RunPlan {
     pub cells: Vec<SuiteCell>,
     /// The command line, recorded in `run.json` and the report's reproduce section.
     pub command: String,
+    /// The device inventory the devices came from (kept for `--resume`).
+    pub devices_path: Option<PathBuf>,
 }

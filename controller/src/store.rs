@@ -39,12 +39,24 @@ impl RunStore {
         write_json(&self.dir.join("summary.json"), s)
     }
 
-    /// The append-only raw event log of one device.
-    pub fn event_log(&self, device: &str) -> io::Result<File> {
+    /// An existing run directory, to resume.
+    pub fn open(dir: &Path) -> RunStore {
+        RunStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Where attempt `attempt` (1-based) of `device` logs its events.
+    pub fn event_log_path(&self, device: &str, attempt: usize) -> PathBuf {
+        meltbench_reports::runstore::events_path(&self.dir, device, attempt)
+    }
+
+    /// The append-only raw event log of one device in one attempt.
+    pub fn event_log(&self, device: &str, attempt: usize) -> io::Result<File> {
         OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("events").join(format!("{device}.jsonl")))
+            .open(self.event_log_path(device, attempt))
     }
 }
 

@@ -52,6 +52,7 @@ use serde_saphyr::Spanned;
 use crate::devices::{self, Device, Inventory};
 use crate::models::REGISTRY;
 use crate::selection::Selection;
+use crate::yaml::shape::Shape;
 use crate::yaml::{self, present, Field, Pos, Raw, Report};
 use meltbench_reports::compare::GateConfig;
 use meltbench_reports::metric::Metric;
@@ -303,12 +304,38 @@ struct SuiteFile {
     gate: Field<BTreeMap<String, Spanned<Raw>>>,
 }
 
+/// The suite's shape, for reporting every unknown key and misshapen value at once.
+fn suite_shape() -> Shape {
+    let names = || Shape::list_of(Shape::Value);
+    Shape::map_of::<SuiteFile>(vec![
+        ("name", Shape::Value),
+        ("description", Shape::Value),
+        ("devices", names()),
+        ("models", Shape::list_of(Shape::map_of::<ModelFile>(vec![]))),
+        ("precisions", names()),
+        (
+            "scenarios",
+            Shape::list_of(Shape::map_of::<ScenarioFile>(vec![("models", names())])),
+        ),
+        // Numbers are checked by the validator, which names the key and the range.
+        ("threads", Shape::list_of(Shape::Any)),
+        (
+            "states",
+            Shape::list_of(Shape::map_of::<StateFile>(vec![
+                ("thermal", Shape::Value),
+                ("battery", Shape::list_of(Shape::Any)),
+                ("battery_mode", Shape::Value),
+            ])),
+        ),
+    ])
+}
+
 fn check_suite(
     path: &Path,
     text: &str,
     targets: Targets<'_>,
 ) -> Result<ValidatedSuite, SuiteErrors> {
-    let file: SuiteFile = yaml::parse(path, text)?;
+    let file: SuiteFile = yaml::parse_shaped(path, text, &suite_shape())?;
     let mut r = Report::new(path, text);
     let base = path.parent().unwrap_or(Path::new(""));
 

@@ -10,6 +10,8 @@
 //! `passes: 2.5` all reach the validator, which says which key wanted what, instead of
 //! serde's bare "invalid u64".
 
+pub mod shape;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -365,6 +367,20 @@ impl<'de> Deserialize<'de> for Argv {
         }
         d.deserialize_any(V)
     }
+}
+
+/// Parse `text` into `T` after checking it against `shape` ([`shape::check`]): every unknown
+/// key and misshapen value at once, else what the strict parse finds.
+pub fn parse_shaped<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    shape: &shape::Shape,
+) -> Result<T, Diagnostics> {
+    let errors = shape::check(file, text, shape);
+    if !errors.is_empty() {
+        return Err(Diagnostics { errors });
+    }
+    parse(file, text)
 }
 
 /// Parse `text` into `T`, turning serde-saphyr's error into a one-line [`Diagnostic`].

@@ -8,6 +8,9 @@
 
 mod common;
 
+use common::farm::{
+    adb_entry, bundles_dir, have_bundle, host_bundle, json, ready, skip, ssh_entry, yaml_str, Farm,
+};
 use common::{meltbench, text};
 use meltbench_testbed::adb_device::{AdbDevice, AdbDeviceOptions, AdbServer};
 use meltbench_testbed::sshd::Sshd;
@@ -17,134 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const CI_SMOKE: &str = include_str!("../../suites/ci-smoke.yaml");
-
-/// A missing prerequisite: a failure in CI, a loud skip elsewhere.
-fn skip(why: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    true
-}
-
-fn bundles_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bundles")
-}
-
-/// The bundle for `target`, or a skip that names the command that builds it.
-fn have_bundle(target: &str) -> bool {
-    if bundles_dir().join(target).join("manifest.json").is_file() {
-        return true;
-    }
-    !skip(&format!(
-        "no {target} bundle in {}; run `cargo run -p meltbench -- bundle --target {target}` (ci/test.sh does)",
-        bundles_dir().display()
-    ))
-}
-
-/// Whether a test can run: its peer is available and the bundle it pushes is built.
-fn ready(peer: Result<(), String>, bundle: &str) -> bool {
-    match peer {
-        Err(why) => !skip(&why),
-        Ok(()) => have_bundle(bundle),
-    }
-}
-
-fn host_bundle() -> &'static str {
-    if cfg!(target_arch = "aarch64") {
-        "aarch64-unknown-linux-musl"
-    } else {
-        "x86_64-unknown-linux-musl"
-    }
-}
-
-struct Farm {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-}
-
-impl Farm {
-    fn new() -> Farm {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        Farm {
-            cache: root.join("cache"),
-            root,
-            _tmp: tmp,
-        }
-    }
-
-    /// `meltbench run` of `suite` on every device of `devices_yaml` (the suite names none);
-    /// returns the run directory and the process output.
-    fn run(&self, name: &str, suite: &str, devices_yaml: &str) -> (PathBuf, std::process::Output) {
-        let suite_path = self.root.join(format!("{name}.yaml"));
-        std::fs::write(&suite_path, suite).unwrap();
-        self.run_file(name, &suite_path, devices_yaml, &[])
-    }
-
-    /// `meltbench run SUITE_PATH --devices <devices_yaml> EXTRA...`.
-    fn run_file(
-        &self,
-        name: &str,
-        suite_path: &Path,
-        devices_yaml: &str,
-        extra: &[&str],
-    ) -> (PathBuf, std::process::Output) {
-        let devices = self.root.join(format!("{name}-devices.yaml"));
-        std::fs::write(&devices, devices_yaml).unwrap();
-        let out = self.root.join(format!("runs-{name}"));
-        let o = meltbench(&self.cache)
-            .env("MELTBENCH_BUNDLE_DIR", bundles_dir())
-            .arg("run")
-            .arg(suite_path)
-            .arg("--devices")
-            .arg(&devices)
-            .arg("--out")
-            .arg(&out)
-            .args(extra)
-            .output()
-            .unwrap();
-        let dir = std::fs::read_dir(&out)
-            .ok()
-            .and_then(|mut d| d.next())
-            .map(|e| e.unwrap().path())
-            .unwrap_or_default();
-        (dir, o)
-    }
-}
-
-fn ssh_entry(name: &str, s: &Sshd, workdir: &Path) -> String {
-    format!(
-        "  - name: {name}\n    transport: ssh\n    host: 127.0.0.1\n    port: {}\n    user: {}\n    identity: {}\n    known_hosts_file: {}\n    workdir: {}\n",
-        s.port,
-        s.user,
-        yaml_str(&s.identity.display().to_string()),
-        yaml_str(&s.known_hosts.display().to_string()),
-        yaml_str(&workdir.display().to_string()),
-    )
-}
-
-fn adb_entry(name: &str, server: &AdbServer, dev: &AdbDevice, workdir: &Path) -> String {
-    format!(
-        "  - name: {name}\n    transport: adb\n    serial: {}\n    adb_server: 127.0.0.1:{}\n    workdir: {}\n",
-        yaml_str(&dev.serial),
-        server.port,
-        yaml_str(&workdir.display().to_string()),
-    )
-}
-
-/// A YAML double-quoted string (paths with `;`, spaces or quotes stay one value).
-fn yaml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap()
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_slice(
-        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap()
-}
 
 /// What a run directory holds, with device names and paths taken out: its files, and per cell
 /// the event kinds and measured pass counts.
@@ -521,8 +396,14 @@ fn sixteen_devices_at_once() {
     let with_push = t.elapsed();
     assert!(o.status.success(), "{}", text(&o));
     let t = Instant::now();
+    let jiffies = meltbench_testbed::stepper::cpu_jiffies();
     let (dir, o) = f.run("sixteen", &long, &all);
     let sixteen = t.elapsed();
+    // The machine's CPU use over the run: 1/utilisation is the wall time over the CPU-bound
+    // ideal (all cores busy throughout). Other tests running at once inflate it.
+    let utilisation = jiffies
+        .zip(meltbench_testbed::stepper::cpu_jiffies())
+        .map(|(a, b)| meltbench_testbed::stepper::load_between(a, b));
     assert!(o.status.success(), "{}", text(&o));
     let m = json(&dir.join("run.json"));
     let devices = m["devices"].as_array().unwrap();
@@ -569,10 +450,12 @@ fn sixteen_devices_at_once() {
         .find(|l| l.starts_with("controller:"))
         .unwrap_or("controller: (not reported)");
     println!(
-        "16 devices (15 sshd + local), ci-smoke with 1000 passes: wall {:.1} s ({:.1} s with the first push), {overlap} measuring at once; one ssh device: {:.1} s; {usage}",
+        "16 devices (15 sshd + local), ci-smoke with 1000 passes: wall {:.1} s ({:.1} s with the first push), {overlap} measuring at once, CPUs {} busy; one ssh device: {:.1} s; {usage}; first passes at ms {:?}",
         sixteen.as_secs_f64(),
         with_push.as_secs_f64(),
-        single.as_secs_f64()
+        utilisation.map_or("?".into(), |u| format!("{:.0}%", u * 100.0)),
+        single.as_secs_f64(),
+        ms.iter().map(|w| w.0).collect::<Vec<_>>()
     );
 }
 

@@ -302,3 +302,53 @@ fn engine_pid(cache: &Path) -> Option<i32> {
     }
     None
 }
+
+/// `--resume` refuses what it cannot resume honestly (exit 2, saying why), and finds nothing
+/// missing in a complete run.
+#[test]
+fn resume_refuses_a_changed_suite_and_finds_nothing_missing_in_a_complete_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = common::run_suite(&cache, tmp.path(), "r", SUITE);
+    let resume = |dir: &Path| {
+        meltbench(&cache)
+            .arg("run")
+            .arg("--resume")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+
+    let o = resume(&tmp.path().join("no-such-run"));
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("cannot resume"),
+        "{}",
+        common::text(&o)
+    );
+
+    let suite = tmp.path().join("r.yaml");
+    std::fs::write(&suite, SUITE.replace("passes: 12", "passes: 13")).unwrap();
+    let o = resume(&run);
+    assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("changed since the run started"),
+        "{}",
+        common::text(&o)
+    );
+
+    std::fs::write(&suite, SUITE).unwrap();
+    let before = std::fs::read(run.join("events").join("local.jsonl")).unwrap();
+    let o = resume(&run);
+    assert!(o.status.success(), "{}", common::text(&o));
+    assert!(
+        common::text(&o).contains("local: nothing missing"),
+        "{}",
+        common::text(&o)
+    );
+    assert_eq!(
+        std::fs::read(run.join("events").join("local.jsonl")).unwrap(),
+        before,
+        "a complete run's log is left as it was"
+    );
+}

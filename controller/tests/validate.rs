@@ -37,10 +37,10 @@ const fn case(file: &'static str, line: u32, column: u32, phrase: &'static str) 
 }
 
 const CASES: &[Case] = &[
-    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, sessions, cold_start, timeout_s, state_timeout_s, gate)"),
+    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, sessions, cold_start, timeout_s, state_timeout_s, gate); did you mean 'passes'?"),
     case("unknown-scenario-key.yaml", 5, 5, "unknown key 'promt' (allowed: name, prompt, prompt_file, prompt_tokens, new_tokens, chat, depth, models)"),
     case("chat-not-bool.yaml", 7, 11, "chat must be true or false (true sends the prompt as one user turn of the model's chat template), got 'sometimes'"),
-    case("wrong-type.yaml", 1, 9, "expected a list, found 'synth'"),
+    case("wrong-type.yaml", 1, 9, "expected a list for 'models', found 'synth'"),
     case("negative-passes.yaml", 7, 9, "passes must be a whole number from 1 to 1000000, got '-5'"),
     case("unknown-gate-metric.yaml", 9, 16, "unknown gate key 'latency_p96' (allowed: latency_p95, latency_p99, ttft_p95, decode_p95, decode_tokens_per_s, prefill_tokens_per_s, peak_rss, energy_per_token, noise_floor)"),
     case("gate-budget-not-percent.yaml", 8, 15, "gate decode_p95 must be a percentage such as 10% or `off`, got '0.1'"),
@@ -178,6 +178,30 @@ fn broken_suites_are_reported_at_the_right_place_by_meltbench_validate() {
         CASES.len(),
         failures.join("\n")
     );
+}
+
+/// serde stops at the first unknown key; a user fixing a suite must see them all in one go.
+#[test]
+fn every_unknown_key_and_misshapen_value_is_reported_at_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meltbench"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("validate")
+        .arg(fixture("three-unknown-keys.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let file = fixture("three-unknown-keys.yaml").display().to_string();
+    for (at, phrase) in [
+        ("3:5", "unknown key 'quant' (allowed: name)"),
+        ("6:5", "unknown key 'promt' (allowed: name, prompt, prompt_file, prompt_tokens, new_tokens, chat, depth, models); did you mean 'prompt'?"),
+        ("11:5", "unknown key 'templated'"),
+        ("12:1", "unknown key 'pases'"),
+        ("13:10", "expected a list for 'devices', found 'local'"),
+    ] {
+        let want = format!("{file}:{at}: {phrase}");
+        assert!(stderr.contains(&want), "missing {want}\n{stderr}");
+    }
 }
 
 fn repo() -> PathBuf {

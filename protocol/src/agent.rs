@@ -55,6 +55,17 @@ pub struct Cell {
     pub sessions: usize,
     /// The cell fails if the engine has not finished after this many seconds.
     pub timeout_s: u64,
+    /// Resuming: cold starts `0..first_cold_start` and sessions `0..first_session` are already
+    /// complete in the run directory, so the agent starts at these (session numbers in its
+    /// events stay absolute, so the controller can tell a rerun session from the partial one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_cold_start: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_session: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One CPU cluster: cores sharing a maximum frequency (big.LITTLE phones have two or three).

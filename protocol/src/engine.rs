@@ -122,7 +122,7 @@ pub struct ChatPrompt {
     pub template_sha256: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PassRecord {
     pub index: usize,
     pub warmup: bool,

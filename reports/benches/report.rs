@@ -102,6 +102,8 @@ fn dataset(run_id: &str, passes: usize, factor: f64, seed: u64) -> Dataset {
                 command: "meltbench run bench.yaml".into(),
                 devices: Vec::new(),
                 cells: Vec::new(),
+                devices_path: None,
+                attempts: Vec::new(),
             },
             skipped_lines: Vec::new(),
         }],

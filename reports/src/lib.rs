@@ -3,6 +3,7 @@
 //! trends, and the renderers (terminal, Markdown, self-contained HTML, JSON, JUnit).
 //! It reads only run-store files.
 
+pub mod attempts;
 pub mod cell_key;
 pub mod compare;
 pub mod dataset;

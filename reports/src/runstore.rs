@@ -24,8 +24,68 @@ pub struct RunManifest {
     pub started_utc: String,
     pub finished_utc: Option<String>,
     pub command: String,
+    /// The device inventory the run used (`--devices`), for `--resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_path: Option<String>,
     pub devices: Vec<DeviceRecord>,
     pub cells: Vec<CellKey>,
+    /// Every attempt at this run, the first included, once it has been resumed (or
+    /// interrupted): when, by what command, on which devices, and what it superseded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One go at a run: the first `meltbench run`, then each `--resume`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based; attempt N's events are in [`events_path`]`(dir, device, N)`.
+    pub number: usize,
+    pub started_utc: String,
+    pub finished_utc: Option<String>,
+    pub command: String,
+    /// Devices that had something left to run.
+    pub devices: Vec<String>,
+    /// Stopped by Ctrl-C (SIGINT) or SIGTERM on the controller.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// Devices that failed as a whole in this attempt, as `device: reason`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Events recovered from a device's own log after its stream broke, as `device: N lines`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<String>,
+    /// Partial sessions of earlier attempts that this attempt ran again: their passes stay in
+    /// their own attempt's log and are not counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<SupersededSession>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupersededSession {
+    pub device: String,
+    pub cell: String,
+    pub session: usize,
+    /// The attempt whose log holds the partial session.
+    pub attempt: usize,
+    /// Its pass events (warm-ups included), kept but not counted.
+    pub passes: usize,
+}
+
+/// What marks attempt `attempt`'s (1-based) files: nothing for the first, `.attempt-N` after.
+/// One scheme for event logs, job files and the device-side directories.
+pub fn attempt_suffix(attempt: usize) -> String {
+    if attempt <= 1 {
+        String::new()
+    } else {
+        format!(".attempt-{attempt}")
+    }
+}
+
+/// Attempt `attempt`'s (1-based) event log of `device`: `events/<device>.jsonl` for the first,
+/// `events/<device>.attempt-<N>.jsonl` after.
+pub fn events_path(dir: &Path, device: &str, attempt: usize) -> PathBuf {
+    dir.join("events")
+        .join(format!("{device}{}.jsonl", attempt_suffix(attempt)))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,8 +200,8 @@ pub fn is_run_dir(dir: &Path) -> bool {
     dir.join("run.json").is_file()
 }
 
-/// Reads `run.json` and every device's event log.
-pub fn load_run(dir: &Path) -> Result<LoadedRun, LoadError> {
+/// Reads a run directory's `run.json` alone.
+pub fn read_manifest(dir: &Path) -> Result<RunManifest, LoadError> {
     let path = dir.join("run.json");
     if !path.is_file() {
         let reason = if dir.is_dir() {
@@ -158,36 +218,19 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, LoadError> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let manifest: RunManifest = serde_json::from_slice(&text).map_err(|e| LoadError::Manifest {
-        path: path.clone(),
+    serde_json::from_slice(&text).map_err(|e| LoadError::Manifest {
+        path,
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Reads `run.json` and every device's event log.
+pub fn load_run(dir: &Path) -> Result<LoadedRun, LoadError> {
+    let manifest = read_manifest(dir)?;
     let mut events = Vec::new();
     let mut skipped_lines = Vec::new();
     for d in &manifest.devices {
-        let p = dir.join("events").join(format!("{}.jsonl", d.name));
-        let list = match std::fs::File::open(&p) {
-            Ok(f) => read_events(&p, f, &mut skipped_lines)?,
-            // A device that failed before its agent started has no log; one that did not
-            // fail must have one, or its passes are gone and a report would show zeros.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && d.error.is_some() => Vec::new(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(LoadError::Events {
-                    path: p,
-                    reason: format!(
-                        "{e}, though run.json records device '{}' as run without error: the \
-                         run directory is incomplete (restore its events/ or run the suite again)",
-                        d.name
-                    ),
-                })
-            }
-            Err(e) => {
-                return Err(LoadError::Events {
-                    path: p,
-                    reason: e.to_string(),
-                })
-            }
-        };
+        let (list, _) = device_events(dir, &manifest, d, &mut skipped_lines)?;
         events.push((d.name.clone(), list));
     }
     Ok(LoadedRun {
@@ -196,6 +239,59 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, LoadError> {
         events,
         skipped_lines,
     })
+}
+
+/// One device's events over every attempt of the run, merged as [`crate::attempts::merge`]
+/// says, with the partial sessions it left out.
+pub fn device_events(
+    dir: &Path,
+    manifest: &RunManifest,
+    d: &DeviceRecord,
+    skipped_lines: &mut Vec<String>,
+) -> Result<(Vec<AgentEvent>, Vec<crate::attempts::Superseded>), LoadError> {
+    let p = events_path(dir, &d.name, 1);
+    let first = match std::fs::File::open(&p) {
+        Ok(f) => read_events(&p, f, skipped_lines)?,
+        // A device that failed before its agent started has no log; one that did not
+        // fail must have one, or its passes are gone and a report would show zeros.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && d.error.is_some() => Vec::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && manifest.attempts.len() > 1 => {
+            Vec::new()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LoadError::Events {
+                path: p,
+                reason: format!(
+                    "{e}, though run.json records device '{}' as run without error: the \
+                     run directory is incomplete (restore its events/ or run the suite again)",
+                    d.name
+                ),
+            })
+        }
+        Err(e) => {
+            return Err(LoadError::Events {
+                path: p,
+                reason: e.to_string(),
+            })
+        }
+    };
+    let mut attempts = vec![first];
+    for n in 2..=manifest.attempts.len() {
+        let p = events_path(dir, &d.name, n);
+        match std::fs::File::open(&p) {
+            Ok(f) => attempts.push(read_events(&p, f, skipped_lines)?),
+            // An attempt that had nothing left to run on this device (an empty entry keeps
+            // the attempt numbers of what `merge` reports).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => attempts.push(Vec::new()),
+            Err(e) => {
+                return Err(LoadError::Events {
+                    path: p,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(crate::attempts::merge(attempts))
 }
 
 /// Reads one device's log. Logs of long runs are hundreds of megabytes, so the file is read

@@ -77,6 +77,10 @@ pub struct AdbDeviceOptions {
     pub shell_v2: bool,
     /// What `getprop` answers. Keys missing here get the defaults of [`default_props`].
     pub props: BTreeMap<String, String>,
+    /// Install a `dumpsys` that serves `dumpsys battery` with the framework's overrides (`set`,
+    /// `unplug`, `reset`), keeping them in the sandbox so a test can see which are left
+    /// ([`AdbDevice::battery_overrides`]). Off by default: the device then has no dumpsys at all.
+    pub battery_service: bool,
 }
 
 impl Default for AdbDeviceOptions {
@@ -84,6 +88,7 @@ impl Default for AdbDeviceOptions {
         AdbDeviceOptions {
             shell_v2: true,
             props: default_props(),
+            battery_service: false,
         }
     }
 }
@@ -169,11 +174,59 @@ done < "$props"
 printf '%s\n' "${2-}"
 "#;
 
+/// `dumpsys battery` of a phone at 78 % on USB power, with the overrides BatteryService keeps
+/// until `reset` (`set KEY VALUE`, `unplug`) in ../../data/system/battery-overrides; every call
+/// is logged to ../../data/system/dumpsys.log.
+const DUMPSYS: &str = r#"#!/bin/sh
+# dumpsys of the meltbench ADB device simulator: only the battery service.
+data="${0%/*}/../../data/system"
+state="$data/battery-overrides"
+mkdir -p "$data"
+printf '%s\n' "$*" >> "$data/dumpsys.log"
+[ "$1" = battery ] || { echo "Can't find service: $1" >&2; exit 1; }
+shift
+get() { [ -f "$state" ] && sed -n "s/^$1=//p" "$state" | tail -n 1; }
+case "${1-}" in
+    "")
+        level=$(get level); usb=true; status=2
+        [ -n "$(get unplugged)" ] && { usb=false; status=3; }
+        echo "Current Battery Service state:"
+        [ -f "$state" ] && echo "  (UPDATES STOPPED -- use 'reset' to restart)"
+        printf '  AC powered: false\n  USB powered: %s\n  Wireless powered: false\n' "$usb"
+        printf '  status: %s\n  health: 2\n  present: true\n  level: %s\n' "$status" "${level:-78}"
+        printf '  scale: 100\n  voltage: 3987\n  temperature: 291\n  technology: Li-ion\n' ;;
+    set) [ $# -eq 3 ] || { echo "usage: dumpsys battery set KEY VALUE" >&2; exit 1; }
+        echo "$2=$3" >> "$state" ;;
+    unplug) echo "unplugged=1" >> "$state" ;;
+    reset) rm -f "$state" ;;
+    *) echo "Unknown option: $1" >&2; exit 1 ;;
+esac
+"#;
+
 fn io_err(what: &str, e: impl std::fmt::Display) -> String {
     format!("ADB device simulator: {what}: {e}")
 }
 
 impl AdbDevice {
+    /// The battery overrides in force (`dumpsys battery set/unplug` not yet `reset`), as
+    /// `key=value` lines; empty when none are.
+    pub fn battery_overrides(&self) -> Vec<String> {
+        fs::read_to_string(self.sandbox.join("data/system/battery-overrides"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every `dumpsys` call the device answered, its arguments one call per line.
+    pub fn dumpsys_calls(&self) -> Vec<String> {
+        fs::read_to_string(self.sandbox.join("data/system/dumpsys.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Creates the sandbox (with `system/bin/getprop`, `system/build.prop` and `data/local/tmp`)
     /// and starts listening on a free loopback port.
     pub fn start(opts: AdbDeviceOptions) -> Result<AdbDevice, String> {
@@ -207,6 +260,12 @@ impl AdbDevice {
         fs::write(&getprop, GETPROP).map_err(|e| io_err("writing getprop", e))?;
         fs::set_permissions(&getprop, fs::Permissions::from_mode(0o755))
             .map_err(|e| io_err("making getprop executable", e))?;
+        if opts.battery_service {
+            let dumpsys = bin.join("dumpsys");
+            fs::write(&dumpsys, DUMPSYS).map_err(|e| io_err("writing dumpsys", e))?;
+            fs::set_permissions(&dumpsys, fs::Permissions::from_mode(0o755))
+                .map_err(|e| io_err("making dumpsys executable", e))?;
+        }
 
         let mut features = Vec::new();
         if opts.shell_v2 {

@@ -4,6 +4,7 @@
 
 pub mod adb_device;
 pub mod battery_model;
+pub mod procs;
 pub mod sshd;
 pub mod stepper;
 pub mod thermal_model;

@@ -221,6 +221,22 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// Kills this sshd with SIGKILL: the listener and its per-connection processes, so every
+    /// session breaks at once, as when a board's sshd crashes or the board drops off the
+    /// network. The commands the sessions ran are left running, as they would be on the board.
+    pub fn kill(&mut self) {
+        let listener = self.child.id();
+        for pid in crate::procs::children_of(listener) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -126,7 +126,8 @@ fn parse_temperature(t: &str) -> Option<(String, i32, f64, u8)> {
     for part in body.split(", ") {
         let (k, v) = part.split_once('=')?;
         match k {
-            "mValue" => value = v.parse().ok(),
+            // A sensor without a reading says `NaN`; that is no temperature.
+            "mValue" => value = v.parse::<f64>().ok().filter(|x| x.is_finite()),
             "mType" => ty = v.parse().ok(),
             "mName" => name = Some(v.to_string()),
             "mStatus" => status = v.parse().ok(),
@@ -328,6 +329,17 @@ mod tests {
         let ts = parse_thermalservice(text);
         assert_eq!(ts.status, Some(2));
         assert_eq!(ts.temps, vec![("skin".to_string(), 3, 31.4, 0)]);
+    }
+
+    /// Seen while adding the `telemetry_text` fuzz target: `NaN` and an overflowing exponent
+    /// parse as floats, and would have become temperatures.
+    #[test]
+    fn thermalservice_values_that_are_not_finite_are_no_temperatures() {
+        let text = "Current temperatures from HAL:\n\tTemperature{mValue=NaN, mType=0, mName=cpu0, mStatus=0}\n\tTemperature{mValue=4e999, mType=3, mName=skin, mStatus=0}\n\tTemperature{mValue=30.5, mType=2, mName=battery, mStatus=0}\n";
+        assert_eq!(
+            parse_thermalservice(text).temps,
+            vec![("battery".to_string(), 2, 30.5, 0)]
+        );
     }
 
     #[test]

@@ -368,6 +368,7 @@ pub fn sum_members(members: &[String], mut get: impl FnMut(&str) -> Reading<f64>
 }
 
 /// Collects groups and source statuses while the per-family discoverers run.
+#[derive(Default)]
 pub struct Found {
     pub groups: Vec<Group>,
     pub sources: Vec<SourceInfo>,
@@ -377,11 +378,7 @@ pub struct Found {
 
 impl Found {
     pub fn new() -> Found {
-        Found {
-            groups: Vec::new(),
-            sources: Vec::new(),
-            totals: Vec::new(),
-        }
+        Found::default()
     }
 
     pub fn source(&mut self, name: &str, status: Reading<String>) {

@@ -92,8 +92,10 @@ pub fn parse_pmic(text: &str) -> Result<Vec<(String, f64, f64)>, String> {
             continue;
         };
         let num = num.trim_end_matches(['A', 'V']);
-        let Ok(x) = num.parse::<f64>() else {
-            continue; // `nan` (BATT_V on some boards)
+        // `nan` (BATT_V on some boards) parses, and so does an exponent that overflows to
+        // infinity: neither is a reading.
+        let Some(x) = num.parse::<f64>().ok().filter(|x| x.is_finite()) else {
+            continue;
         };
         if let Some(rail) = name.strip_suffix("_A") {
             amps.push((rail.to_string(), x));
@@ -240,5 +242,13 @@ mod tests {
         assert!((r[0].1 * r[0].2 - 1.6).abs() < 1e-9);
         assert!((r[1].1 * r[1].2 - 0.33).abs() < 1e-9);
         assert!(parse_pmic("error=1 error_msg=\"Command not registered\"").is_err());
+    }
+
+    /// Found by the `telemetry_text` fuzz target: `3.79e99600` overflowed to an infinite
+    /// voltage, and `nan` passed as a reading.
+    #[test]
+    fn pmic_values_that_are_not_finite_are_no_readings() {
+        let text = " 3V3_SYS_A current(1)=0.1A\n 3V3_SYS_V volt(9)=3.79e99600V\n 1V8_SYS_A current(2)=nanA\n 1V8_SYS_V volt(10)=1.8V\n";
+        assert_eq!(parse_pmic(text).unwrap(), Vec::new());
     }
 }

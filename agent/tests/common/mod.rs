@@ -66,12 +66,25 @@ pub fn synth_model(dir: &Path) -> PathBuf {
     p
 }
 
+/// The SHA-256 the agent checks a model against (zeros for a file that does not exist, which
+/// the agent reports as such).
+pub fn file_sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(path) {
+        Ok(bytes) => Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        Err(_) => "0".repeat(64),
+    }
+}
+
 pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -> Cell {
     Cell {
         id: id.to_string(),
         model: "synth".into(),
         model_path: model.display().to_string(),
-        model_sha256: "0".repeat(64),
+        model_sha256: file_sha256(model),
         precision: "f32".into(),
         scenario: "short".into(),
         threads: 1,
@@ -93,6 +106,8 @@ pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -
         cold_start_runs: cold,
         sessions: 1,
         timeout_s: 120,
+        first_cold_start: 0,
+        first_session: 0,
     }
 }
 

@@ -170,7 +170,7 @@ impl HostConn {
 
 /// `host:devices`: serials and states, parsed by adb_client where it can (`serial\tstate`),
 /// as is otherwise (states like `no permissions (...)` have spaces).
-fn parse_devices(listing: &str) -> Vec<(String, String)> {
+pub fn parse_devices(listing: &str) -> Vec<(String, String)> {
     listing
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -139,7 +139,7 @@ pub trait Transport: Send {
 }
 
 /// The digest `sha256sum` printed for `path` (`<hex>  <path>` per line).
-fn parse_sha256sum(text: &str, path: &str) -> Option<String> {
+pub fn parse_sha256sum(text: &str, path: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let (hex, name) = line.split_once("  ")?;
         (name == path && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))

@@ -37,6 +37,7 @@ mod connect;
 mod exec_files;
 mod host_keys;
 mod pid_filter;
+pub use pid_filter::PidFilter;
 
 use connect::*;
 use host_keys::*;

@@ -2,6 +2,8 @@
 //! running a suite, and finding the real model.
 #![allow(dead_code)]
 
+pub mod farm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

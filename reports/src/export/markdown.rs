@@ -490,6 +490,8 @@ mod tests {
                 command: command.into(),
                 devices: vec![],
                 cells: vec![],
+                devices_path: None,
+                attempts: Vec::new(),
             },
             skipped_lines: vec![],
         }

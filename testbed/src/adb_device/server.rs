@@ -179,6 +179,13 @@ impl AdbServer {
         Err(last_error)
     }
 
+    /// Kills the server with SIGKILL, as a crash or an OOM kill would: every connection
+    /// through it breaks at once. (Dropping it afterwards is harmless.)
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `host:port` of the server, as devices.yaml's `adb_server` takes it.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)

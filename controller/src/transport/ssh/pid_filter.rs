@@ -13,7 +13,7 @@ pub(super) const PID_MARK: &[u8] = b"meltbench-pid ";
 /// among the first lines only: a login shell's startup files (bash reads `~/.bashrc` for SSH
 /// commands) may print before it, and whatever the command prints comes after it.
 #[derive(Default)]
-pub(super) struct PidFilter {
+pub struct PidFilter {
     /// Stderr not yet searched: the start of an unfinished line.
     pub(super) head: Vec<u8>,
     /// Set once the line was found, or given up on.
@@ -27,7 +27,7 @@ pub(super) struct PidFilter {
 pub(super) const PID_SEARCH: usize = 64 * 1024;
 
 impl PidFilter {
-    pub(super) fn push(&mut self, bytes: &[u8]) {
+    pub fn push(&mut self, bytes: &[u8]) {
         if self.done {
             self.rest.extend_from_slice(bytes);
             return;
@@ -53,7 +53,12 @@ impl PidFilter {
         }
     }
 
-    pub(super) fn finish(mut self) -> Vec<u8> {
+    /// The process id, once its line was seen.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
         self.rest.append(&mut self.head);
         self.rest
     }

@@ -199,6 +199,8 @@ fn run_info(run_id: &str, device: &str, cells: &[CellData]) -> LoadedRunInfo {
                 transfer: None,
             }],
             cells: cells.iter().map(|c| c.key.clone()).collect(),
+            devices_path: None,
+            attempts: Vec::new(),
         },
         skipped_lines: Vec::new(),
     }
