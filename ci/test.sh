@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Debian packages the tests use: qemu runs the aarch64 engine and bundle, chromium renders the
 # HTML report, openssh-server is the real sshd the ssh transport is tested against, adb is the
 # real adb server the adb transport goes through.
-APT_PACKAGES=(qemu-user-static chromium openssh-server adb)
+APT_PACKAGES=(qemu-user-static chromium openssh-server adb python3)
 RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
 RUST_COMPONENTS=(rustfmt clippy)
 

@@ -16,6 +16,7 @@
 //! the run stops with [`RunError::Interrupted`]: the interrupted cell ends with `CellError`, a
 //! `Warning` names the signal and what was restored, and no `Done` follows.
 
+use crate::arms;
 use crate::coldstart;
 use crate::engine_process::{engine, EngineSpec};
 use crate::events::EventLog;
@@ -29,11 +30,12 @@ use crate::states::thermal;
 use crate::telemetry::sampler::monotonic_ns;
 use crate::telemetry::{self, cmd::Commands, sampler::Sampler};
 use crate::undo::Guard;
-use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, PassTelemetry};
+use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, PassTelemetry, BUNDLED_ENGINE};
 use meltbench_protocol::engine::{DoneRecord, EngineRecord, LoadRecord, PassRecord};
 use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
 use std::fmt;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -136,12 +138,14 @@ pub fn run(job: &AgentJob, root: &FsRoot) -> Result<Summary, RunError> {
         cells_ok: 0,
         cells_failed: 0,
     };
-    for (index, cell) in job.cells.iter().enumerate() {
+    for group in arms::groups(&job.cells) {
         if interrupt::signalled().is_none() {
-            if runner.cell(index, cell) {
-                summary.cells_ok += 1;
-            } else {
-                summary.cells_failed += 1;
+            for ok in runner.group(group) {
+                if ok {
+                    summary.cells_ok += 1;
+                } else {
+                    summary.cells_failed += 1;
+                }
             }
         }
         if let Some(sig) = interrupt::signalled() {
@@ -204,21 +208,27 @@ const IDLE_ENV: &str = "MELTBENCH_IDLE_S";
 const IDLE_DEFAULT_S: f64 = 10.0;
 
 impl Runner<'_> {
-    /// Runs one cell; whether it ended with `CellEnd`. The battery state is undone after it.
-    fn cell(&mut self, index: usize, cell: &Cell) -> bool {
-        self.log.emit(&AgentEvent::CellStart {
-            cell: cell.id.clone(),
-            index,
-            of: self.job.cells.len(),
-        });
+    /// Runs a group of cells (one cell, or the engines of one comparison) in one device state;
+    /// for each, whether it ended with `CellEnd`. The battery state is undone after them.
+    fn group(&mut self, group: Range<usize>) -> Vec<bool> {
+        let job = self.job;
+        let members: Vec<(usize, &Cell)> = group.map(|i| (i, &job.cells[i])).collect();
+        for &(index, cell) in &members {
+            self.log.emit(&AgentEvent::CellStart {
+                cell: cell.id.clone(),
+                index,
+                of: job.cells.len(),
+            });
+        }
         let mut guard = Guard::default();
-        let ok = self.cell_in_state(index, cell, &mut guard);
+        let ok = self.group_in_state(&members, &mut guard);
         let failed = guard.restore();
         if !failed.is_empty() {
+            let ids: Vec<&str> = members.iter().map(|(_, c)| c.id.as_str()).collect();
             self.log.emit(&AgentEvent::Warning {
                 message: format!(
                     "cell {}: restoring the battery state failed: {}",
-                    cell.id,
+                    ids.join(", "),
                     failed.join("; ")
                 ),
             });
@@ -226,64 +236,152 @@ impl Runner<'_> {
         ok
     }
 
-    fn cell_in_state(&mut self, index: usize, cell: &Cell, guard: &mut Guard) -> bool {
-        if let Err(message) = self.models.verify(&cell.model_path, &cell.model_sha256) {
-            return self.cell_error(cell, message);
+    /// Model checks, the shared state, then cold starts and sessions with the members taking
+    /// turns ([`arms::order`]). A member that fails drops out; the others go on.
+    fn group_in_state(&mut self, members: &[(usize, &Cell)], guard: &mut Guard) -> Vec<bool> {
+        let mut live = vec![true; members.len()];
+        for (k, &(_, cell)) in members.iter().enumerate() {
+            let checked = program(self.job, cell)
+                .map(|_| ())
+                .and_then(|()| self.models.verify(&cell.model_path, &cell.model_sha256));
+            if let Err(message) = checked {
+                live[k] = self.cell_error(cell, message);
+            }
         }
-        let (want, battery_want) = match request::parse(&cell.state) {
-            Ok(w) => (w.thermal, w.battery),
-            Err(message) => return self.cell_error(cell, message),
+        let Some(lead) = live.iter().position(|&l| l) else {
+            return live;
         };
-        self.thermal.observe(self.sampler.as_ref());
-        let mut label = None;
-        if let Some(b) = battery_want {
-            match self.establish_battery(index, cell, b, guard) {
-                Some(l) => label = Some(l),
-                None => return false,
+        // The controller groups only cells whose state is the same.
+        let (index, cell) = members[lead];
+        let label = match self.states(index, cell, guard) {
+            Ok((reached, label)) => {
+                for event in reached {
+                    for (k, &(_, c)) in members.iter().enumerate() {
+                        if live[k] {
+                            self.log.emit(&for_cell(&event, &c.id));
+                        }
+                    }
+                }
+                label
             }
-        }
-        // Cooling down is rest too, so idle power is measured after it; pre-heating comes last,
-        // so the passes start from the state reached.
-        if want == Requested::Cool && !self.establish(index, cell, want) {
-            return false;
-        }
-        // At rest, before this cell's cold starts and passes load the device.
-        self.idle_w = self.idle_power();
-        if matches!(want, Requested::Warm | Requested::Hot) && !self.establish(index, cell, want) {
-            return false;
-        }
-        // The thermal gate took time (and pre-heating drains): the real level must still hold.
-        if let Some(b) = battery_want.filter(|b| b.mode != battery::Mode::Simulate) {
-            if let Err(message) = battery::check_level(b, self.sampler.as_ref()) {
-                return self.cell_error(cell, format!("after the thermal state: {message}"));
+            Err(message) => {
+                for (k, &(_, c)) in members.iter().enumerate() {
+                    if live[k] {
+                        live[k] = self.cell_error(c, message.clone());
+                    }
+                }
+                return live;
             }
-        }
-        for run in cell.first_cold_start..cell.cold_start_runs {
-            if let Err(message) = self.cold_start(index, cell, run) {
-                self.log.emit(&AgentEvent::CellError {
-                    cell: cell.id.clone(),
-                    message: format!(
+        };
+        let rounds = members.iter().map(|(_, c)| c.cold_start_runs).max();
+        for run in 0..rounds.unwrap_or(0) {
+            for k in arms::order(members.len(), run) {
+                let (index, cell) = members[k];
+                if !live[k] || run < cell.first_cold_start || run >= cell.cold_start_runs {
+                    continue;
+                }
+                if let Err(message) = self.cold_start(index, cell, run) {
+                    let message = format!(
                         "cold start {} of {}: {message}",
                         run + 1,
                         cell.cold_start_runs
-                    ),
-                    completed_passes: 0,
-                });
-                return false;
+                    );
+                    live[k] = self.cell_error(cell, message);
+                }
             }
         }
-        self.measured(index, cell, label)
+        let mut tally: Vec<Tally> = members.iter().map(|_| Tally::default()).collect();
+        let rounds = members.iter().map(|(_, c)| c.sessions.max(1)).max();
+        for session in 0..rounds.unwrap_or(0) {
+            for k in arms::order(members.len(), session) {
+                let (index, cell) = members[k];
+                let sessions = cell.sessions.max(1);
+                if !live[k] || session < cell.first_session || session >= sessions {
+                    continue;
+                }
+                let t = &mut tally[k];
+                match self.session(index, cell, session, t.measured, label) {
+                    Ok(s) => {
+                        t.measured += s.measured;
+                        t.peak = t.peak.max(s.peak_rss_bytes);
+                        t.ru_max = t.ru_max.max(s.ru_maxrss_bytes);
+                    }
+                    Err((message, partial)) => {
+                        let of = if sessions > 1 {
+                            format!("session {} of {sessions}: ", session + 1)
+                        } else {
+                            String::new()
+                        };
+                        self.log.emit(&AgentEvent::CellError {
+                            cell: cell.id.clone(),
+                            message: format!("{of}{message}"),
+                            completed_passes: t.measured + partial,
+                        });
+                        live[k] = false;
+                    }
+                }
+                // Stopping: no other member starts a session.
+                if interrupt::signalled().is_some() {
+                    return vec![false; members.len()];
+                }
+            }
+        }
+        for (k, &(_, cell)) in members.iter().enumerate() {
+            if live[k] {
+                self.log.emit(&AgentEvent::CellEnd {
+                    cell: cell.id.clone(),
+                    passes: tally[k].measured,
+                    peak_rss_bytes: tally[k].peak,
+                    ru_maxrss_bytes: tally[k].ru_max,
+                });
+            }
+        }
+        live
     }
 
-    /// Establishes the cell's battery state: `StateReached` and the passes' label, or
-    /// `CellError` and `None`.
+    /// Brings the device into the cell's state: battery first, then the thermal gate, with idle
+    /// power measured at rest between them (see the module comment). The `StateReached`
+    /// events to report, and how passes are labelled.
+    fn states(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        guard: &mut Guard,
+    ) -> Result<(Vec<AgentEvent>, Option<BatteryLabel>), String> {
+        let (want, battery_want) = request::parse(&cell.state).map(|w| (w.thermal, w.battery))?;
+        self.thermal.observe(self.sampler.as_ref());
+        let (mut reached, mut label) = (Vec::new(), None);
+        if let Some(b) = battery_want {
+            let (event, l) = self.establish_battery(index, cell, b, guard)?;
+            reached.push(event);
+            label = Some(l);
+        }
+        // Cooling down is rest too, so idle power is measured after it; pre-heating comes last,
+        // so the passes start from the state reached.
+        if want == Requested::Cool {
+            reached.push(self.establish(index, cell, want)?);
+        }
+        // At rest, before this cell's cold starts and passes load the device.
+        self.idle_w = self.idle_power();
+        if matches!(want, Requested::Warm | Requested::Hot) {
+            reached.push(self.establish(index, cell, want)?);
+        }
+        // The thermal gate took time (and pre-heating drains): the real level must still hold.
+        if let Some(b) = battery_want.filter(|b| b.mode != battery::Mode::Simulate) {
+            battery::check_level(b, self.sampler.as_ref())
+                .map_err(|message| format!("after the thermal state: {message}"))?;
+        }
+        Ok((reached, label))
+    }
+
+    /// Establishes the cell's battery state: its `StateReached` and the passes' label.
     fn establish_battery(
         &mut self,
         index: usize,
         cell: &Cell,
         want: battery::Want,
         guard: &mut Guard,
-    ) -> Option<BatteryLabel> {
+    ) -> Result<(AgentEvent, BatteryLabel), String> {
         let spec = EngineSpec {
             program: &self.job.engine,
             wrapper: &self.job.engine_wrapper,
@@ -303,31 +401,26 @@ impl Runner<'_> {
         if let Some(s) = &self.sampler {
             s.trim_before(monotonic_ns());
         }
-        match result {
-            Ok(r) => {
-                self.log.emit(&AgentEvent::StateReached {
-                    cell: cell.id.clone(),
-                    state: want.name(),
-                    waited_s: r.waited_s,
-                    temp_c: None,
-                    reference_temp_c: None,
-                    thermal_status: None,
-                    indicator: r.method.map(|m| format!("charging disabled: {m}")),
-                    battery_level: Some(r.level),
-                    battery_mode: Some(want.mode.name().to_string()),
-                });
-                Some(BatteryLabel {
-                    simulated: r.simulated,
-                    level: r.simulated.then_some(r.level),
-                })
-            }
-            Err(message) => {
-                self.cell_error(cell, message);
-                None
-            }
-        }
+        let r = result?;
+        let event = AgentEvent::StateReached {
+            cell: cell.id.clone(),
+            state: want.name(),
+            waited_s: r.waited_s,
+            temp_c: None,
+            reference_temp_c: None,
+            thermal_status: None,
+            indicator: r.method.map(|m| format!("charging disabled: {m}")),
+            battery_level: Some(r.level),
+            battery_mode: Some(want.mode.name().to_string()),
+        };
+        let label = BatteryLabel {
+            simulated: r.simulated,
+            level: r.simulated.then_some(r.level),
+        };
+        Ok((event, label))
     }
 
+    /// `CellError` for a cell that never reached its passes; false, the cell's outcome.
     fn cell_error(&mut self, cell: &Cell, message: String) -> bool {
         self.log.emit(&AgentEvent::CellError {
             cell: cell.id.clone(),
@@ -337,38 +430,38 @@ impl Runner<'_> {
         false
     }
 
-    /// Establishes the cell's thermal state: `StateReached`, or `CellError` and false.
-    fn establish(&mut self, index: usize, cell: &Cell, want: Requested) -> bool {
+    /// Establishes the cell's thermal state: its `StateReached`.
+    fn establish(
+        &mut self,
+        index: usize,
+        cell: &Cell,
+        want: Requested,
+    ) -> Result<AgentEvent, String> {
         let spec = EngineSpec {
             program: &self.job.engine,
             wrapper: &self.job.engine_wrapper,
             workdir: &self.workdir,
             stem: format!("cell-{index:03}-preheat"),
         };
-        match thermal::establish(
+        let r = thermal::establish(
             want,
             cell,
             self.sampler.as_ref(),
             self.root,
             &mut self.thermal,
             &spec,
-        ) {
-            Ok(r) => {
-                self.log.emit(&AgentEvent::StateReached {
-                    cell: cell.id.clone(),
-                    state: want.name().to_string(),
-                    waited_s: r.waited_s,
-                    temp_c: r.temp_c,
-                    reference_temp_c: r.reference_temp_c,
-                    thermal_status: r.thermal_status,
-                    indicator: r.indicator,
-                    battery_level: None,
-                    battery_mode: None,
-                });
-                true
-            }
-            Err(message) => self.cell_error(cell, message),
-        }
+        )?;
+        Ok(AgentEvent::StateReached {
+            cell: cell.id.clone(),
+            state: want.name().to_string(),
+            waited_s: r.waited_s,
+            temp_c: r.temp_c,
+            reference_temp_c: r.reference_temp_c,
+            thermal_status: r.thermal_status,
+            indicator: r.indicator,
+            battery_level: None,
+            battery_mode: None,
+        })
     }
 
     /// Average device power over a rest period, when the device has a power source.
@@ -397,10 +490,11 @@ impl Runner<'_> {
             coldstart::evict(self.root, Path::new(&cell.model_path), self.can_drop_caches);
         let mut load: Option<LoadRecord> = None;
         let mut pass: Option<PassRecord> = None;
+        let (program, wrapper) = program(self.job, cell)?;
         let log = &mut self.log;
         let fin = engine(
-            &self.job.engine,
-            &self.job.engine_wrapper,
+            program,
+            wrapper,
             &self.workdir,
             cell,
             &coldstart::cold_job(&cell.engine_job),
@@ -418,6 +512,9 @@ impl Runner<'_> {
         let (Some(load), Some(pass)) = (load, pass) else {
             return Err("the engine exited without a load and a pass record".to_string());
         };
+        if protocol_major(&load.protocol) != protocol_major(PROTOCOL_VERSION) {
+            return Err(foreign_protocol(&load.protocol));
+        }
         let (load_ns, first_token_ns) = coldstart::timings(fin.spawn_mono_ns, &load, &pass);
         self.log.emit(&AgentEvent::ColdStart {
             cell: cell.id.clone(),
@@ -428,41 +525,6 @@ impl Runner<'_> {
             page_cache_note: eviction.note,
         });
         Ok(())
-    }
-
-    /// Runs the measured passes in `cell.sessions` fresh engine processes, one after another.
-    fn measured(&mut self, index: usize, cell: &Cell, label: Option<BatteryLabel>) -> bool {
-        let sessions = cell.sessions.max(1);
-        let (mut measured, mut peak, mut ru_max) = (0usize, None, None);
-        for session in cell.first_session..sessions {
-            match self.session(index, cell, session, measured, label) {
-                Ok(s) => {
-                    measured += s.measured;
-                    peak = peak.max(s.peak_rss_bytes);
-                    ru_max = ru_max.max(s.ru_maxrss_bytes);
-                }
-                Err((message, partial)) => {
-                    let of = if sessions > 1 {
-                        format!("session {} of {sessions}: ", session + 1)
-                    } else {
-                        String::new()
-                    };
-                    self.log.emit(&AgentEvent::CellError {
-                        cell: cell.id.clone(),
-                        message: format!("{of}{message}"),
-                        completed_passes: measured + partial,
-                    });
-                    return false;
-                }
-            }
-        }
-        self.log.emit(&AgentEvent::CellEnd {
-            cell: cell.id.clone(),
-            passes: measured,
-            peak_rss_bytes: peak,
-            ru_maxrss_bytes: ru_max,
-        });
-        true
     }
 
     /// One engine process running the cell's warm-ups and measured passes. `before` counts the
@@ -480,17 +542,27 @@ impl Runner<'_> {
         let mut measured = 0usize;
         let mut warmups = 0usize;
         let mut done: Option<DoneRecord> = None;
+        let mut foreign: Option<String> = None;
         let log = &mut self.log;
         let tel = self.sampler.as_ref();
         let idle_w = self.idle_w;
+        let (program, wrapper) = program(self.job, cell).map_err(|m| (m, 0))?;
         let fin = engine(
-            &self.job.engine,
-            &self.job.engine_wrapper,
+            program,
+            wrapper,
             &self.workdir,
             cell,
             &cell.engine_job,
             &format!("cell-{index:03}-s{session}"),
             &mut |line, sampler| match line {
+                // A program of another contract major would be misread: stopped at once.
+                Ok(EngineRecord::Load(load))
+                    if protocol_major(&load.protocol) != protocol_major(PROTOCOL_VERSION) =>
+                {
+                    foreign = Some(load.protocol);
+                    interrupt::kill_engines();
+                }
+                Ok(_) if foreign.is_some() => {}
                 Ok(EngineRecord::Load(load)) => log.emit(&AgentEvent::Load {
                     cell: id.clone(),
                     session,
@@ -532,6 +604,9 @@ impl Runner<'_> {
             },
         )
         .map_err(|message| (message, 0))?;
+        if let Some(theirs) = foreign {
+            return Err((foreign_protocol(&theirs), 0));
+        }
         let job = &cell.engine_job;
         let failure = fin.failure(cell.timeout_s).or_else(|| {
             done.is_none()
@@ -564,6 +639,51 @@ impl Runner<'_> {
             ru_maxrss_bytes: fin.ru_maxrss_bytes,
         })
     }
+}
+
+/// The engine program that runs `cell`, and the command it runs under.
+fn program<'a>(job: &'a AgentJob, cell: &Cell) -> Result<(&'a str, &'a [String]), String> {
+    if cell.engine == BUNDLED_ENGINE {
+        return Ok((&job.engine, &job.engine_wrapper));
+    }
+    match job.engines.get(&cell.engine) {
+        Some(p) => Ok((&p.program, &[])),
+        None => Err(format!(
+            "the job names no program for engine '{}' (it has: {})",
+            cell.engine,
+            std::iter::once(BUNDLED_ENGINE)
+                .chain(job.engines.keys().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Why a program whose load record names another contract major version is not measured.
+fn foreign_protocol(theirs: &str) -> String {
+    format!(
+        "the engine speaks bench contract protocol {theirs:?}, this agent {PROTOCOL_VERSION}; \
+         use a build of the engine for protocol {PROTOCOL_VERSION} (docs/engine-contract.md, \
+         Versioning)"
+    )
+}
+
+/// A member's measured passes and peak memory over its sessions so far.
+#[derive(Default)]
+struct Tally {
+    measured: usize,
+    peak: Option<u64>,
+    ru_max: Option<u64>,
+}
+
+/// A `StateReached` of the group's lead as the event of cell `id`: the members of a group
+/// share one state, and each cell's own record says what it ran in.
+fn for_cell(event: &AgentEvent, id: &str) -> AgentEvent {
+    let mut event = event.clone();
+    if let AgentEvent::StateReached { cell, .. } = &mut event {
+        *cell = id.to_string();
+    }
+    event
 }
 
 struct SessionEnd {

@@ -316,3 +316,156 @@ fn sessions_run_in_fresh_engine_processes_one_after_another() {
         e => panic!("the cell did not end: {e:?}"),
     }
 }
+
+/// Two engines of one comparison (the engine, and a shim that runs it) share a group: cold
+/// starts and sessions alternate A B, B A, ..., each cell ends on its own, and a cell naming an
+/// engine the job lacks fails alone.
+#[test]
+fn engines_of_one_comparison_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = synth_model(dir.path());
+    let shim = script(
+        dir.path(),
+        "shim.sh",
+        &format!("#!/bin/sh\nexec {} \"$@\"\n", engine().display()),
+    );
+    let future = script(
+        dir.path(),
+        "future.sh",
+        &format!(
+            "#!/bin/sh\n{} \"$@\" | sed 's/\"protocol\":\"1[.][0-9]*\"/\"protocol\":\"2.0\"/'\n",
+            engine().display()
+        ),
+    );
+    let member = |id: &str, engine: &str, group: Option<u32>| {
+        let mut c = cell(id, &model, 2, 1, 2);
+        c.sessions = 4;
+        c.engine = engine.into();
+        c.interleave = group;
+        c
+    };
+    let cells = vec![
+        member("synth/a", "bundled", Some(1)),
+        member("synth/a/shim", "shim", Some(1)),
+        member("synth/b/missing", "nowhere", None),
+        member("synth/c/future", "future", None),
+        // No cold starts: the first session meets the load record.
+        {
+            let mut c = member("synth/d/future", "future", None);
+            c.cold_start_runs = 0;
+            c
+        },
+    ];
+    let mut j = job(dir.path(), engine(), cells);
+    j.engines.insert(
+        "shim".into(),
+        meltbench_protocol::agent::EngineProgram {
+            program: shim.display().to_string(),
+        },
+    );
+    j.engines.insert(
+        "future".into(),
+        meltbench_protocol::agent::EngineProgram {
+            program: future.display().to_string(),
+        },
+    );
+    let ran = run_job(dir.path(), &j);
+    let order: Vec<(String, usize)> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Load { cell, session, .. } => Some((cell.clone(), *session)),
+            _ => None,
+        })
+        .collect();
+    let (a, b) = ("synth/a".to_string(), "synth/a/shim".to_string());
+    let want: Vec<(String, usize)> = [
+        (&a, 0),
+        (&b, 0),
+        (&b, 1),
+        (&a, 1),
+        (&a, 2),
+        (&b, 2),
+        (&b, 3),
+        (&a, 3),
+    ]
+    .into_iter()
+    .map(|(c, s)| (c.clone(), s))
+    .collect();
+    assert_eq!(
+        order,
+        want,
+        "{}\n{:#?}",
+        ran.stderr(),
+        ran.events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                AgentEvent::CellError { .. }
+                    | AgentEvent::Warning { .. }
+                    | AgentEvent::CellEnd { .. }
+            ))
+            .collect::<Vec<_>>()
+    );
+    let colds: Vec<(String, usize)> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ColdStart { cell, run, .. } => Some((cell.clone(), *run)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        colds,
+        [
+            (a.clone(), 0),
+            (b.clone(), 0),
+            (b.clone(), 1),
+            (a.clone(), 1)
+        ]
+    );
+    for id in [&a, &b] {
+        let end = ran.for_cell(id).find_map(|e| match e {
+            AgentEvent::CellEnd { passes, .. } => Some(*passes),
+            _ => None,
+        });
+        assert_eq!(end, Some(8), "{id}: 4 sessions x 2 passes");
+    }
+    let missing = ran.for_cell("synth/b/missing").find_map(|e| match e {
+        AgentEvent::CellError { message, .. } => Some(message.clone()),
+        _ => None,
+    });
+    let missing = missing.expect("the cell naming an unknown engine fails");
+    assert!(
+        missing.contains("no program for engine 'nowhere'")
+            && missing.contains("bundled, future, shim"),
+        "{missing}"
+    );
+    // A program of another contract major is stopped at its load record; nothing it wrote is
+    // taken as a measurement.
+    for id in ["synth/c/future", "synth/d/future"] {
+        let future: Vec<&AgentEvent> = ran.for_cell(id).collect();
+        assert!(
+            !future
+                .iter()
+                .any(|e| matches!(e, AgentEvent::Pass { .. } | AgentEvent::Load { .. })),
+            "{future:?}"
+        );
+        let message = future.iter().find_map(|e| match e {
+            AgentEvent::CellError { message, .. } => Some(message.clone()),
+            _ => None,
+        });
+        let message = message.expect("the foreign engine's cell fails");
+        assert!(
+            message.contains("bench contract protocol \"2.0\""),
+            "{id}: {message}"
+        );
+    }
+    assert_eq!(
+        ran.events.last(),
+        Some(&AgentEvent::Done {
+            cells_ok: 2,
+            cells_failed: 3
+        })
+    );
+}

@@ -65,7 +65,8 @@ pub enum Command {
         meltbench gate runs/20261122T101500Z-release --baseline baselines/main\n  \
         meltbench gate runs/new --baseline runs/old --markdown gate.md --junit gate.xml\n  \
         meltbench gate runs/new --baseline runs/old --history history/ --release v1.9.0\n  \
-        meltbench gate runs/t1 --baseline runs/t2 --ignore-key threads   # gate a thread-count change"
+        meltbench gate runs/t1 --baseline runs/t2 --ignore-key threads   # gate a thread-count change\n  \
+        meltbench gate runs/ab --baseline-engine baseline   # candidate and baseline build in one run"
     )]
     Gate(GateArgs),
 
@@ -226,6 +227,12 @@ pub struct CompareArgs {
     /// Pair cells even though this key field differs, e.g. threads (repeatable)
     #[arg(long, value_name = "FIELD")]
     pub ignore_key: Vec<String>,
+
+    /// Compare engines inside the runs: cells of engine NAME are the baseline, each other
+    /// engine's cells the candidate (from a suite with several `engines:`, whose sessions
+    /// alternate on the device so drift falls on both)
+    #[arg(long, value_name = "NAME")]
+    pub baseline_engine: Option<String>,
 
     /// Bootstrap resamples per metric and cell
     #[arg(long, value_name = "N", default_value_t = 2000)]

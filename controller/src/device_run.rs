@@ -8,15 +8,16 @@ use crate::bins;
 use crate::bundle;
 use crate::device_error::DeviceError;
 use crate::devices::{Device, Transport as Via};
+use crate::engine_programs::{self, Program};
 use crate::models;
 use crate::prepare::PreparedModel;
 use crate::push::{self, Artifact};
 use crate::slots::Slots;
 use crate::store::{RunStore, Transfer};
-use crate::suite::SuiteCell;
+use crate::suite::{EngineDef, SuiteCell};
 use crate::transport::{self, local::LocalTransport, Transport};
 use indicatif::ProgressBar;
-use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, DeviceInfo};
+use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, DeviceInfo, EngineProgram};
 use meltbench_protocol::engine::EngineJob;
 use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
 use meltbench_reports::runstore::attempt_suffix;
@@ -37,6 +38,8 @@ pub struct DeviceRun {
     /// This device's cells in this attempt (all of them in a fresh run; those with something
     /// missing when resuming).
     pub cells: Arc<Vec<SuiteCell>>,
+    /// The suite's engines (cells name them).
+    pub engines: Arc<Vec<EngineDef>>,
     /// Where each cell starts (by cell id) when resuming; absent = from the beginning.
     pub starts: BTreeMap<String, Start>,
     /// 1-based: the run's first go, or a `--resume`.
@@ -195,12 +198,25 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 .iter()
                 .map(|(k, m)| (k.clone(), m.path.display().to_string()))
                 .collect();
+            let host = target
+                .clone()
+                .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+            let others = engine_programs::for_device(&d.engines, &host)?
+                .into_iter()
+                .map(|p| match p {
+                    Program::Local { name, artifact } => {
+                        (name, artifact.local.display().to_string())
+                    }
+                    Program::OnDevice { name, path } => (name, path),
+                })
+                .collect();
             let job = job(
                 d,
                 engine.display().to_string(),
                 wrapper.clone(),
                 workdir.display().to_string(),
                 &models,
+                others,
             );
             let job_path = write_job(d, &job)?;
             let mut agent_argv = wrapper;
@@ -225,6 +241,20 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 .iter()
                 .map(|p| program_artifact(&b, p))
                 .collect();
+            let mut others = BTreeMap::new();
+            let mut pushed_engines = Vec::new();
+            for p in engine_programs::for_device(&d.engines, &b.manifest.target)? {
+                match p {
+                    Program::Local { name, artifact } => {
+                        pushed_engines.push(name);
+                        artifacts.push(artifact);
+                    }
+                    Program::OnDevice { name, path } => {
+                        others.insert(name, path);
+                    }
+                }
+            }
+            let first_model = artifacts.len();
             let keys: Vec<&(String, String)> = d.prepared.keys().collect();
             for k in &keys {
                 let m = &d.prepared[*k];
@@ -240,11 +270,24 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
             let (paths, transfer) = push::ensure(t.as_mut(), &blobs, &artifacts)?;
             let models = keys
                 .iter()
-                .zip(&paths[bundle::PROGRAMS.len()..])
+                .zip(&paths[first_model..])
                 .map(|(k, p)| ((*k).clone(), p.clone()))
                 .collect();
+            others.extend(
+                pushed_engines
+                    .into_iter()
+                    .zip(&paths[bundle::PROGRAMS.len()..first_model])
+                    .map(|(name, p)| (name, p.clone())),
+            );
             let run_dir = remote_run_dir(&workdir, &d.run_id, d.attempt);
-            let job = job(d, paths[1].clone(), Vec::new(), run_dir.clone(), &models);
+            let job = job(
+                d,
+                paths[1].clone(),
+                Vec::new(),
+                run_dir.clone(),
+                &models,
+                others,
+            );
             let local_job = write_job(d, &job)?;
             let jobs_dir = format!("{workdir}/jobs");
             let job_path = remote_job_path(&workdir, &d.run_id, d.attempt);
@@ -441,12 +484,17 @@ fn job(
     engine_wrapper: Vec<String>,
     workdir: String,
     model_paths: &BTreeMap<(String, String), String>,
+    other_engines: BTreeMap<String, String>,
 ) -> AgentJob {
     AgentJob {
         protocol: PROTOCOL_VERSION.to_string(),
         run_id: d.run_id.clone(),
         engine,
         engine_wrapper,
+        engines: other_engines
+            .into_iter()
+            .map(|(name, program)| (name, EngineProgram { program }))
+            .collect(),
         workdir,
         cells: d
             .cells
@@ -481,6 +529,8 @@ fn job(
                     sessions: c.sessions,
                     timeout_s: c.timeout_s,
                     state_timeout_s: c.state_timeout_s,
+                    engine: c.engine.clone(),
+                    interleave: c.interleave,
                     first_cold_start: start.cold_start,
                     first_session: start.session,
                 }

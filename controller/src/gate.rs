@@ -37,6 +37,8 @@ pub struct CompareRequest {
     /// `METRIC=PCT` or `METRIC=off`.
     pub budgets: Vec<String>,
     pub ignore_key: Vec<String>,
+    /// Cells of this engine are the baseline, the other engines' cells the candidate.
+    pub baseline_engine: Option<String>,
     pub resamples: usize,
     pub seed: u64,
 }
@@ -142,13 +144,20 @@ pub fn config(req: &CompareRequest, candidate: &Dataset) -> anyhow::Result<GateC
 }
 
 pub fn compare(req: &CompareRequest) -> anyhow::Result<Comparison> {
-    let candidate = load_runs(&req.runs, "candidate")?;
-    let config = config(req, &candidate)?;
-    let baseline = if req.baseline.is_empty() {
+    let mut candidate = load_runs(&req.runs, "candidate")?;
+    let mut config = config(req, &candidate)?;
+    let mut baseline = if req.baseline.is_empty() {
         None
     } else {
         Some(load_runs(&req.baseline, "baseline")?)
     };
+    if let Some(name) = &req.baseline_engine {
+        let (b, c) = split_engines(baseline.as_ref().unwrap_or(&candidate), &candidate, name)?;
+        (baseline, candidate) = (Some(b), c);
+        if !config.ignore_key.contains(&KeyField::Engine) {
+            config.ignore_key.push(KeyField::Engine);
+        }
+    }
     let outcome = baseline
         .as_ref()
         .map(|b| compare::gate(b, &candidate, &config));
@@ -158,6 +167,47 @@ pub fn compare(req: &CompareRequest) -> anyhow::Result<Comparison> {
         outcome,
         config,
     })
+}
+
+/// `--baseline-engine NAME`: the cells of engine `name` in `baseline` against the cells of
+/// every other engine in `candidate` (often the same runs).
+fn split_engines(
+    baseline: &Dataset,
+    candidate: &Dataset,
+    name: &str,
+) -> anyhow::Result<(Dataset, Dataset)> {
+    let of = |d: &Dataset, keep: &dyn Fn(&str) -> bool| Dataset {
+        runs: d.runs.clone(),
+        cells: d
+            .cells
+            .iter()
+            .filter(|c| keep(&c.key.engine))
+            .cloned()
+            .collect(),
+    };
+    let b = of(baseline, &|e| e == name);
+    let c = of(candidate, &|e| e != name);
+    if b.cells.is_empty() || c.cells.is_empty() {
+        let mut engines: Vec<&str> = baseline
+            .cells
+            .iter()
+            .chain(&candidate.cells)
+            .map(|c| c.key.engine.as_str())
+            .collect();
+        engines.sort();
+        engines.dedup();
+        let what = if b.cells.is_empty() {
+            format!("no cell ran engine '{name}'")
+        } else {
+            format!("every cell ran engine '{name}', so there is nothing to compare it with")
+        };
+        return Err(invalid(format!(
+            "--baseline-engine {name}: {what} (engines in these runs: {}); a suite compares \
+             engines when it lists several under `engines:`",
+            engines.join(", ")
+        )));
+    }
+    Ok((b, c))
 }
 
 /// The history with `extra` (the candidate) appended when given, and the trend rule applied.

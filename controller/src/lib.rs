@@ -9,6 +9,7 @@ pub mod cache;
 pub mod device_error;
 pub mod device_run;
 pub mod devices;
+pub mod engine_programs;
 pub mod farm;
 pub mod gate;
 pub mod http;

@@ -67,6 +67,7 @@ fn request(a: &CompareArgs) -> CompareRequest {
         history: a.history.clone(),
         budgets: a.budget.clone(),
         ignore_key: a.ignore_key.clone(),
+        baseline_engine: a.baseline_engine.clone(),
         resamples: a.resamples,
         seed: a.seed,
     }
@@ -78,10 +79,11 @@ fn command_line() -> String {
 
 fn gate(args: GateArgs) -> Result<u8> {
     let req = request(&args.compare);
-    if req.baseline.is_empty() {
+    if req.baseline.is_empty() && req.baseline_engine.is_none() {
         return Err(gating::InvalidInput(
             "meltbench gate needs --baseline RUN_DIR: the run (or directory of runs) to compare \
-             against; to only look at a run, use `meltbench report`"
+             against, or --baseline-engine NAME for engines compared inside the runs; to only \
+             look at a run, use `meltbench report`"
                 .into(),
         )
         .into());
@@ -349,6 +351,7 @@ fn run_plan(path: PathBuf, targets: TargetArgs, command: String) -> Result<RunPl
         suite_path: path,
         devices: suite.devices.clone(),
         cells: suite.cells(),
+        engines: suite.engines.clone(),
         command,
         devices_path,
     })

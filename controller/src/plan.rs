@@ -3,7 +3,7 @@
 //! imports nothing that runs.
 
 use crate::devices::Device;
-use crate::suite::SuiteCell;
+use crate::suite::{EngineDef, SuiteCell};
 use std::path::PathBuf;
 
 pub struct RunPlan {
@@ -12,6 +12,8 @@ pub struct RunPlan {
     pub devices: Vec<Device>,
     /// The cell matrix of the suite, in suite order.
     pub cells: Vec<SuiteCell>,
+    /// The programs the cells' engines name.
+    pub engines: Vec<EngineDef>,
     /// The command line, recorded in `run.json` and the report's reproduce section.
     pub command: String,
     /// The device inventory the devices came from (kept for `--resume`).

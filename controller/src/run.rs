@@ -223,6 +223,7 @@ fn attempt(
 
     let store = Arc::new(store);
     let prepared = Arc::new(prepared);
+    let engines = Arc::new(plan.engines.clone());
     let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let width = work.iter().map(|w| w.device.name.len()).max().unwrap_or(8);
     let style = ProgressStyle::with_template(&format!(
@@ -243,6 +244,7 @@ fn attempt(
                 .with_prefix(w.device.name.clone()),
             device: w.device,
             cells: Arc::new(w.cells),
+            engines: engines.clone(),
             starts: w.starts,
             attempt: number,
             prepared: prepared.clone(),
@@ -343,6 +345,7 @@ fn cell_key(device: &str, c: &SuiteCell, m: &PreparedModel) -> CellKey {
         scenario: c.scenario.clone(),
         threads: c.threads.unwrap_or(0),
         state: c.state.to_string(),
+        engine: c.engine.clone(),
     }
 }
 

@@ -23,6 +23,11 @@
 //!     depth: 4096               # optional, default 0: tokens put in the KV cache (unmeasured) before
 //!                               # each pass's prompt, as llama-bench -d; the scenario is NAME@d4096
 //! threads: [2]                  # default: the device's performance cores
+//! engines:                     # default [{name: bundled}]; several make one more axis, and their
+//!   - name: bundled             # sessions alternate on the device (A B B A ...) for `gate
+//!   - name: baseline            # --baseline-engine`; `command:` a program here that speaks the
+//!     command: ../old/meltbench-engine   # bench contract (docs/engine-contract.md), pushed and
+//!                               # verified like the bundle; `device_command:` a path on the device
 //! states: [{thermal: any}]      # thermal: cool|warm|hot|any; battery: [100, 50, 20] levels with
 //!                               # battery_mode: wait (default) | drain | simulate (Android only)
 //! passes: 100                   # measured passes per cell, default 100
@@ -58,11 +63,14 @@ use meltbench_reports::compare::GateConfig;
 use meltbench_reports::metric::Metric;
 
 mod axes;
+mod engines;
 mod gate;
 mod models;
 mod parts;
 mod scenarios;
 use axes::*;
+use engines::*;
+pub use engines::{EngineDef, EngineProgramRef};
 pub use gate::gate_spec;
 use gate::*;
 use models::*;
@@ -171,6 +179,8 @@ pub struct ValidatedSuite {
     /// `None`: the device's default.
     pub threads: Vec<Option<usize>>,
     pub states: Vec<State>,
+    /// At least one; `[bundled]` when the suite says nothing.
+    pub engines: Vec<EngineDef>,
     pub passes: usize,
     pub warmup: usize,
     pub sessions: usize,
@@ -200,6 +210,11 @@ pub struct SuiteCell {
     /// `None`: the device's default.
     pub threads: Option<usize>,
     pub state: State,
+    /// The engine's name ([`EngineDef::name`]).
+    pub engine: String,
+    /// With several engines: the cells of one comparison (all but the engine equal) share a
+    /// group, and the agent alternates their sessions.
+    pub interleave: Option<u32>,
     pub passes: usize,
     pub warmup: usize,
     pub sessions: usize,
@@ -217,10 +232,13 @@ impl SuiteCell {
 }
 
 impl ValidatedSuite {
-    /// The matrix in a deterministic order: models, then precisions, scenarios, threads and
-    /// states, each in the order the suite lists them (the last varies fastest).
+    /// The matrix in a deterministic order: models, then precisions, scenarios, threads,
+    /// states and engines, each in the order the suite lists them (the last varies fastest).
+    /// A cell of the bundled engine keeps the id it had before engines were an axis; another
+    /// engine's cell adds `/<engine>`.
     pub fn cells(&self) -> Vec<SuiteCell> {
         let mut cells = Vec::new();
+        let mut group = 0u32;
         for model in &self.models {
             let label = model.label();
             for &precision in &self.precisions {
@@ -234,27 +252,37 @@ impl ValidatedSuite {
                     }
                     for &threads in &self.threads {
                         for &state in &self.states {
-                            let t =
-                                threads.map_or_else(|| "tdefault".to_string(), |n| format!("t{n}"));
-                            let scenario_label = scenario.label();
-                            cells.push(SuiteCell {
-                                id: format!("{label}/{precision}/{scenario_label}/{t}/{state}"),
-                                model: model.clone(),
-                                precision,
-                                scenario: scenario_label,
-                                prompt: scenario.prompt.clone(),
-                                new_tokens: scenario.new_tokens,
-                                chat: scenario.chat,
-                                depth: scenario.depth,
-                                threads,
-                                state,
-                                passes: self.passes,
-                                warmup: self.warmup,
-                                sessions: self.sessions,
-                                cold_start: self.cold_start,
-                                timeout_s: self.timeout_s,
-                                state_timeout_s: self.state_timeout_s,
-                            });
+                            group += 1;
+                            for engine in &self.engines {
+                                let t = threads
+                                    .map_or_else(|| "tdefault".to_string(), |n| format!("t{n}"));
+                                let scenario_label = scenario.label();
+                                let mut id =
+                                    format!("{label}/{precision}/{scenario_label}/{t}/{state}");
+                                if engine.name != meltbench_protocol::agent::BUNDLED_ENGINE {
+                                    id = format!("{id}/{}", engine.name);
+                                }
+                                cells.push(SuiteCell {
+                                    id,
+                                    model: model.clone(),
+                                    precision,
+                                    scenario: scenario_label,
+                                    prompt: scenario.prompt.clone(),
+                                    new_tokens: scenario.new_tokens,
+                                    chat: scenario.chat,
+                                    depth: scenario.depth,
+                                    threads,
+                                    state,
+                                    engine: engine.name.clone(),
+                                    interleave: (self.engines.len() > 1).then_some(group),
+                                    passes: self.passes,
+                                    warmup: self.warmup,
+                                    sessions: self.sessions,
+                                    cold_start: self.cold_start,
+                                    timeout_s: self.timeout_s,
+                                    state_timeout_s: self.state_timeout_s,
+                                });
+                            }
                         }
                     }
                 }
@@ -288,6 +316,8 @@ struct SuiteFile {
     threads: Field<Vec<Spanned<Raw>>>,
     #[serde(default, deserialize_with = "present")]
     states: Field<Vec<Spanned<StateFile>>>,
+    #[serde(default, deserialize_with = "present")]
+    engines: Field<Vec<Spanned<EngineFile>>>,
     #[serde(default, deserialize_with = "present")]
     passes: Field<Raw>,
     #[serde(default, deserialize_with = "present")]
@@ -326,6 +356,10 @@ fn suite_shape() -> Shape {
                 ("battery", Shape::list_of(Shape::Any)),
                 ("battery_mode", Shape::Value),
             ])),
+        ),
+        (
+            "engines",
+            Shape::list_of(Shape::map_of::<EngineFile>(vec![])),
         ),
     ])
 }
@@ -372,6 +406,7 @@ fn check_suite(
     let scenarios = check_scenarios(&mut r, file.scenarios.as_ref(), base, &contexts);
     let threads = check_threads(&mut r, file.threads.as_ref());
     let states = check_states(&mut r, file.states.as_ref());
+    let engines = check_engines(&mut r, file.engines.as_ref(), base);
 
     let mut number = |key: &str, v: &Field<Raw>, min: u64, max: u64, default: u64| -> u64 {
         v.as_ref()
@@ -423,6 +458,7 @@ fn check_suite(
         scenarios,
         threads,
         states,
+        engines,
         passes,
         warmup,
         sessions,

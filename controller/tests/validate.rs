@@ -37,7 +37,7 @@ const fn case(file: &'static str, line: u32, column: u32, phrase: &'static str) 
 }
 
 const CASES: &[Case] = &[
-    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, passes, warmup, sessions, cold_start, timeout_s, state_timeout_s, gate); did you mean 'passes'?"),
+    case("unknown-top-key.yaml", 7, 1, "unknown key 'pases' (allowed: name, description, devices, models, precisions, scenarios, threads, states, engines, passes, warmup, sessions, cold_start, timeout_s, state_timeout_s, gate); did you mean 'passes'?"),
     case("unknown-scenario-key.yaml", 5, 5, "unknown key 'promt' (allowed: name, prompt, prompt_file, prompt_tokens, new_tokens, chat, depth, models)"),
     case("chat-not-bool.yaml", 7, 11, "chat must be true or false (true sends the prompt as one user turn of the model's chat template), got 'sometimes'"),
     case("wrong-type.yaml", 1, 9, "expected a list for 'models', found 'synth'"),

@@ -3,6 +3,7 @@
 
 use crate::engine::{EngineJob, LoadRecord, PassRecord};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Everything one device runs for one run: cells in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,9 +18,24 @@ pub struct AgentJob {
     /// on a laptop without binfmt); empty: the engine runs directly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub engine_wrapper: Vec<String>,
+    /// The other engines a cell may name ([`Cell::engine`]), by name: programs that speak the
+    /// bench contract (`docs/engine-contract.md`). `bundled` is always [`AgentJob::engine`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engines: BTreeMap<String, EngineProgram>,
     /// Where the agent keeps `events.jsonl` and scratch files for this run.
     pub workdir: String,
     pub cells: Vec<Cell>,
+}
+
+/// The name of the engine in the bundle, the default of [`Cell::engine`].
+pub const BUNDLED_ENGINE: &str = "bundled";
+
+/// A program the agent starts as it starts the bundled engine: `PROGRAM bench MODEL --job FILE`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineProgram {
+    /// Its path on the device.
+    pub program: String,
 }
 
 /// One point of the suite matrix on one device: model x precision x scenario x threads x state.
@@ -44,6 +60,13 @@ pub struct Cell {
     /// agent's default (900 s).
     #[serde(default)]
     pub state_timeout_s: u64,
+    /// Which engine runs the cell: [`BUNDLED_ENGINE`] or a key of [`AgentJob::engines`].
+    #[serde(default = "bundled", skip_serializing_if = "is_bundled")]
+    pub engine: String,
+    /// Cells of one comparison: adjacent cells with the same group share one device state and
+    /// run their sessions alternately (A B B A ...), so drift falls on every engine alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interleave: Option<u32>,
     /// The bench job handed to the engine (passes, warm-up, prompt, tokens to generate).
     pub engine_job: EngineJob,
     /// Fresh-process runs measuring process start -> model ready -> first token.
@@ -62,6 +85,14 @@ pub struct Cell {
     pub first_cold_start: usize,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub first_session: usize,
+}
+
+fn bundled() -> String {
+    BUNDLED_ENGINE.to_string()
+}
+
+fn is_bundled(name: &String) -> bool {
+    name == BUNDLED_ENGINE
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// What to feed the model in each pass.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Prompt {
     /// A literal prompt.
@@ -17,9 +18,12 @@ pub enum Prompt {
     Tokens(usize),
 }
 
+/// The work of one engine process: the file named by `--job`. Unknown keys are refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EngineJob {
+    /// The prompt every pass sends.
     pub prompt: Prompt,
     /// Tokens to generate per pass (the first comes from the prefill).
     pub n_gen: usize,
@@ -38,6 +42,7 @@ pub struct EngineJob {
     /// 0 = greedy.
     #[serde(default)]
     pub temperature: f32,
+    /// Sampling seed (only matters when `temperature` > 0).
     #[serde(default)]
     pub seed: u64,
     /// Kernel table to force (`scalar`, `avx2`, `avx512`, `neon`); default: the best one.
@@ -46,8 +51,9 @@ pub struct EngineJob {
     /// Send the prompt as an app would: the text (for a token count, the English text cut to
     /// that many tokens) becomes one user turn of the model's own `tokenizer.chat_template`,
     /// with the generation prompt added, and the rendered text is what gets tokenized. A model
-    /// without a template fails the job. Default false, so older jobs mean what they meant.
-    #[serde(default)]
+    /// without a template fails the job. Default false, so older jobs mean what they meant;
+    /// left out when false, so a program written before it never meets the key unasked.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub chat: bool,
     /// Tokens (of the same English text) put in the KV cache before each pass's prompt and
     /// not measured, so decode is timed at that context depth (llama-bench `-d`). Left out
@@ -66,26 +72,39 @@ fn is_zero(n: &usize) -> bool {
 
 /// One line of `bench` output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EngineRecord {
+    /// The first line: what was loaded and how long loading took.
     Load(LoadRecord),
+    /// One line per pass, warm-ups included (flagged).
     Pass(PassRecord),
+    /// The last line, after every pass.
     Done(DoneRecord),
 }
 
 /// How long loading took, phase by phase, and what was loaded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoadRecord {
+    /// The protocol version (`MAJOR.MINOR`, `meltbench_protocol::PROTOCOL_VERSION`) of the
+    /// contract the engine writes.
     pub protocol: String,
+    /// The engine's own version, free text.
     pub engine_version: String,
+    /// The model path as given on the command line.
     pub model_path: String,
+    /// Model architecture (GGUF `general.architecture`, e.g. `llama`, `qwen2`).
     pub architecture: String,
     /// Type of most weight matrices (`q4_1`, ...).
     pub dtype: String,
+    /// Parameters: elements of all the model's tensors.
     pub n_params: u64,
+    /// Size of the model file in bytes.
     pub file_bytes: u64,
     /// Bytes of weights one decode step reads.
     pub weight_bytes_per_token: u64,
+    /// Worker threads the passes run on.
     pub threads: usize,
     /// The CPUs the threads may run on (`sched_getaffinity`, e.g. "0-3"), where the OS says.
     #[serde(default)]
@@ -94,6 +113,7 @@ pub struct LoadRecord {
     /// "performance cores 4-7 of 8 (by cpu_capacity)"); absent when the OS placed them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
+    /// The compute kernels (or backend) the passes run on, e.g. `neon`.
     pub kernels: String,
     /// Opening and mapping the file, parsing the header.
     pub open_ns: u64,
@@ -103,7 +123,9 @@ pub struct LoadRecord {
     pub tokenizer_ns: u64,
     /// Allocating the KV cache and starting threads.
     pub session_ns: u64,
+    /// CLOCK_MONOTONIC (ns) when loading began.
     pub start_mono_ns: u64,
+    /// CLOCK_MONOTONIC (ns) when the model was ready for its first pass.
     pub end_mono_ns: u64,
     /// Set when the job's prompt went through the model's chat template (`EngineJob::chat`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +134,7 @@ pub struct LoadRecord {
 
 /// How a chat job's prompt was templated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChatPrompt {
     /// Tokens of the rendered prompt (template, user text, generation prompt, BOS where the
     /// model asks for one): the `prompt_tokens` every pass reports.
@@ -122,12 +145,17 @@ pub struct ChatPrompt {
     pub template_sha256: String,
 }
 
+/// One pass: the prompt's tokenizing, prefill, decode steps and detokenizing, timed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PassRecord {
+    /// 0-based position among the process's passes, warm-ups included (they come first).
     pub index: usize,
+    /// A warm-up pass: reported, never counted as measured.
     pub warmup: bool,
     /// Tokens prefilled; for a chat job, of the templated prompt.
     pub prompt_tokens: usize,
+    /// Tokens generated, the first one (picked by the prefill) included.
     pub gen_tokens: usize,
     /// Tokenizing the prompt; for a chat job, rendering the template and then tokenizing, as an
     /// app does for each request.
@@ -136,12 +164,15 @@ pub struct PassRecord {
     pub prefill_ns: u64,
     /// One entry per generated token after the first.
     pub decode_ns: Vec<u64>,
+    /// Turning the generated tokens back into text.
     pub detokenize_ns: u64,
     /// `tokenize_ns + prefill_ns`: what a user waits for the first token.
     pub ttft_ns: u64,
     /// Why generation stopped: `length` or `eos`.
     pub stop: String,
+    /// CLOCK_MONOTONIC (ns) when the pass began (before tokenizing).
     pub start_mono_ns: u64,
+    /// CLOCK_MONOTONIC (ns) when the pass ended (after detokenizing).
     pub end_mono_ns: u64,
     /// The engine's own peak resident set (VmHWM) when the pass ended, read after
     /// `end_mono_ns`. The agent reads the same figure from outside, but a fast engine can exit
@@ -157,9 +188,13 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The end of the passes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DoneRecord {
+    /// Measured passes run.
     pub passes: usize,
+    /// Warm-up passes run.
     pub warmup: usize,
     /// Peak resident set of the engine process (VmHWM), when the OS reports it.
     pub peak_rss_bytes: Option<u64>,

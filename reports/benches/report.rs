@@ -37,6 +37,7 @@ fn dataset(run_id: &str, passes: usize, factor: f64, seed: u64) -> Dataset {
                 scenario: format!("s{c}"),
                 threads: 2,
                 state: "any".into(),
+                engine: "bundled".into(),
             },
             sessions: (0..SESSIONS)
                 .map(|s| {

@@ -13,4 +13,11 @@ pub struct CellKey {
     pub scenario: String,
     pub threads: usize,
     pub state: String,
+    /// The engine that ran it (`bundled` in runs from before engines were an axis).
+    #[serde(default = "bundled")]
+    pub engine: String,
+}
+
+fn bundled() -> String {
+    meltbench_protocol::agent::BUNDLED_ENGINE.to_string()
 }

@@ -18,16 +18,18 @@ pub enum KeyField {
     Scenario,
     Threads,
     State,
+    Engine,
 }
 
 impl KeyField {
-    pub const ALL: [KeyField; 6] = [
+    pub const ALL: [KeyField; 7] = [
         KeyField::Device,
         KeyField::Model,
         KeyField::Precision,
         KeyField::Scenario,
         KeyField::Threads,
         KeyField::State,
+        KeyField::Engine,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl KeyField {
             KeyField::Scenario => "scenario",
             KeyField::Threads => "threads",
             KeyField::State => "state",
+            KeyField::Engine => "engine",
         }
     }
 
@@ -264,6 +267,9 @@ pub fn comparable(a: &CellData, b: &CellData, ignore: &[KeyField]) -> Result<(),
             )),
             KeyField::State if x.state != y.state => {
                 diffs.push(differs("state", "differs", &x.state, &y.state))
+            }
+            KeyField::Engine if x.engine != y.engine => {
+                diffs.push(differs("engine", "differs", &x.engine, &y.engine))
             }
             _ => {}
         }

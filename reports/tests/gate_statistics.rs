@@ -108,6 +108,7 @@ fn cell(id: &str, t: &Truth, rng: &mut ChaCha8Rng) -> CellData {
             scenario: id.to_string(),
             threads: 4,
             state: "cool".to_string(),
+            engine: "bundled".to_string(),
         },
         sessions,
         cold_start_ms: Vec::new(),

@@ -90,6 +90,8 @@ pub fn cell(id: &str, model: &Path, passes: usize, warmup: usize, cold: usize) -
         threads: 1,
         state: "any".into(),
         state_timeout_s: 0,
+        engine: "bundled".into(),
+        interleave: None,
         engine_job: EngineJob {
             prompt: Prompt::Tokens(16),
             n_gen: 8,
@@ -117,6 +119,7 @@ pub fn job(dir: &Path, engine: &Path, cells: Vec<Cell>) -> AgentJob {
         protocol: PROTOCOL_VERSION.to_string(),
         run_id: "test-run".into(),
         engine: engine.display().to_string(),
+        engines: Default::default(),
         workdir: dir.join("work").display().to_string(),
         cells,
     }

@@ -190,3 +190,67 @@ fn a_model_path_must_hold_a_gguf_model() {
     let e = err(&suite(dir.path()));
     assert!(e.contains("is a directory"), "{e}");
 }
+
+#[test]
+fn engines_are_the_innermost_axis_and_share_a_group_per_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = dir.path().join("shim.sh");
+    std::fs::write(&shim, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = format!(
+        "{MINIMAL}threads: [1, 2]\nengines:\n  - name: bundled\n  - name: shim\n    command: {}\n  - name: vendor\n    device_command: /opt/v/bench\n",
+        shim.display()
+    );
+    let s = ok(&text);
+    assert_eq!(s.engines.len(), 3);
+    let cells = s.cells();
+    let got: Vec<(&str, Option<u32>)> = cells
+        .iter()
+        .map(|c| (c.id.as_str(), c.interleave))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("synth/native/a/t1/any", Some(1)),
+            ("synth/native/a/t1/any/shim", Some(1)),
+            ("synth/native/a/t1/any/vendor", Some(1)),
+            ("synth/native/a/t2/any", Some(2)),
+            ("synth/native/a/t2/any/shim", Some(2)),
+            ("synth/native/a/t2/any/vendor", Some(2)),
+        ]
+    );
+    // One engine: no groups, ids as before engines were an axis.
+    let one = ok(MINIMAL).cells();
+    assert_eq!(
+        (one[0].engine.as_str(), one[0].interleave),
+        ("bundled", None)
+    );
+}
+
+#[test]
+fn engine_mistakes_are_reported_with_their_lines() {
+    let e = err(&format!(
+        "{MINIMAL}engines:\n  - name: bundled\n    command: /bin/true\n  - name: x\n  - name: y\n    command: /nonexistent/engine\n  - name: z\n    device_command: relative/bench\n  - name: y\n    device_command: /b\n  - {{}}\n  - name: /etc/passwd\n    command: /etc/passwd\n"
+    ));
+    for want in [
+        "s.yaml:5:14: 'bundled' is the engine of the bundle",
+        "s.yaml:6:11: engine 'x' says no program",
+        "s.yaml:8:14: command '/nonexistent/engine' cannot be used",
+        "s.yaml:10:21: device_command 'relative/bench' must be an absolute path",
+        "s.yaml:11:11: engine 'y' is listed twice (first at line 7)",
+        "s.yaml:13:5: engine has no 'name'",
+        "s.yaml:14:11: invalid engine name '/etc/passwd'",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let e = err(&format!(
+        "{MINIMAL}engines:\n  - name: a\n    command: /etc/passwd\n"
+    ));
+    assert!(
+        e.contains("is not executable (chmod +x /etc/passwd)"),
+        "{e}"
+    );
+    let e = err(&format!("{MINIMAL}engines: []\n"));
+    assert!(e.contains("list at least one"), "{e}");
+}

@@ -18,6 +18,7 @@ fn key(id: &str, threads: usize, sha: &str) -> CellKey {
         scenario: id.to_string(),
         threads,
         state: "cool".to_string(),
+        engine: "bundled".to_string(),
     }
 }
 

@@ -151,6 +151,7 @@ mod tests {
                 scenario: "chat".into(),
                 threads: 4,
                 state: "cool".into(),
+                engine: "bundled".into(),
             },
             sessions,
             cold_start_ms: cold,

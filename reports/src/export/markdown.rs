@@ -699,6 +699,7 @@ mod tests {
             scenario: "chat".into(),
             threads: 4,
             state: "cool".into(),
+            engine: "bundled".into(),
         };
         let cell = |id: &str, sessions: Vec<SessionData>, errors: Vec<String>| CellData {
             key: key(id),

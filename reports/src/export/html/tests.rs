@@ -83,6 +83,7 @@ fn key(device: &str, id: &str, precision: &str) -> CellKey {
         scenario: "chat-short".into(),
         threads: 4,
         state: "cool".into(),
+        engine: "bundled".into(),
     }
 }
 

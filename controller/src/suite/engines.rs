@@ -1,0 +1,172 @@
+//! The suite's `engines:`: which programs run each cell. Several engines make one more axis of
+//! the matrix, and their sessions alternate on the device (see the agent's `arms.rs`).
+
+use super::*;
+use meltbench_protocol::agent::BUNDLED_ENGINE;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EngineFile {
+    #[serde(default, deserialize_with = "present")]
+    name: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    command: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    device_command: Field<String>,
+}
+
+/// An engine as a suite names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineDef {
+    /// Its name in cell ids, reports and `gate --baseline-engine`.
+    pub name: String,
+    pub program: EngineProgramRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineProgramRef {
+    /// `meltbench-engine` from the bundle (or this build, on the local device).
+    Bundled,
+    /// A program on this machine that speaks the bench contract (`docs/engine-contract.md`):
+    /// pushed to each device through the push cache and checked by SHA-256 like the bundle.
+    Local(PathBuf),
+    /// A program already on the device, by its path there.
+    OnDevice(String),
+}
+
+impl EngineDef {
+    pub fn bundled() -> EngineDef {
+        EngineDef {
+            name: BUNDLED_ENGINE.to_string(),
+            program: EngineProgramRef::Bundled,
+        }
+    }
+}
+
+const FORMS: &str = "`- name: bundled`, `- {name: NAME, command: PATH}` (a program here, pushed \
+                     to each device) or `- {name: NAME, device_command: PATH}` (already on the \
+                     device)";
+
+pub(super) fn check_engines(
+    r: &mut Report,
+    list: Option<&Spanned<Vec<Spanned<EngineFile>>>>,
+    base: &Path,
+) -> Vec<EngineDef> {
+    let Some(list) = list else {
+        return vec![EngineDef::bundled()];
+    };
+    r.non_empty(list, "engines", format!("list at least one: {FORMS}"));
+    let mut out: Vec<EngineDef> = Vec::new();
+    let mut seen: BTreeMap<String, Pos> = BTreeMap::new();
+    for entry in &list.value {
+        let e = &entry.value;
+        let Some(name) = &e.name else {
+            r.on(entry, format!("engine has no 'name' ({FORMS})"));
+            continue;
+        };
+        let n = name.value.trim();
+        if !yaml::is_simple_name(n) {
+            r.on(
+                name,
+                format!(
+                    "invalid engine name '{n}' (allowed: {})",
+                    yaml::SIMPLE_NAME_RULE
+                ),
+            );
+            continue;
+        }
+        if let Some(first) = seen.get(n) {
+            r.on(
+                name,
+                format!(
+                    "engine '{n}' is listed twice (first at line {})",
+                    first.line
+                ),
+            );
+            continue;
+        }
+        seen.insert(n.to_string(), Pos::of(name));
+        let program = match (&e.command, &e.device_command) {
+            (Some(c), Some(_)) => {
+                r.on(c, "give either 'command' or 'device_command', not both");
+                continue;
+            }
+            (None, None) if n == BUNDLED_ENGINE => EngineProgramRef::Bundled,
+            (None, None) => {
+                r.on(
+                    name,
+                    format!(
+                        "engine '{n}' says no program: only '{BUNDLED_ENGINE}' needs none ({FORMS})"
+                    ),
+                );
+                continue;
+            }
+            (Some(c), None) | (None, Some(c)) if n == BUNDLED_ENGINE => {
+                r.on(
+                    c,
+                    format!(
+                        "'{BUNDLED_ENGINE}' is the engine of the bundle; give another build a name \
+                         of its own (e.g. `- {{name: baseline, command: {}}}`)",
+                        c.value
+                    ),
+                );
+                continue;
+            }
+            (Some(c), None) => match local_program(&c.value, base) {
+                Ok(p) => EngineProgramRef::Local(p),
+                Err(message) => {
+                    r.on(c, message);
+                    continue;
+                }
+            },
+            (None, Some(d)) => {
+                if !d.value.starts_with('/') {
+                    r.on(
+                        d,
+                        format!(
+                            "device_command '{}' must be an absolute path on the device",
+                            d.value
+                        ),
+                    );
+                    continue;
+                }
+                EngineProgramRef::OnDevice(d.value.clone())
+            }
+        };
+        out.push(EngineDef {
+            name: n.to_string(),
+            program,
+        });
+    }
+    out
+}
+
+/// The program file a `command:` names (relative to the suite file): an executable file.
+fn local_program(written: &str, base: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let w = Path::new(written);
+    let path = if w.is_absolute() {
+        w.to_path_buf()
+    } else {
+        base.join(w)
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        format!(
+            "command '{written}' cannot be used ({}: {e}; paths are relative to the suite file)",
+            path.display()
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(format!(
+            "command '{written}' is not a file ({})",
+            path.display()
+        ));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "command '{written}' is not executable (chmod +x {})",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
