@@ -157,6 +157,8 @@ pub fn compare(req: &CompareRequest) -> anyhow::Result<Comparison> {
         if !config.ignore_key.contains(&KeyField::Engine) {
             config.ignore_key.push(KeyField::Engine);
         }
+        // Engines of one run took turns on the device; across runs they did not.
+        config.paired_sessions = req.baseline.is_empty();
     }
     let outcome = baseline
         .as_ref()

@@ -97,6 +97,12 @@ fn two_engines_alternate_and_gate_against_each_other() {
             (Some(b), Some(a)),
             "{r}"
         );
+        assert!(
+            r["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("4 sessions paired in the order they ran")),
+            "{r}"
+        );
     }
 
     let o = meltbench(&cache)

@@ -64,6 +64,10 @@ pub struct GateConfig {
     /// Key fields allowed to differ between paired cells (e.g. `threads` to gate a thread-count
     /// change); empty for an ordinary build-against-build gate.
     pub ignore_key: Vec<KeyField>,
+    /// The two sides' sessions ran in pairs (engines of one run, alternating on the device):
+    /// session `i` of one beside session `i` of the other, resampled together.
+    #[serde(default)]
+    pub paired_sessions: bool,
 }
 
 impl Default for GateConfig {
@@ -78,6 +82,7 @@ impl Default for GateConfig {
             resamples: 2000,
             seed: 0x6d656c74,
             ignore_key: Vec::new(),
+            paired_sessions: false,
         }
     }
 }
@@ -449,6 +454,32 @@ fn side_values(cell: &CellData, metric: Metric) -> Vec<SessionValues> {
         .collect()
 }
 
+/// Each side's sessions in pairs by (run, session number), when every session with values on
+/// one side has its partner on the other.
+fn paired_sessions(
+    b: &CellData,
+    c: &CellData,
+    metric: Metric,
+) -> Option<(Vec<SessionValues>, Vec<SessionValues>)> {
+    let with_values = |cell: &CellData| -> BTreeMap<(String, usize), SessionValues> {
+        cell.sessions
+            .iter()
+            .map(|s| ((s.run_id.clone(), s.index), metric.session_values(s)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    };
+    let (mut bs, mut cs) = (with_values(b), with_values(c));
+    if bs.len() < 2 || bs.keys().ne(cs.keys()) {
+        return None;
+    }
+    let keys: Vec<(String, usize)> = bs.keys().cloned().collect();
+    Some(
+        keys.iter()
+            .map(|k| (bs.remove(k).unwrap(), cs.remove(k).unwrap()))
+            .unzip(),
+    )
+}
+
 fn evaluate(
     b: &CellData,
     c: &CellData,
@@ -480,17 +511,28 @@ fn evaluate(
         config.seed,
         row_hash(&[device, cell, &b.key.device, &b.key.id, metric.name()]),
     );
-    let interval = bootstrap::ratio_interval(
-        &base,
-        &cand,
-        stat,
-        &BootstrapConfig {
-            resamples: config.resamples,
-            confidence: config.confidence,
-            seed,
-        },
-    )
-    .expect("both builds have values");
+    let bootstrap = BootstrapConfig {
+        resamples: config.resamples,
+        confidence: config.confidence,
+        seed,
+    };
+    let mut notes = Vec::new();
+    let paired = if config.paired_sessions {
+        let interval = paired_sessions(b, c, metric)
+            .and_then(|(pb, pc)| bootstrap::paired_ratio_interval(&pb, &pc, stat, &bootstrap));
+        notes.push(match interval {
+            Some(_) => format!("{} sessions paired in the order they ran", base.len()),
+            None => "sessions could not be paired one to one (a session failed or is \
+                     missing); resampled independently"
+                .to_string(),
+        });
+        interval
+    } else {
+        None
+    };
+    let interval = paired
+        .or_else(|| bootstrap::ratio_interval(&base, &cand, stat, &bootstrap))
+        .expect("both builds have values");
     let (low, high) = (interval.low, interval.high);
     let higher = metric.higher_is_better();
     let mut verdict = classify(ratio, low, high, budget, config.noise_floor, higher);
@@ -498,7 +540,6 @@ fn evaluate(
     let count = |v: &[SessionValues]| v.iter().map(|s| s.values.len()).sum::<usize>();
     let (base_n, cand_n) = (count(&base), count(&cand));
     let (kb, kc) = (base.len(), cand.len());
-    let mut notes = Vec::new();
     let mut sessions_needed = None;
     if verdict == Verdict::Inconclusive {
         let limit = if higher { 1.0 - budget } else { 1.0 + budget };

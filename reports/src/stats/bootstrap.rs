@@ -25,6 +25,9 @@
 //!   build this path draws fewer resamples (never below [`MIN_RESAMPLES`]); see
 //!   [`effective_resamples`].
 //!
+//! Builds whose sessions ran in pairs (engines alternating on one device) can be resampled
+//! together: [`paired_ratio_interval`] draws session numbers once per resample for both.
+//!
 //! Everything is seeded ChaCha8: a seed gives the same interval on every machine.
 
 use crate::stats::sample::{SessionValues, Statistic};
@@ -155,22 +158,96 @@ pub fn ratio_interval(
     let b = planned_resamples(baseline, candidate, config.resamples);
     let base = resample_statistics(baseline, stat, b, mix(config.seed, 0x62617365))?;
     let cand = resample_statistics(candidate, stat, b, mix(config.seed, 0x63616e64))?;
-    let mut logs: Vec<f64> = base
+    let logs: Vec<f64> = base
         .iter()
         .zip(&cand)
         .map(|(&x, &y)| (y / x).ln())
         .collect();
+    Some(percentile_interval(logs, config.confidence))
+}
+
+/// Like [`ratio_interval`], for builds whose sessions ran in pairs: session `i` of the baseline
+/// beside session `i` of the candidate (engines alternating on one device). Each resample
+/// picks session indices once for both builds, so what a pair shared (the device's state at
+/// that time) stays in the pair and cancels in the ratio, instead of widening the interval as
+/// two independent draws would; passes within each picked session are drawn per build as
+/// before. `None` unless both builds have the same number (at least one) of sessions, all with
+/// values.
+pub fn paired_ratio_interval(
+    baseline: &[SessionValues],
+    candidate: &[SessionValues],
+    stat: Statistic,
+    config: &BootstrapConfig,
+) -> Option<RatioInterval> {
+    if baseline.is_empty()
+        || baseline.len() != candidate.len()
+        || baseline.iter().chain(candidate).any(|s| s.is_empty())
+    {
+        return None;
+    }
+    let b = planned_resamples(baseline, candidate, config.resamples);
+    let mut base = Resampler::new(baseline, stat);
+    let mut cand = Resampler::new(candidate, stat);
+    let mut picks = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x70616972));
+    let mut rng_b = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x62617365));
+    let mut rng_c = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x63616e64));
+    let mut counts = vec![0u64; baseline.len()];
+    let logs: Vec<f64> = (0..b)
+        .map(|_| {
+            pick_sessions(&mut picks, &mut counts);
+            let x = base.resample_picked(&counts, &mut rng_b, stat);
+            let y = cand.resample_picked(&counts, &mut rng_c, stat);
+            (y / x).ln()
+        })
+        .collect();
+    Some(percentile_interval(logs, config.confidence))
+}
+
+/// The two-sided percentile interval of bootstrap log ratios, back on the ratio scale.
+fn percentile_interval(mut logs: Vec<f64>, confidence: f64) -> RatioInterval {
+    let b = logs.len();
     logs.sort_by(f64::total_cmp);
-    let alpha = (1.0 - config.confidence).clamp(0.0, 1.0);
+    let alpha = (1.0 - confidence).clamp(0.0, 1.0);
     let at = |q: f64| {
         let (lo, frac) = type7_position(logs.len(), q);
         combine(logs[lo], logs[(lo + 1).min(logs.len() - 1)], frac)
     };
-    Some(RatioInterval {
+    RatioInterval {
         low: at(alpha / 2.0).exp(),
         high: at(1.0 - alpha / 2.0).exp(),
         resamples: b,
-    })
+    }
+}
+
+/// One build's resampler, of either kind (see the module comment).
+enum Resampler {
+    Flat(Tree),
+    Grouped(Grouped),
+}
+
+impl Resampler {
+    fn new(sessions: &[SessionValues], stat: Statistic) -> Resampler {
+        let sessions: Vec<&SessionValues> = sessions.iter().collect();
+        if sessions.iter().all(|s| s.values.len() == s.group_count()) {
+            Resampler::Flat(Tree::new(&sessions))
+        } else {
+            Resampler::Grouped(Grouped::new(&sessions, stat))
+        }
+    }
+
+    /// A replicate with the sessions already picked (`counts`: times each is picked).
+    fn resample_picked<R: Rng>(&mut self, counts: &[u64], rng: &mut R, stat: Statistic) -> f64 {
+        match self {
+            Resampler::Flat(t) => {
+                t.counts.copy_from_slice(counts);
+                t.resample_counted(rng, stat)
+            }
+            Resampler::Grouped(g) => {
+                g.counts.copy_from_slice(counts);
+                g.resample_counted(rng, stat)
+            }
+        }
+    }
 }
 
 /// `resamples` bootstrap replicates of `stat` over one build (empty sessions are ignored);
@@ -376,6 +453,11 @@ impl Tree {
 
     fn resample<R: Rng>(&mut self, rng: &mut R, stat: Statistic) -> f64 {
         pick_sessions(rng, &mut self.counts);
+        self.resample_counted(rng, stat)
+    }
+
+    /// A replicate from the sessions picked in `self.counts`.
+    fn resample_counted<R: Rng>(&mut self, rng: &mut R, stat: Statistic) -> f64 {
         let root = &mut self.levels[0];
         root.clear();
         let mut total = 0u64;
@@ -692,6 +774,11 @@ impl Grouped {
 
     fn resample<R: Rng>(&mut self, rng: &mut R, stat: Statistic) -> f64 {
         pick_sessions(rng, &mut self.counts);
+        self.resample_counted(rng, stat)
+    }
+
+    /// A replicate from the sessions picked in `self.counts`.
+    fn resample_counted<R: Rng>(&mut self, rng: &mut R, stat: Statistic) -> f64 {
         self.bin_counts.iter_mut().for_each(|c| *c = 0);
         let (mut below_band, mut total) = (0u64, 0u64);
         for (s, &c) in self.sessions.iter_mut().zip(&self.counts) {
@@ -996,5 +1083,65 @@ mod tests {
         let same = vec![session(&[5.0; 1000]), session(&[5.0; 700])];
         let reps = resample_statistics(&same, Statistic::Quantile(0.95), 200, 3).unwrap();
         assert!(reps.iter().all(|&r| r == 5.0));
+    }
+
+    /// Sessions that drift together (a device heating, a neighbour's load): each pair shares a
+    /// factor between 0.75 and 1.3, passes add 2% noise. Resampled independently, the drift
+    /// widens the interval past a 10% budget; paired, it cancels, so identical builds are
+    /// told apart from a 5% change.
+    #[test]
+    fn pairing_cancels_drift_shared_by_a_pair() {
+        let drift = [1.0, 1.3, 0.75, 1.15, 0.85, 1.25, 0.8, 1.1, 0.9, 1.0];
+        let build = |seed: u64, scale: f64, grouped_passes: bool| -> Vec<SessionValues> {
+            drift
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let v: Vec<f64> = noise(seed + i as u64, 40, 0.02)
+                        .into_iter()
+                        .map(|x| x * d * scale)
+                        .collect();
+                    if grouped_passes {
+                        let groups: Vec<&[f64]> = v.chunks(4).collect();
+                        grouped(&groups)
+                    } else {
+                        session(&v)
+                    }
+                })
+                .collect()
+        };
+        let config = BootstrapConfig {
+            resamples: 2000,
+            confidence: 0.95,
+            seed: 7,
+        };
+        for grouped_passes in [false, true] {
+            let a = build(100, 1.0, grouped_passes);
+            let same = build(200, 1.0, grouped_passes);
+            let slower = build(300, 1.05, grouped_passes);
+            let stat = Statistic::Quantile(0.95);
+            let apart = ratio_interval(&a, &same, stat, &config).unwrap();
+            assert!(
+                apart.low < 0.9 && apart.high > 1.1,
+                "drift widens independent draws: {apart:?}"
+            );
+            let paired = paired_ratio_interval(&a, &same, stat, &config).unwrap();
+            assert!(
+                paired.low > 0.97 && paired.high < 1.03,
+                "pairs cancel it: {paired:?}"
+            );
+            let paired = paired_ratio_interval(&a, &slower, stat, &config).unwrap();
+            assert!(
+                paired.low > 1.02 && paired.high < 1.08,
+                "and a 5% change stands out: {paired:?}"
+            );
+        }
+        // Unequal session counts cannot be paired.
+        let a = build(100, 1.0, false);
+        let config = BootstrapConfig {
+            resamples: 10,
+            ..config
+        };
+        assert!(paired_ratio_interval(&a, &a[1..], Statistic::Quantile(0.5), &config).is_none());
     }
 }
