@@ -204,9 +204,7 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
             let others = engine_programs::for_device(&d.engines, &host)?
                 .into_iter()
                 .map(|p| match p {
-                    Program::Local { name, artifact } => {
-                        (name, artifact.local.display().to_string())
-                    }
+                    Program::Local { name, path } => (name, path.display().to_string()),
                     Program::OnDevice { name, path } => (name, path),
                 })
                 .collect();
@@ -245,9 +243,9 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
             let mut pushed_engines = Vec::new();
             for p in engine_programs::for_device(&d.engines, &b.manifest.target)? {
                 match p {
-                    Program::Local { name, artifact } => {
+                    Program::Local { name, path } => {
+                        artifacts.push(engine_programs::artifact(&name, &path)?);
                         pushed_engines.push(name);
-                        artifacts.push(artifact);
                     }
                     Program::OnDevice { name, path } => {
                         others.insert(name, path);

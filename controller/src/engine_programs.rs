@@ -1,5 +1,6 @@
 //! The programs of a suite's engines other than the bundled one, for one device: which file
-//! each is, whether it can run there, and the push-cache artifact that carries it.
+//! each is, whether it can run there, and (for a remote device) the push-cache artifact that
+//! carries it.
 
 use crate::device_error::DeviceError;
 use crate::push::Artifact;
@@ -7,15 +8,21 @@ use crate::suite::{EngineDef, EngineProgramRef};
 use std::io::Read;
 use std::path::Path;
 
-/// An engine program to send to the device (`Local`) or already there (`OnDevice`).
+/// An engine program on this machine (`Local`) or already on the device (`OnDevice`).
 pub enum Program {
-    Local { name: String, artifact: Artifact },
-    OnDevice { name: String, path: String },
+    Local {
+        name: String,
+        path: std::path::PathBuf,
+    },
+    OnDevice {
+        name: String,
+        path: String,
+    },
 }
 
 /// The non-bundled engines of `engines` for a device of `target` (a Rust target triple, e.g.
-/// `aarch64-unknown-linux-musl`): each local program hashed, and refused when it is an ELF
-/// binary built for another machine.
+/// `aarch64-unknown-linux-musl`): a local program is refused when it is an ELF binary built
+/// for another machine.
 pub fn for_device(engines: &[EngineDef], target: &str) -> Result<Vec<Program>, DeviceError> {
     let mut out = Vec::new();
     for e in engines {
@@ -27,26 +34,31 @@ pub fn for_device(engines: &[EngineDef], target: &str) -> Result<Vec<Program>, D
             }),
             EngineProgramRef::Local(path) => {
                 check_abi(&e.name, path, target)?;
-                let (sha256, bytes) = crate::sha::hash_file(path).map_err(|err| {
-                    DeviceError::Setup(format!(
-                        "engine '{}': cannot read {}: {err}",
-                        e.name,
-                        path.display()
-                    ))
-                })?;
                 out.push(Program::Local {
                     name: e.name.clone(),
-                    artifact: Artifact {
-                        local: path.clone(),
-                        sha256,
-                        bytes,
-                        mode: 0o755,
-                    },
+                    path: path.clone(),
                 });
             }
         }
     }
     Ok(out)
+}
+
+/// The push-cache artifact of engine `name`'s local program at `path` (hashed here: only a
+/// remote device needs it).
+pub fn artifact(name: &str, path: &Path) -> Result<Artifact, DeviceError> {
+    let (sha256, bytes) = crate::sha::hash_file(path).map_err(|err| {
+        DeviceError::Setup(format!(
+            "engine '{name}': cannot read {}: {err}",
+            path.display()
+        ))
+    })?;
+    Ok(Artifact {
+        local: path.to_path_buf(),
+        sha256,
+        bytes,
+        mode: 0o755,
+    })
 }
 
 /// The machine an ELF file is built for, by its `e_machine`; `None` for anything else (a

@@ -186,8 +186,8 @@ pub fn paired_ratio_interval(
         return None;
     }
     let b = planned_resamples(baseline, candidate, config.resamples);
-    let mut base = Resampler::new(baseline, stat);
-    let mut cand = Resampler::new(candidate, stat);
+    let mut base = Resampler::new(&baseline.iter().collect::<Vec<_>>(), stat);
+    let mut cand = Resampler::new(&candidate.iter().collect::<Vec<_>>(), stat);
     let mut picks = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x70616972));
     let mut rng_b = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x62617365));
     let mut rng_c = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x63616e64));
@@ -226,12 +226,19 @@ enum Resampler {
 }
 
 impl Resampler {
-    fn new(sessions: &[SessionValues], stat: Statistic) -> Resampler {
-        let sessions: Vec<&SessionValues> = sessions.iter().collect();
+    fn new(sessions: &[&SessionValues], stat: Statistic) -> Resampler {
         if sessions.iter().all(|s| s.values.len() == s.group_count()) {
-            Resampler::Flat(Tree::new(&sessions))
+            Resampler::Flat(Tree::new(sessions))
         } else {
-            Resampler::Grouped(Grouped::new(&sessions, stat))
+            Resampler::Grouped(Grouped::new(sessions, stat))
+        }
+    }
+
+    /// A replicate: sessions picked, then groups within them.
+    fn resample<R: Rng>(&mut self, rng: &mut R, stat: Statistic) -> f64 {
+        match self {
+            Resampler::Flat(t) => t.resample(rng, stat),
+            Resampler::Grouped(g) => g.resample(rng, stat),
         }
     }
 
@@ -263,20 +270,12 @@ pub fn resample_statistics(
         return None;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let flat = sessions.iter().all(|s| s.values.len() == s.group_count());
-    let mut out = Vec::with_capacity(resamples);
-    if flat {
-        let mut tree = Tree::new(&sessions);
-        for _ in 0..resamples {
-            out.push(tree.resample(&mut rng, stat));
-        }
-    } else {
-        let mut side = Grouped::new(&sessions, stat);
-        for _ in 0..resamples {
-            out.push(side.resample(&mut rng, stat));
-        }
-    }
-    Some(out)
+    let mut side = Resampler::new(&sessions, stat);
+    Some(
+        (0..resamples)
+            .map(|_| side.resample(&mut rng, stat))
+            .collect(),
+    )
 }
 
 /// A seed derived from `seed` and `salt` (splitmix64 finaliser), for independent streams.
