@@ -279,6 +279,40 @@ fn without_sftp_files_travel_over_exec_channels() {
     round_trip(&sshd, FileChannel::SshExec);
 }
 
+/// A server that answers a transfer only after longer than the keepalive interval (30 s) is slow,
+/// not dead: libssh2 with keepalives on fails such a blocking wait with "Timed out waiting on
+/// socket" once a keepalive falls due, which failed a board in the 64-device load test. Here the
+/// SFTP open of a FIFO answers only when a writer comes, 35 s later (reading it then fails:
+/// sftp-server seeks before every read, which a FIFO refuses; what matters is the wait).
+#[test]
+fn a_server_slower_than_the_keepalive_interval_is_waited_for() {
+    let Some(sshd) = Sshd::for_test("a_server_slower_than_the_keepalive_interval_is_waited_for")
+    else {
+        return;
+    };
+    let mut t = connect(&sshd, &target(&sshd));
+    // A command first, so keepalives have run (they run while commands do).
+    assert_eq!(t.exec(&["true"], CONNECT).unwrap().status, Some(0));
+    let fifo = sshd.dir.join("slow.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut writer = Command::new("sh")
+        .args(["-c", "sleep 35; printf late > \"$1\"", "sh"])
+        .arg(&fifo)
+        .spawn()
+        .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let pulled = t.pull(&path_str(&fifo), &local.path().join("late"));
+    let waited = start.elapsed();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    if let Err(TransportError::Timeout(e)) = pulled {
+        panic!("gave up on a slow server after {waited:?}: {e}");
+    }
+    assert!(waited >= Duration::from_secs(34), "{waited:?}: {pulled:?}");
+}
+
 fn round_trip(sshd: &Sshd, channel: FileChannel) {
     use std::os::unix::fs::PermissionsExt;
     let mut t = connect(sshd, &target(sshd));

@@ -68,6 +68,11 @@ const IDLE_MIN: Duration = Duration::from_millis(1);
 const IDLE_MAX: Duration = Duration::from_millis(20);
 /// Keepalives while a command runs keep NAT and firewall state alive and let TCP notice a device
 /// that vanished, instead of waiting forever on a silent connection.
+///
+/// Only while a command runs, in non-blocking mode: with an interval set, libssh2's blocking
+/// calls wait on the socket only until the next keepalive is due and then fail with "Timed out
+/// waiting on socket", so a server slow to answer (starting SFTP on a loaded board) would fail
+/// after at most this long instead of [`STALL`].
 const KEEPALIVE_SECS: u32 = 30;
 /// Transfer chunk: large enough for libssh2 to pipeline SFTP requests.
 const CHUNK: usize = 256 * 1024;
@@ -190,7 +195,6 @@ impl SshTransport {
         set_deadline(&session, deadline);
         t.authenticate(identity.as_deref(), timeout).map_err(fail)?;
 
-        session.set_keepalive(false, KEEPALIVE_SECS);
         set_limit(&session, STALL);
         Ok(t)
     }
@@ -507,6 +511,7 @@ impl SshTransport {
         on_stderr: &mut dyn FnMut(&[u8]),
     ) -> Result<PumpEnd, TransportError> {
         self.session.set_blocking(false);
+        self.session.set_keepalive(false, KEEPALIVE_SECS);
         let result = (|| {
             let mut buf = vec![0u8; 32 * 1024];
             let mut stderr = channel.stderr();
@@ -552,6 +557,8 @@ impl SshTransport {
             }
             Ok(PumpEnd::Eof)
         })();
+        // 0 turns keepalives off again (see KEEPALIVE_SECS).
+        self.session.set_keepalive(false, 0);
         self.session.set_blocking(true);
         result
     }
