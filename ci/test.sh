@@ -10,8 +10,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the tests use: qemu runs the aarch64 engine and bundle, chromium renders the
 # HTML report, openssh-server is the real sshd the ssh transport is tested against, adb is the
-# real adb server the adb transport goes through.
-APT_PACKAGES=(qemu-user-static chromium openssh-server adb python3)
+# real adb server the adb transport goes through, python3 (with venv and g++) installs and runs
+# llama-cpp-python's llama.cpp server for the openai adapter's tests.
+APT_PACKAGES=(qemu-user-static chromium openssh-server adb python3 python3-venv g++)
 RUST_TARGETS=(aarch64-unknown-linux-musl x86_64-unknown-linux-musl)
 RUST_COMPONENTS=(rustfmt clippy)
 
@@ -91,6 +92,19 @@ for model in smollm2-135m gemma3-270m llama-vocab-llama-bpe llama-vocab-qwen2 ll
         echo "WARNING: could not pull $model; tests that need it will SKIP." >&2
     fi
 done
+
+step "A real llama.cpp server: llama-cpp-python[server], compiled here"
+# The openai adapter is tested against the OpenAI-compatible server of the PyPI package
+# llama-cpp-python, which compiles llama.cpp as pip installs it (pip keeps the built wheel in its
+# cache, so this is slow once per machine). A virtual environment, because Debian's python3
+# refuses system-wide installs (PEP 668). The tests find it through MELTBENCH_LLAMA_PYTHON.
+LLAMA_VENV=target/llama-venv
+if ! "$LLAMA_VENV/bin/python" -c 'import llama_cpp.server.app' 2>/dev/null; then
+    run python3 -m venv "$LLAMA_VENV"
+    run env CMAKE_ARGS="-DLLAVA_BUILD=OFF" "$LLAMA_VENV/bin/pip" install --progress-bar off \
+        'llama-cpp-python[server]'
+fi
+export MELTBENCH_LLAMA_PYTHON="$PWD/$LLAMA_VENV/bin/python"
 
 step "Device bundles"
 # The farm tests push these to sshd and the ADB device simulator, and run the aarch64 one

@@ -67,8 +67,7 @@ impl Finished {
 /// Runs `<engine> bench <model> --job <stem>.job.json` to the end, handing each stdout line to
 /// `on_line` as it arrives, with the process's VmHWM sampler. `Err` only when it cannot start.
 pub(crate) fn engine(
-    program: &str,
-    wrapper: &[String],
+    launch: Launch,
     workdir: &Path,
     cell: &Cell,
     job: &EngineJob,
@@ -79,7 +78,7 @@ pub(crate) fn engine(
         mut child,
         stderr,
         spawn_mono_ns,
-    } = spawn_engine(program, wrapper, workdir, &cell.model_path, job, stem)?;
+    } = spawn_engine(launch, workdir, &cell.model_path, job, stem)?;
     let pid = child.id();
     let watchdog = Watchdog::start(pid as i32, cell.timeout_s);
     let sampler = PeakSampler::start(pid);
@@ -136,12 +135,21 @@ pub(crate) struct Spawned {
     pub spawn_mono_ns: u64,
 }
 
+/// How an engine program is started: `[WRAPPER...] PROGRAM [ARGS...] bench MODEL --job FILE`.
+#[derive(Clone, Copy)]
+pub struct Launch<'a> {
+    pub program: &'a str,
+    /// A command the program runs under (an emulator); usually empty.
+    pub wrapper: &'a [String],
+    /// Arguments before `bench` (an adapter's settings).
+    pub args: &'a [String],
+}
+
 /// Writes the engine job to `<stem>.job.json` and starts `<engine> bench <model> --job ...` with
 /// stdout piped and stderr to `<stem>.stderr.txt`. Used for measured sessions, cold starts and
 /// the thermal pre-heat.
 pub(crate) fn spawn_engine(
-    program: &str,
-    wrapper: &[String],
+    launch: Launch,
     workdir: &Path,
     model_path: &str,
     job: &EngineJob,
@@ -159,15 +167,16 @@ pub(crate) fn spawn_engine(
         .write(true)
         .open(&stderr_path)
         .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
-    let mut cmd = match wrapper.split_first() {
+    let mut cmd = match launch.wrapper.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
-            c.args(rest).arg(program);
+            c.args(rest).arg(launch.program);
             c
         }
-        None => Command::new(program),
+        None => Command::new(launch.program),
     };
-    cmd.arg("bench")
+    cmd.args(launch.args)
+        .arg("bench")
         .arg(model_path)
         .arg("--job")
         .arg(&job_path)
@@ -180,7 +189,7 @@ pub(crate) fn spawn_engine(
     let spawn_mono_ns = crate::telemetry::sampler::monotonic_ns();
     let child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start the engine {program}: {e}"))?;
+        .map_err(|e| format!("cannot start the engine {}: {e}", launch.program))?;
     interrupt::track(child.id());
     Ok(Spawned {
         child,
@@ -285,8 +294,7 @@ impl Watchdog {
 
 /// How to start the pre-heat engine for a cell.
 pub struct EngineSpec<'a> {
-    pub program: &'a str,
-    pub wrapper: &'a [String],
+    pub launch: Launch<'a>,
     pub workdir: &'a Path,
     pub stem: String,
 }
@@ -305,8 +313,7 @@ impl Preheat {
         job.passes = PREHEAT_PASSES;
         job.warmup = 0;
         let mut sp = spawn_engine(
-            spec.program,
-            spec.wrapper,
+            spec.launch,
             spec.workdir,
             &cell.model_path,
             &job,

@@ -1,6 +1,7 @@
 //! The agent as a library: the binary (`main.rs`) is its command line, and the fuzz targets
 //! reach the parsers of device output (telemetry commands, sysfs trees) through it.
 
+pub mod adapter;
 pub mod arms;
 pub mod coldstart;
 pub mod engine_process;

@@ -7,7 +7,7 @@
 //! signal N (SIGINT 2 -> 130, SIGHUP, SIGTERM) stopped a run after the device was restored
 //! (see `interrupt`).
 
-use meltbench_agent::{fsroot, interrupt, probe, runner};
+use meltbench_agent::{adapter, fsroot, interrupt, probe, runner};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,10 +15,13 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: meltbench-agent probe
        meltbench-agent run --job FILE
+       meltbench-agent adapter KIND [SETTINGS...] bench MODEL --job FILE
 
   probe           print this device's identity and capabilities as one JSON object
   run --job FILE  run an agent job (JSON), streaming events on stdout and appending them to
                   <workdir>/events.jsonl
+  adapter ...     speak the bench contract (docs/engine-contract.md) for a runtime that does
+                  not: `meltbench-agent adapter --help` says which
   -h, --help      print this help
   -V, --version   print the version
 
@@ -27,6 +30,8 @@ Device files are read under $MELTBENCH_SYSFS_ROOT (default /).";
 enum Cmd {
     Probe,
     Run { job: PathBuf },
+    Adapter(adapter::Invocation),
+    AdapterHelp,
     Help,
     Version,
 }
@@ -44,6 +49,8 @@ fn parse(args: &[String]) -> Result<Cmd, String> {
             job: arg["--job=".len()..].into(),
         }),
         ["run", ..] => Err("run needs exactly one --job FILE".into()),
+        ["adapter", "-h" | "--help", ..] => Ok(Cmd::AdapterHelp),
+        ["adapter", rest @ ..] => adapter::parse(rest).map(Cmd::Adapter),
         [other, ..] => Err(format!("unknown subcommand {other:?}")),
     }
 }
@@ -53,7 +60,12 @@ fn main() -> ExitCode {
     let cmd = match parse(&args) {
         Ok(c) => c,
         Err(msg) => {
-            eprintln!("meltbench-agent: {msg}\n\n{USAGE}");
+            let usage = if args.first().is_some_and(|a| a == "adapter") {
+                adapter::USAGE
+            } else {
+                USAGE
+            };
+            eprintln!("meltbench-agent: {msg}\n\n{usage}");
             return ExitCode::from(2);
         }
     };
@@ -62,6 +74,26 @@ fn main() -> ExitCode {
         Cmd::Help => {
             println!("{USAGE}");
             ExitCode::SUCCESS
+        }
+        Cmd::AdapterHelp => {
+            println!("{}", adapter::USAGE);
+            ExitCode::SUCCESS
+        }
+        Cmd::Adapter(inv) => {
+            let stdout = std::io::stdout();
+            let result = adapter::openai::run(
+                &inv.settings,
+                &inv.model,
+                std::path::Path::new(&inv.job),
+                &mut stdout.lock(),
+            );
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("meltbench-agent adapter: {message}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Version => {
             println!("meltbench-agent {}", env!("CARGO_PKG_VERSION"));

@@ -18,7 +18,7 @@
 
 use crate::arms;
 use crate::coldstart;
-use crate::engine_process::{engine, EngineSpec};
+use crate::engine_process::{engine, EngineSpec, Launch};
 use crate::events::EventLog;
 use crate::fsroot::FsRoot;
 use crate::interrupt::{self, signal_name};
@@ -31,7 +31,9 @@ use crate::telemetry::sampler::monotonic_ns;
 use crate::telemetry::{self, cmd::Commands, sampler::Sampler};
 use crate::undo::Guard;
 use meltbench_protocol::agent::{AgentEvent, AgentJob, Cell, PassTelemetry, BUNDLED_ENGINE};
-use meltbench_protocol::engine::{DoneRecord, EngineRecord, LoadRecord, PassRecord};
+use meltbench_protocol::engine::{
+    DoneRecord, EngineRecord, LoadRecord, PassRecord, UNMEASURED_PEAK_RSS,
+};
 use meltbench_protocol::{protocol_major, PROTOCOL_VERSION};
 use std::fmt;
 use std::io;
@@ -383,8 +385,7 @@ impl Runner<'_> {
         guard: &mut Guard,
     ) -> Result<(AgentEvent, BatteryLabel), String> {
         let spec = EngineSpec {
-            program: &self.job.engine,
-            wrapper: &self.job.engine_wrapper,
+            launch: bundled(self.job),
             workdir: &self.workdir,
             stem: format!("cell-{index:03}-drain"),
         };
@@ -438,8 +439,7 @@ impl Runner<'_> {
         want: Requested,
     ) -> Result<AgentEvent, String> {
         let spec = EngineSpec {
-            program: &self.job.engine,
-            wrapper: &self.job.engine_wrapper,
+            launch: bundled(self.job),
             workdir: &self.workdir,
             stem: format!("cell-{index:03}-preheat"),
         };
@@ -490,11 +490,10 @@ impl Runner<'_> {
             coldstart::evict(self.root, Path::new(&cell.model_path), self.can_drop_caches);
         let mut load: Option<LoadRecord> = None;
         let mut pass: Option<PassRecord> = None;
-        let (program, wrapper) = program(self.job, cell)?;
+        let launch = program(self.job, cell)?;
         let log = &mut self.log;
         let fin = engine(
-            program,
-            wrapper,
+            launch,
             &self.workdir,
             cell,
             &coldstart::cold_job(&cell.engine_job),
@@ -543,13 +542,16 @@ impl Runner<'_> {
         let mut warmups = 0usize;
         let mut done: Option<DoneRecord> = None;
         let mut foreign: Option<String> = None;
+        // Set by a load record whose memory figures are not the program's own (an adapter in
+        // front of a server): then only the reported figures count.
+        let mut reported_only = false;
+        let mut reported_peak: Option<u64> = None;
         let log = &mut self.log;
         let tel = self.sampler.as_ref();
         let idle_w = self.idle_w;
-        let (program, wrapper) = program(self.job, cell).map_err(|m| (m, 0))?;
+        let launch = program(self.job, cell).map_err(|m| (m, 0))?;
         let fin = engine(
-            program,
-            wrapper,
+            launch,
             &self.workdir,
             cell,
             &cell.engine_job,
@@ -563,19 +565,28 @@ impl Runner<'_> {
                     interrupt::kill_engines();
                 }
                 Ok(_) if foreign.is_some() => {}
-                Ok(EngineRecord::Load(load)) => log.emit(&AgentEvent::Load {
-                    cell: id.clone(),
-                    session,
-                    load,
-                }),
+                Ok(EngineRecord::Load(load)) => {
+                    reported_only = load.memory_of.is_some()
+                        || load.unmeasured.iter().any(|u| u == UNMEASURED_PEAK_RSS);
+                    log.emit(&AgentEvent::Load {
+                        cell: id.clone(),
+                        session,
+                        load,
+                    })
+                }
                 Ok(EngineRecord::Pass(pass)) => {
                     if pass.warmup {
                         warmups += 1;
                     } else {
                         measured += 1;
                     }
-                    sampler.note(pass.rss_hwm_bytes);
-                    let rss_hwm_bytes = sampler.sample();
+                    let rss_hwm_bytes = if reported_only {
+                        reported_peak = reported_peak.max(pass.rss_hwm_bytes);
+                        pass.rss_hwm_bytes
+                    } else {
+                        sampler.note(pass.rss_hwm_bytes);
+                        sampler.sample()
+                    };
                     let mut telemetry = tel.and_then(|t| pass_telemetry(t, &pass, idle_w));
                     if let Some(l) = label {
                         let t = telemetry.get_or_insert_with(PassTelemetry::default);
@@ -597,9 +608,21 @@ impl Runner<'_> {
                     }
                 }
                 Ok(EngineRecord::Done(d)) => {
-                    sampler.note(d.peak_rss_bytes);
+                    if reported_only {
+                        reported_peak = reported_peak.max(d.peak_rss_bytes);
+                    } else {
+                        sampler.note(d.peak_rss_bytes);
+                    }
                     done = Some(d)
                 }
+                Ok(EngineRecord::Failed(f)) => log.emit(&AgentEvent::Warning {
+                    message: format!(
+                        "cell {id} session {session}: {} {} failed: {}",
+                        if f.warmup { "warm-up pass" } else { "pass" },
+                        f.index,
+                        f.reason
+                    ),
+                }),
                 Err(text) => log.emit(&stray_warning(&id, &text)),
             },
         )
@@ -633,21 +656,42 @@ impl Runner<'_> {
                 ),
             });
         }
-        Ok(SessionEnd {
-            measured,
-            peak_rss_bytes: fin.peak_rss_bytes,
-            ru_maxrss_bytes: fin.ru_maxrss_bytes,
+        Ok(if reported_only {
+            SessionEnd {
+                measured,
+                peak_rss_bytes: reported_peak,
+                ru_maxrss_bytes: None,
+            }
+        } else {
+            SessionEnd {
+                measured,
+                peak_rss_bytes: fin.peak_rss_bytes,
+                ru_maxrss_bytes: fin.ru_maxrss_bytes,
+            }
         })
     }
 }
 
-/// The engine program that runs `cell`, and the command it runs under.
-fn program<'a>(job: &'a AgentJob, cell: &Cell) -> Result<(&'a str, &'a [String]), String> {
+/// How the bundled engine starts.
+fn bundled(job: &AgentJob) -> Launch<'_> {
+    Launch {
+        program: &job.engine,
+        wrapper: &job.engine_wrapper,
+        args: &[],
+    }
+}
+
+/// How the engine program that runs `cell` starts.
+fn program<'a>(job: &'a AgentJob, cell: &Cell) -> Result<Launch<'a>, String> {
     if cell.engine == BUNDLED_ENGINE {
-        return Ok((&job.engine, &job.engine_wrapper));
+        return Ok(bundled(job));
     }
     match job.engines.get(&cell.engine) {
-        Some(p) => Ok((&p.program, &[])),
+        Some(p) => Ok(Launch {
+            program: &p.program,
+            wrapper: if p.wrapped { &job.engine_wrapper } else { &[] },
+            args: &p.args,
+        }),
         None => Err(format!(
             "the job names no program for engine '{}' (it has: {})",
             cell.engine,

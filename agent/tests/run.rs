@@ -361,12 +361,16 @@ fn engines_of_one_comparison_take_turns() {
         "shim".into(),
         meltbench_protocol::agent::EngineProgram {
             program: shim.display().to_string(),
+            args: Vec::new(),
+            wrapped: false,
         },
     );
     j.engines.insert(
         "future".into(),
         meltbench_protocol::agent::EngineProgram {
             program: future.display().to_string(),
+            args: Vec::new(),
+            wrapped: false,
         },
     );
     let ran = run_job(dir.path(), &j);

@@ -201,11 +201,13 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
             let host = target
                 .clone()
                 .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+            let agent_path = agent.display().to_string();
             let others = engine_programs::for_device(&d.engines, &host)?
                 .into_iter()
                 .map(|p| match p {
-                    Program::Local { name, path } => (name, path.display().to_string()),
-                    Program::OnDevice { name, path } => (name, path),
+                    Program::Local { name, path } => (name, plain(path.display().to_string())),
+                    Program::OnDevice { name, path } => (name, plain(path)),
+                    Program::Agent { name, args } => (name, adapter(&agent_path, args)),
                 })
                 .collect();
             let job = job(
@@ -241,6 +243,7 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 .collect();
             let mut others = BTreeMap::new();
             let mut pushed_engines = Vec::new();
+            let mut adapters = Vec::new();
             for p in engine_programs::for_device(&d.engines, &b.manifest.target)? {
                 match p {
                     Program::Local { name, path } => {
@@ -248,7 +251,10 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                         pushed_engines.push(name);
                     }
                     Program::OnDevice { name, path } => {
-                        others.insert(name, path);
+                        others.insert(name, plain(path));
+                    }
+                    Program::Agent { name, args } => {
+                        adapters.push((name, args));
                     }
                 }
             }
@@ -275,7 +281,13 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                 pushed_engines
                     .into_iter()
                     .zip(&paths[bundle::PROGRAMS.len()..first_model])
-                    .map(|(name, p)| (name, p.clone())),
+                    .map(|(name, p)| (name, plain(p.clone()))),
+            );
+            // paths[0] is the agent (bundle::PROGRAMS).
+            others.extend(
+                adapters
+                    .into_iter()
+                    .map(|(name, args)| (name, adapter(&paths[0], args))),
             );
             let run_dir = remote_run_dir(&workdir, &d.run_id, d.attempt);
             let job = job(
@@ -475,6 +487,25 @@ pub fn probe(device: &Device, timeout: Duration) -> Result<DeviceInfo, DeviceErr
     })
 }
 
+/// A contract program started as it is.
+fn plain(program: String) -> EngineProgram {
+    EngineProgram {
+        program,
+        args: Vec::new(),
+        wrapped: false,
+    }
+}
+
+/// The agent at `agent` as an adapter: built for the bundle's target, so it runs under the
+/// bundled engine's wrapper (an emulator) too.
+fn adapter(agent: &str, args: Vec<String>) -> EngineProgram {
+    EngineProgram {
+        program: agent.to_string(),
+        args,
+        wrapped: true,
+    }
+}
+
 /// The agent job for this device, with device-side paths.
 fn job(
     d: &DeviceRun,
@@ -482,17 +513,14 @@ fn job(
     engine_wrapper: Vec<String>,
     workdir: String,
     model_paths: &BTreeMap<(String, String), String>,
-    other_engines: BTreeMap<String, String>,
+    other_engines: BTreeMap<String, EngineProgram>,
 ) -> AgentJob {
     AgentJob {
         protocol: PROTOCOL_VERSION.to_string(),
         run_id: d.run_id.clone(),
         engine,
         engine_wrapper,
-        engines: other_engines
-            .into_iter()
-            .map(|(name, program)| (name, EngineProgram { program }))
-            .collect(),
+        engines: other_engines,
         workdir,
         cells: d
             .cells

@@ -8,7 +8,8 @@ use crate::suite::{EngineDef, EngineProgramRef};
 use std::io::Read;
 use std::path::Path;
 
-/// An engine program on this machine (`Local`) or already on the device (`OnDevice`).
+/// An engine program on this machine (`Local`), already on the device (`OnDevice`), or the
+/// agent as an adapter (`Agent`).
 pub enum Program {
     Local {
         name: String,
@@ -17,6 +18,11 @@ pub enum Program {
     OnDevice {
         name: String,
         path: String,
+    },
+    /// The agent itself, started with these arguments before `bench` (an adapter).
+    Agent {
+        name: String,
+        args: Vec<String>,
     },
 }
 
@@ -31,6 +37,10 @@ pub fn for_device(engines: &[EngineDef], target: &str) -> Result<Vec<Program>, D
             EngineProgramRef::OnDevice(path) => out.push(Program::OnDevice {
                 name: e.name.clone(),
                 path: path.clone(),
+            }),
+            EngineProgramRef::OpenAi(endpoint) => out.push(Program::Agent {
+                name: e.name.clone(),
+                args: endpoint.adapter_args(),
             }),
             EngineProgramRef::Local(path) => {
                 check_abi(&e.name, path, target)?;

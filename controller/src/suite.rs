@@ -28,6 +28,10 @@
 //!   - name: baseline            # --baseline-engine`; `command:` a program here that speaks the
 //!     command: ../old/meltbench-engine   # bench contract (docs/engine-contract.md), pushed and
 //!                               # verified like the bundle; `device_command:` a path on the device
+//!   - name: server              # an OpenAI-compatible server the device reaches (plain HTTP),
+//!     openai: {url: "http://127.0.0.1:8080/v1", model: smollm2, memory_of: llama-server}
+//!                               # measured by the agent's openai adapter; memory_of: the server's
+//!                               # process name or pid on the device, for peak memory
 //! states: [{thermal: any}]      # thermal: cool|warm|hot|any; battery: [100, 50, 20] levels with
 //!                               # battery_mode: wait (default) | drain | simulate (Android only)
 //! passes: 100                   # measured passes per cell, default 100
@@ -70,7 +74,7 @@ mod parts;
 mod scenarios;
 use axes::*;
 use engines::*;
-pub use engines::{EngineDef, EngineProgramRef};
+pub use engines::{EngineDef, EngineProgramRef, OpenAiEndpoint};
 pub use gate::gate_spec;
 use gate::*;
 use models::*;
@@ -278,7 +282,7 @@ impl ValidatedSuite {
                                     passes: self.passes,
                                     warmup: self.warmup,
                                     sessions: self.sessions,
-                                    cold_start: self.cold_start,
+                                    cold_start: engine.cold_start_runs(self.cold_start),
                                     timeout_s: self.timeout_s,
                                     state_timeout_s: self.state_timeout_s,
                                 });

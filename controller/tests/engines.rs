@@ -2,15 +2,18 @@
 //! engine (a shim around the same binary, as a user wraps another runtime), sessions
 //! alternating on the device, both in the summary and the report, and `gate --baseline-engine`
 //! pairing them inside the run; over ssh and adb, a second build of the engine pushed through
-//! the push cache and verified, and refused when built for another machine.
+//! the push cache and verified, and refused when built for another machine; a real llama.cpp
+//! server (llama-cpp-python's) through the agent's `openai` adapter beside the bundled engine.
 
 mod common;
 
 use common::farm::{
     adb_entry, bundles_dir, have_bundle, host_bundle, json, ready, ssh_entry, Farm,
 };
-use common::{bin_dir, meltbench, run_suite, text};
+use common::{bin_dir, meltbench, run_suite, smollm2, text};
 use meltbench_testbed::adb_device::{AdbDevice, AdbDeviceOptions, AdbServer};
+use meltbench_testbed::cutting_proxy::CuttingProxy;
+use meltbench_testbed::llama_server::LlamaServer;
 use meltbench_testbed::sshd::Sshd;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
@@ -230,4 +233,154 @@ fn a_second_engine_build_is_pushed_and_verified_over_ssh_and_adb() {
             "{t}"
         );
     }
+}
+
+/// SmolLM2 Q4_1 on the bundled engine and on a real llama.cpp server (llama-cpp-python's,
+/// OpenAI-compatible) through the agent's `openai` adapter, sessions alternating: each cell
+/// has 100 measured passes with time to first token and per-token decode times from token
+/// arrival, the server's peak memory, the fields the adapter cannot measure named in its load
+/// records, and both engines in the report.
+#[test]
+fn an_openai_server_runs_beside_the_bundled_engine() {
+    let Some(model) = smollm2() else { return };
+    let Some(server) = LlamaServer::for_test(
+        "an_openai_server_runs_beside_the_bundled_engine",
+        &model,
+        "smollm2",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let suite = format!(
+        "name: openai\nmodels: [{{name: {}}}]\n\
+         scenarios: [{{name: short, prompt_tokens: 32, new_tokens: 8}}]\n\
+         threads: [1]\npasses: 50\nwarmup: 2\nsessions: 2\ncold_start: 0\n\
+         engines:\n  - name: bundled\n  - name: server\n    openai: {{url: \"{}\", model: smollm2, memory_of: \"{}\"}}\n",
+        model.display(),
+        server.url(),
+        server.pid()
+    );
+    let run = run_suite(&cache, tmp.path(), "openai", &suite);
+    let summary = json(&run.join("summary.json"));
+    let cells = summary["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "{summary:#}");
+    for c in cells {
+        assert_eq!(c["passes"], 100, "{}", c["key"]);
+    }
+    let events: Vec<Value> = std::fs::read_to_string(run.join("events/local.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let served = |e: &&Value| e["cell"].as_str().is_some_and(|c| c.ends_with("/server"));
+    let loads: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "load")
+        .filter(served)
+        .collect();
+    assert_eq!(loads.len(), 2, "one load per session");
+    for l in &loads {
+        let unmeasured = l["load"]["unmeasured"].to_string();
+        assert!(
+            unmeasured.contains("tokenize_ns") && unmeasured.contains("detokenize_ns"),
+            "{l}"
+        );
+        assert!(!unmeasured.contains("peak_rss"), "memory_of was given: {l}");
+        let of = l["load"]["memory_of"].as_str().unwrap();
+        assert!(of.contains(&format!("pid {}", server.pid())), "{of}");
+    }
+    let passes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "pass" && !e["pass"]["warmup"].as_bool().unwrap())
+        .filter(served)
+        .collect();
+    assert_eq!(passes.len(), 100);
+    for e in &passes {
+        let p = &e["pass"];
+        assert!(p["ttft_ns"].as_u64().unwrap() > 0, "{p}");
+        assert_eq!(p["ttft_ns"], p["prefill_ns"], "{p}");
+        // 8 tokens asked, EOS ignored where the server honours it; one decode time after the first.
+        let gen = p["gen_tokens"].as_u64().unwrap();
+        assert!((1..=8).contains(&gen), "{p}");
+        let steps = p["decode_ns"].as_array().unwrap();
+        assert!(
+            !steps.is_empty() && steps.iter().all(|d| d.as_u64().unwrap() > 0),
+            "{p}"
+        );
+        let prompt = p["prompt_tokens"].as_u64().unwrap();
+        assert!(
+            (28..=32).contains(&prompt),
+            "the prompt is cut to 32 tokens by the server's count: {p}"
+        );
+        // The server's memory (a Python process holding the model), not the adapter's few MiB.
+        assert!(e["rss_hwm_bytes"].as_u64().unwrap() > 64 << 20, "{e}");
+    }
+    let warnings: Vec<&Value> = events.iter().filter(|e| e["event"] == "warning").collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("short/t1/any/server"),
+        "the report shows the server's cell"
+    );
+    drop(server);
+}
+
+/// A stream dropped mid-response (a proxy in front of the real server cuts one connection)
+/// fails only its pass, with the reason in a warning; the adapter runs another in its place, so
+/// the cell still has every measured pass.
+#[test]
+fn a_dropped_stream_fails_only_its_pass() {
+    let Some(model) = smollm2() else { return };
+    let Some(server) =
+        LlamaServer::for_test("a_dropped_stream_fails_only_its_pass", &model, "smollm2")
+    else {
+        return;
+    };
+    // Past the prompt calibration's small responses, inside the streamed passes.
+    let proxy = CuttingProxy::start(server.port, 40_000).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let suite = format!(
+        "name: dropped\nmodels: [{{name: {}}}]\n\
+         scenarios: [{{name: short, prompt_tokens: 32, new_tokens: 8}}]\n\
+         threads: [1]\npasses: 30\nwarmup: 1\nsessions: 1\n\
+         engines:\n  - name: server\n    openai: {{url: \"http://127.0.0.1:{}/v1\", model: smollm2}}\n",
+        model.display(),
+        proxy.port
+    );
+    let run = run_suite(&cache, tmp.path(), "dropped", &suite);
+    assert!(proxy.has_cut(), "the proxy never reached its threshold");
+    let summary = json(&run.join("summary.json"));
+    assert_eq!(summary["cells"][0]["passes"], 30, "{summary:#}");
+    let events = std::fs::read_to_string(run.join("events/local.jsonl")).unwrap();
+    let warnings: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("session 0: pass") && message.contains("failed:"),
+        "{message}"
+    );
+    // Without memory_of the server's memory is not measured, and nothing stands in for it.
+    let load = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "load")
+        .unwrap();
+    assert!(
+        load["load"]["unmeasured"].to_string().contains("peak_rss"),
+        "{load}"
+    );
+    assert!(events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "pass")
+        .all(|e| e["rss_hwm_bytes"].is_null()));
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("What each engine measures"), "method section");
+    assert!(html.contains("peak memory not measured"));
 }

@@ -14,10 +14,7 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 /// Text that token-count prompts are cut from: ordinary English, so prefill sees realistic ids.
-const FILLER: &str =
-    "The history of computing is a story of machines that became smaller, faster and \
-cheaper, until they fit in a pocket. Engineers measured every step: how long a program took to \
-start, how much memory it held, how hot the chip became and how quickly the battery drained. ";
+use meltbench_protocol::engine::FILLER_TEXT as FILLER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

@@ -489,6 +489,8 @@ fn run(cli: Cli) -> Result<()> {
                 start_mono_ns,
                 end_mono_ns: monotonic_ns(),
                 chat: prompt.chat().cloned(),
+                unmeasured: Vec::new(),
+                memory_of: None,
             };
             let stdout = std::io::stdout();
             bench::run(&l, &mut session, record, &job, &prompt, &mut stdout.lock())?;

@@ -30,12 +30,20 @@ pub struct AgentJob {
 /// The name of the engine in the bundle, the default of [`Cell::engine`].
 pub const BUNDLED_ENGINE: &str = "bundled";
 
-/// A program the agent starts as it starts the bundled engine: `PROGRAM bench MODEL --job FILE`.
+/// A program the agent starts as it starts the bundled engine:
+/// `[WRAPPER...] PROGRAM [ARGS...] bench MODEL --job FILE`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineProgram {
     /// Its path on the device.
     pub program: String,
+    /// Arguments before `bench` (an adapter's settings, e.g. `adapter openai --url ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Runs under [`AgentJob::engine_wrapper`] like the bundled engine: the agent's own
+    /// adapters are built for the bundle's target, which the wrapper may emulate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wrapped: bool,
 }
 
 /// One point of the suite matrix on one device: model x precision x scenario x threads x state.

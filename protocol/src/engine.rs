@@ -7,6 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The English text a [`Prompt::Tokens`] prompt is cut from (repeated as often as needed), so
+/// every program of the contract can send the same prompt the bundled engine sends.
+pub const FILLER_TEXT: &str =
+    "The history of computing is a story of machines that became smaller, faster and \
+cheaper, until they fit in a pocket. Engineers measured every step: how long a program took to \
+start, how much memory it held, how hot the chip became and how quickly the battery drained. ";
+
 /// What to feed the model in each pass.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -74,6 +81,8 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
+// One record lives at a time, per line read: boxing the load record would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum EngineRecord {
     /// The first line: what was loaded and how long loading took.
     Load(LoadRecord),
@@ -81,6 +90,21 @@ pub enum EngineRecord {
     Pass(PassRecord),
     /// The last line, after every pass.
     Done(DoneRecord),
+    /// A pass that did not complete (a dropped stream, a server error) while the program goes
+    /// on with the next: the agent turns it into a warning naming the pass and the reason.
+    Failed(FailedPass),
+}
+
+/// A pass the program gave up on, with why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct FailedPass {
+    /// The position the pass would have had (see [`PassRecord::index`]).
+    pub index: usize,
+    /// Whether it was a warm-up.
+    pub warmup: bool,
+    /// What went wrong, for a person.
+    pub reason: String,
 }
 
 /// How long loading took, phase by phase, and what was loaded.
@@ -130,7 +154,21 @@ pub struct LoadRecord {
     /// Set when the job's prompt went through the model's chat template (`EngineJob::chat`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatPrompt>,
+    /// Pass fields this program cannot measure and writes as 0, by their names in the pass
+    /// record (`tokenize_ns`, `detokenize_ns`), and `peak_rss` when the program's own memory
+    /// is not the model's and nothing stands in for it. Reports list them in their method
+    /// section instead of taking the zeros as measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmeasured: Vec<String>,
+    /// Whose memory `rss_hwm_bytes` and `peak_rss_bytes` report when not this program's own
+    /// process, e.g. `llama-server (pid 812)` for an adapter in front of a server. The agent
+    /// then takes the reported figures instead of sampling the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_of: Option<String>,
 }
+
+/// The [`LoadRecord::unmeasured`] entry saying the program's memory is not the model's.
+pub const UNMEASURED_PEAK_RSS: &str = "peak_rss";
 
 /// How a chat job's prompt was templated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

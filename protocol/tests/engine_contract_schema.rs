@@ -191,6 +191,8 @@ fn sample_records() -> Vec<EngineRecord> {
             start_mono_ns: 5_000_000_000,
             end_mono_ns: 5_036_000_000,
             chat: None,
+            unmeasured: Vec::new(),
+            memory_of: None,
         }),
         pass(0, 5_040_000_000),
         pass(1, 5_110_000_000),

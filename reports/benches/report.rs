@@ -85,6 +85,8 @@ fn dataset(run_id: &str, passes: usize, factor: f64, seed: u64) -> Dataset {
             kernels: Some("avx512".into()),
             reported_peak_rss_bytes: None,
             preludes: vec![],
+            unmeasured: Default::default(),
+            memory_of: None,
         })
         .collect();
     Dataset {

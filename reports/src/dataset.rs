@@ -88,6 +88,12 @@ pub struct CellData {
     /// What the agent spent before the first pass (state waits, cold starts), in the order
     /// it reported them, for timelines.
     pub preludes: Vec<Prelude>,
+    /// Pass fields the engine program said it cannot measure (its load records'
+    /// `unmeasured`): zeros there are not measurements.
+    pub unmeasured: std::collections::BTreeSet<String>,
+    /// Whose memory the peak RSS figures are when not the engine process's own (an adapter
+    /// in front of a server).
+    pub memory_of: Option<String>,
 }
 
 /// A step of a cell before its passes. The agent reports how long it took but not when it
@@ -206,6 +212,8 @@ fn empty_cell(key: CellKey) -> CellData {
         kernels: None,
         reported_peak_rss_bytes: None,
         preludes: Vec::new(),
+        unmeasured: Default::default(),
+        memory_of: None,
     }
 }
 
@@ -231,6 +239,10 @@ fn add_device_events(
                 cell.model_file_bytes = Some(load.file_bytes);
                 cell.weight_bytes_per_token = Some(load.weight_bytes_per_token);
                 cell.kernels = Some(load.kernels.clone());
+                cell.unmeasured.extend(load.unmeasured.iter().cloned());
+                if load.memory_of.is_some() {
+                    cell.memory_of = load.memory_of.clone();
+                }
             }
             AgentEvent::Pass {
                 session,

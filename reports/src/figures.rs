@@ -118,6 +118,8 @@ mod tests {
             kernels: None,
             reported_peak_rss_bytes: Some(200),
             preludes: vec![],
+            unmeasured: Default::default(),
+            memory_of: None,
         };
         let f = CellFigures::of(&cell);
         assert_eq!((f.passes, f.warmup_passes, f.sessions), (3, 2, 2));

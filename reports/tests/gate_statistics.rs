@@ -122,6 +122,8 @@ fn cell(id: &str, t: &Truth, rng: &mut ChaCha8Rng) -> CellData {
         kernels: None,
         reported_peak_rss_bytes: None,
         preludes: vec![],
+        unmeasured: Default::default(),
+        memory_of: None,
     }
 }
 

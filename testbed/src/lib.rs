@@ -4,6 +4,8 @@
 
 pub mod adb_device;
 pub mod battery_model;
+pub mod cutting_proxy;
+pub mod llama_server;
 pub mod procs;
 pub mod sshd;
 pub mod stepper;

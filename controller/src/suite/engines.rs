@@ -13,6 +13,20 @@ pub(super) struct EngineFile {
     command: Field<String>,
     #[serde(default, deserialize_with = "present")]
     device_command: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    openai: Field<OpenAiFile>,
+}
+
+/// `openai:` of an engine: an OpenAI-compatible endpoint the device reaches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OpenAiFile {
+    #[serde(default, deserialize_with = "present")]
+    url: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    model: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    memory_of: Field<String>,
 }
 
 /// An engine as a suite names it.
@@ -32,6 +46,38 @@ pub enum EngineProgramRef {
     Local(PathBuf),
     /// A program already on the device, by its path there.
     OnDevice(String),
+    /// An OpenAI-compatible endpoint, measured from the device by the agent's `openai` adapter.
+    OpenAi(OpenAiEndpoint),
+}
+
+/// Where the `openai` adapter sends its requests (see `agent/src/adapter/openai.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenAiEndpoint {
+    /// Base URL as the device reaches it, e.g. `http://127.0.0.1:8080/v1`.
+    pub url: String,
+    /// The model name requests carry; `None`: the first the server lists.
+    pub model: Option<String>,
+    /// The server's process name or pid on the device, whose peak memory passes report.
+    pub memory_of: Option<String>,
+}
+
+impl OpenAiEndpoint {
+    /// The adapter's settings: the words between `meltbench-agent` and `bench`.
+    pub fn adapter_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "adapter".into(),
+            "openai".into(),
+            "--url".into(),
+            self.url.clone(),
+        ];
+        if let Some(m) = &self.model {
+            args.extend(["--model".into(), m.clone()]);
+        }
+        if let Some(m) = &self.memory_of {
+            args.extend(["--memory-of".into(), m.clone()]);
+        }
+        args
+    }
 }
 
 impl EngineDef {
@@ -41,11 +87,21 @@ impl EngineDef {
             program: EngineProgramRef::Bundled,
         }
     }
+
+    /// Cold starts of this engine's cells: none for a server, which is already running when
+    /// the adapter starts (a cold start would time the adapter, not the model's load).
+    pub fn cold_start_runs(&self, suite: usize) -> usize {
+        match self.program {
+            EngineProgramRef::OpenAi(_) => 0,
+            _ => suite,
+        }
+    }
 }
 
 const FORMS: &str = "`- name: bundled`, `- {name: NAME, command: PATH}` (a program here, pushed \
-                     to each device) or `- {name: NAME, device_command: PATH}` (already on the \
-                     device)";
+                     to each device), `- {name: NAME, device_command: PATH}` (already on the \
+                     device) or `- {name: NAME, openai: {url: http://HOST:PORT/v1}}` (an \
+                     OpenAI-compatible server the device reaches)";
 
 pub(super) fn check_engines(
     r: &mut Report,
@@ -86,9 +142,27 @@ pub(super) fn check_engines(
             continue;
         }
         seen.insert(n.to_string(), Pos::of(name));
+        if let Some(o) = &e.openai {
+            if let Some(c) = e.command.as_ref().or(e.device_command.as_ref()) {
+                r.on(c, "give one of 'command', 'device_command' and 'openai'");
+                continue;
+            }
+            if n == BUNDLED_ENGINE {
+                r.on(name, format!("'{BUNDLED_ENGINE}' is the engine of the bundle; name the endpoint otherwise"));
+                continue;
+            }
+            match openai_endpoint(r, o) {
+                Some(endpoint) => out.push(EngineDef {
+                    name: n.to_string(),
+                    program: EngineProgramRef::OpenAi(endpoint),
+                }),
+                None => continue,
+            }
+            continue;
+        }
         let program = match (&e.command, &e.device_command) {
             (Some(c), Some(_)) => {
-                r.on(c, "give either 'command' or 'device_command', not both");
+                r.on(c, "give one of 'command', 'device_command' and 'openai'");
                 continue;
             }
             (None, None) if n == BUNDLED_ENGINE => EngineProgramRef::Bundled,
@@ -139,6 +213,36 @@ pub(super) fn check_engines(
         });
     }
     out
+}
+
+/// An `openai:` mapping, checked: a plain-HTTP base URL (the adapter speaks no TLS).
+fn openai_endpoint(r: &mut Report, o: &Spanned<OpenAiFile>) -> Option<OpenAiEndpoint> {
+    let Some(url) = &o.value.url else {
+        r.on(o, "openai needs 'url', the server's base URL as the device reaches it (e.g. http://127.0.0.1:8080/v1)");
+        return None;
+    };
+    let u = url.value.trim();
+    if u.starts_with("https://") {
+        r.on(url, format!("'{u}': the openai adapter speaks plain HTTP only (a server on the device or its LAN); use http://"));
+        return None;
+    }
+    if !u.starts_with("http://") || u.len() <= "http://".len() {
+        r.on(
+            url,
+            format!("'{u}' is not an http:// URL (e.g. http://127.0.0.1:8080/v1)"),
+        );
+        return None;
+    }
+    let text = |f: &Field<String>| {
+        f.as_ref()
+            .map(|s| s.value.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    Some(OpenAiEndpoint {
+        url: u.trim_end_matches('/').to_string(),
+        model: text(&o.value.model),
+        memory_of: text(&o.value.memory_of),
+    })
 }
 
 /// The program file a `command:` names (relative to the suite file): an executable file.

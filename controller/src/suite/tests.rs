@@ -229,6 +229,49 @@ fn engines_are_the_innermost_axis_and_share_a_group_per_comparison() {
 }
 
 #[test]
+fn an_openai_engine_runs_the_agent_as_its_adapter_without_cold_starts() {
+    let s = ok(&format!(
+        "{MINIMAL}cold_start: 3\nengines:\n  - name: bundled\n  - name: server\n    openai: {{url: \"http://127.0.0.1:8080/v1/\", model: smollm2, memory_of: llama-server}}\n"
+    ));
+    let EngineProgramRef::OpenAi(endpoint) = &s.engines[1].program else {
+        panic!("{:?}", s.engines[1]);
+    };
+    assert_eq!(
+        endpoint.adapter_args(),
+        [
+            "adapter",
+            "openai",
+            "--url",
+            "http://127.0.0.1:8080/v1",
+            "--model",
+            "smollm2",
+            "--memory-of",
+            "llama-server"
+        ]
+    );
+    let cells = s.cells();
+    assert_eq!((cells[0].cold_start, cells[1].cold_start), (3, 0));
+    let e = err(&format!(
+        "{MINIMAL}engines:\n  - name: a\n    openai: {{model: m}}\n  - name: b\n    openai: {{url: \"https://api.example.com/v1\"}}\n  - name: c\n    openai: {{url: localhost:8080}}\n  - name: d\n    command: /bin/true\n    openai: {{url: \"http://h/v1\"}}\n"
+    ));
+    for want in [
+        "s.yaml:5:13: openai needs 'url'",
+        "s.yaml:7:19: 'https://api.example.com/v1': the openai adapter speaks plain HTTP only",
+        "s.yaml:9:19: 'localhost:8080' is not an http:// URL",
+        "s.yaml:11:14: give one of 'command', 'device_command' and 'openai'",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let e = err(&format!(
+        "{MINIMAL}engines:\n  - name: e\n    openai: {{url: \"http://h/v1\", port: 1}}\n"
+    ));
+    assert!(
+        e.contains("s.yaml:5:34: unknown key 'port' (allowed: url, model, memory_of)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn engine_mistakes_are_reported_with_their_lines() {
     let e = err(&format!(
         "{MINIMAL}engines:\n  - name: bundled\n    command: /bin/true\n  - name: x\n  - name: y\n    command: /nonexistent/engine\n  - name: z\n    device_command: relative/bench\n  - name: y\n    device_command: /b\n  - {{}}\n  - name: /etc/passwd\n    command: /etc/passwd\n"

@@ -73,6 +73,8 @@ fn cell(
         kernels: None,
         reported_peak_rss_bytes: None,
         preludes: vec![],
+        unmeasured: Default::default(),
+        memory_of: None,
     }
 }
 

@@ -165,6 +165,8 @@ mod tests {
             kernels: None,
             reported_peak_rss_bytes: None,
             preludes: vec![],
+            unmeasured: Default::default(),
+            memory_of: None,
         }
     }
 

@@ -715,6 +715,8 @@ mod tests {
             kernels: None,
             reported_peak_rss_bytes: None,
             preludes: vec![],
+            unmeasured: Default::default(),
+            memory_of: None,
         };
         let session = |l: &[f64]| SessionData {
             run_id: "r".into(),

@@ -1,6 +1,7 @@
 //! The `method` section: how every figure and verdict of the page was computed.
 
 use super::*;
+use std::collections::BTreeSet;
 
 pub(super) fn method(out: &mut String, ctx: &Ctx) {
     let gate = ctx.input.gate;
@@ -87,6 +88,7 @@ pub(super) fn method(out: &mut String, ctx: &Ctx) {
         gate.map(|g| format!(" This gate exited {}.", g.exit_code))
             .unwrap_or_default()
     );
+    engines_measured(out, ctx);
     w!(
         out,
         "<dt>Charts</dt><dd>CDF curves are drawn through at most {ECDF_POINTS} points (tail above \
@@ -95,4 +97,61 @@ pub(super) fn method(out: &mut String, ctx: &Ctx) {
          passes.</dd>\n"
     );
     out.push_str("</dl>\n");
+}
+
+/// What each engine other than the bundled one could not measure, and whose memory its peak
+/// RSS is: an adapter in front of a server times tokens as they arrive, so its zeros are not
+/// measurements and its time to first token includes the request.
+fn engines_measured(out: &mut String, ctx: &Ctx) {
+    let mut by_engine: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
+    for c in &ctx.input.candidate.cells {
+        if c.unmeasured.is_empty() && c.memory_of.is_none() {
+            continue;
+        }
+        let e = by_engine.entry(c.key.engine.as_str()).or_default();
+        e.0.extend(c.unmeasured.iter().map(String::as_str));
+        e.1.extend(c.memory_of.as_deref());
+    }
+    if by_engine.is_empty() {
+        return;
+    }
+    out.push_str("<dt>What each engine measures</dt><dd><ul>");
+    for (engine, (unmeasured, memory_of)) in &by_engine {
+        let fields: Vec<&str> = unmeasured
+            .iter()
+            .copied()
+            .filter(|f| *f != meltbench_protocol::engine::UNMEASURED_PEAK_RSS)
+            .collect();
+        w!(out, "<li><code>{}</code>: ", esc(engine));
+        if !fields.is_empty() {
+            w!(
+                out,
+                "not measured (written as 0, shown nowhere as a figure): {}; its time to first \
+                 token runs from the request to the first token's arrival and includes what the \
+                 server does before prefill, so its prefill tokens/s is prompt tokens over that \
+                 time. ",
+                fields
+                    .iter()
+                    .map(|f| format!("<code>{}</code>", esc(f)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if unmeasured.contains(meltbench_protocol::engine::UNMEASURED_PEAK_RSS) {
+            out.push_str("peak memory not measured (no server process named). ");
+        }
+        if !memory_of.is_empty() {
+            w!(
+                out,
+                "peak memory is that of {}. ",
+                memory_of
+                    .iter()
+                    .map(|m| esc(m))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        out.push_str("</li>");
+    }
+    out.push_str("</ul></dd>\n");
 }

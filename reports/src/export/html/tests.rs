@@ -161,6 +161,8 @@ fn cell(
         kernels: Some("avx2".into()),
         reported_peak_rss_bytes: None,
         preludes: vec![],
+        unmeasured: Default::default(),
+        memory_of: None,
     }
 }
 
