@@ -325,28 +325,34 @@ impl Endpoint {
         }
     }
 
-    /// The server's `usage.prompt_tokens` for `text`, from a request for one token.
-    fn count(&self, text: &str) -> Result<usize, String> {
-        let body = self.body(text, 1, None, false).to_string();
+    /// Sends `body` to the endpoint; a response other than 2xx is an error with its text.
+    fn post(&self, body: &Value) -> Result<ureq::http::Response<ureq::Body>, String> {
         let r = self
             .http
             .post(self.path())
             .header("Content-Type", "application/json")
-            .send(&body)
+            .send(&body.to_string())
             .map_err(|e| format!("{}: {e}", self.path()))?;
         let status = r.status();
-        let text = r
+        if status.is_success() {
+            return Ok(r);
+        }
+        let text = r.into_body().read_to_string().unwrap_or_default();
+        Err(format!(
+            "{} answered {status}: {}",
+            self.path(),
+            text.trim()
+        ))
+    }
+
+    /// The server's `usage.prompt_tokens` for `text`, from a request for one token.
+    fn count(&self, text: &str) -> Result<usize, String> {
+        let body = self
+            .post(&self.body(text, 1, None, false))?
             .into_body()
             .read_to_string()
             .map_err(|e| format!("{}: {e}", self.path()))?;
-        if !status.is_success() {
-            return Err(format!(
-                "{} answered {status}: {}",
-                self.path(),
-                text.trim()
-            ));
-        }
-        Ok(sse::usage_of_response(&text)?.prompt_tokens)
+        Ok(sse::usage_of_response(&body)?.prompt_tokens)
     }
 
     /// The contract's English text, from its `start`-th word on, cut to the number of words
@@ -389,25 +395,9 @@ impl Endpoint {
 
     /// One streamed request, timed from just before it is sent.
     fn pass(&self, job: &EngineJob, prompt: &Calibrated) -> Result<PassRecord, String> {
-        let body = self
-            .body(&prompt.text, job.n_gen, Some(job), true)
-            .to_string();
+        let body = self.body(&prompt.text, job.n_gen, Some(job), true);
         let start_mono_ns = monotonic_ns();
-        let r = self
-            .http
-            .post(self.path())
-            .header("Content-Type", "application/json")
-            .send(&body)
-            .map_err(|e| format!("{}: {e}", self.path()))?;
-        let status = r.status();
-        if !status.is_success() {
-            let text = r.into_body().read_to_string().unwrap_or_default();
-            return Err(format!(
-                "{} answered {status}: {}",
-                self.path(),
-                text.trim()
-            ));
-        }
+        let r = self.post(&body)?;
         let reader = BufReader::new(r.into_body().into_reader());
         let stream = read_stream(reader, self.chat)?;
         let first = stream.arrivals.first().copied().ok_or_else(|| {
