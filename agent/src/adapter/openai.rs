@@ -40,7 +40,9 @@ pub struct Settings {
 
 /// How long the server may take to answer at all before the adapter gives up on it.
 const READY_WITHIN: Duration = Duration::from_secs(60);
-/// Without an answer for this long, a request has stalled.
+/// Without the response's headers for this long, a request has stalled. The body (the stream
+/// of tokens) has no limit of its own: a long generation on a slow board can take minutes, and
+/// the cell's timeout (the agent kills the adapter) bounds a stream that stalls.
 const STALL: Duration = Duration::from_secs(120);
 
 /// Runs the job against the endpoint, writing the contract's records to `out`.
@@ -97,7 +99,8 @@ pub fn run(
             n_params: 0,
             file_bytes: std::fs::metadata(model_path).map(|m| m.len()).unwrap_or(0),
             weight_bytes_per_token: 0,
-            threads: job.threads.unwrap_or(0),
+            // The server's own settings decide; 0 says unknown rather than echoing the job.
+            threads: 0,
             cpus: None,
             placement: None,
             kernels: format!("server ({})", endpoint.model),
@@ -190,7 +193,6 @@ fn client() -> ureq::Agent {
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_recv_response(Some(STALL))
-        .timeout_recv_body(Some(STALL))
         .build()
         .into()
 }
