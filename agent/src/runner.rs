@@ -656,18 +656,16 @@ impl Runner<'_> {
                 ),
             });
         }
-        Ok(if reported_only {
-            SessionEnd {
-                measured,
-                peak_rss_bytes: reported_peak,
-                ru_maxrss_bytes: None,
-            }
+        // The program's own memory is not the model's when it said so: only reported figures.
+        let (peak_rss_bytes, ru_maxrss_bytes) = if reported_only {
+            (reported_peak, None)
         } else {
-            SessionEnd {
-                measured,
-                peak_rss_bytes: fin.peak_rss_bytes,
-                ru_maxrss_bytes: fin.ru_maxrss_bytes,
-            }
+            (fin.peak_rss_bytes, fin.ru_maxrss_bytes)
+        };
+        Ok(SessionEnd {
+            measured,
+            peak_rss_bytes,
+            ru_maxrss_bytes,
         })
     }
 }

@@ -151,12 +151,11 @@ pub(super) fn check_engines(
                 r.on(name, format!("'{BUNDLED_ENGINE}' is the engine of the bundle; name the endpoint otherwise"));
                 continue;
             }
-            match openai_endpoint(r, o) {
-                Some(endpoint) => out.push(EngineDef {
+            if let Some(endpoint) = openai_endpoint(r, o) {
+                out.push(EngineDef {
                     name: n.to_string(),
                     program: EngineProgramRef::OpenAi(endpoint),
-                }),
-                None => continue,
+                });
             }
             continue;
         }
