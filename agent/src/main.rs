@@ -81,13 +81,7 @@ fn main() -> ExitCode {
         }
         Cmd::Adapter(inv) => {
             let stdout = std::io::stdout();
-            let result = adapter::openai::run(
-                &inv.settings,
-                &inv.model,
-                std::path::Path::new(&inv.job),
-                &mut stdout.lock(),
-            );
-            match result {
+            match inv.run(&mut stdout.lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("meltbench-agent adapter: {message}");

@@ -208,6 +208,10 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                     Program::Local { name, path } => (name, plain(path.display().to_string())),
                     Program::OnDevice { name, path } => (name, plain(path)),
                     Program::Agent { name, args } => (name, adapter(&agent_path, args)),
+                    Program::AgentWithFiles { name, files, tools } => {
+                        let args = Program::in_place(&tools, &files);
+                        (name, adapter(&agent_path, args))
+                    }
                 })
                 .collect();
             let job = job(
@@ -244,17 +248,29 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
             let mut others = BTreeMap::new();
             let mut pushed_engines = Vec::new();
             let mut adapters = Vec::new();
+            // Adapters whose files are pushed: their name, tools, and the files' names and
+            // places in `artifacts`.
+            let mut with_files = Vec::new();
             for p in engine_programs::for_device(&d.engines, &b.manifest.target)? {
                 match p {
                     Program::Local { name, path } => {
-                        artifacts.push(engine_programs::artifact(&name, &path)?);
-                        pushed_engines.push(name);
+                        let artifact = engine_programs::artifact(&name, &path)?;
+                        pushed_engines.push((name, artifacts.len()));
+                        artifacts.push(artifact);
                     }
                     Program::OnDevice { name, path } => {
                         others.insert(name, plain(path));
                     }
                     Program::Agent { name, args } => {
                         adapters.push((name, args));
+                    }
+                    Program::AgentWithFiles { name, files, tools } => {
+                        let mut placed = Vec::new();
+                        for (file, path) in files {
+                            placed.push((file, artifacts.len()));
+                            artifacts.push(engine_programs::artifact(&name, &path)?);
+                        }
+                        with_files.push((name, tools, placed));
                     }
                 }
             }
@@ -280,8 +296,7 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
             others.extend(
                 pushed_engines
                     .into_iter()
-                    .zip(&paths[bundle::PROGRAMS.len()..first_model])
-                    .map(|(name, p)| (name, plain(p.clone()))),
+                    .map(|(name, at)| (name, plain(paths[at].clone()))),
             );
             // paths[0] is the agent (bundle::PROGRAMS).
             others.extend(
@@ -289,6 +304,13 @@ fn place(d: &DeviceRun) -> Result<Placed, DeviceError> {
                     .into_iter()
                     .map(|(name, args)| (name, adapter(&paths[0], args))),
             );
+            for (name, tools, placed) in with_files {
+                let on_device: Vec<(String, String)> = placed
+                    .into_iter()
+                    .map(|(file, at)| (file, paths[at].clone()))
+                    .collect();
+                others.insert(name, adapter(&paths[0], tools.adapter_args(&on_device)));
+            }
             let run_dir = remote_run_dir(&workdir, &d.run_id, d.attempt);
             let job = job(
                 d,

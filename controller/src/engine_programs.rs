@@ -4,7 +4,7 @@
 
 use crate::device_error::DeviceError;
 use crate::push::Artifact;
-use crate::suite::{EngineDef, EngineProgramRef};
+use crate::suite::{EngineDef, EngineProgramRef, LlamaCppTools, ToolsPlace};
 use std::io::Read;
 use std::path::Path;
 
@@ -24,6 +24,25 @@ pub enum Program {
         name: String,
         args: Vec<String>,
     },
+    /// The agent as the adapter of files on this machine (llama.cpp's build): pushed to a
+    /// remote device, used in place on the local one; `tools` gives the adapter's arguments
+    /// once the files' paths on the device are known.
+    AgentWithFiles {
+        name: String,
+        files: Vec<(String, std::path::PathBuf)>,
+        tools: LlamaCppTools,
+    },
+}
+
+impl Program {
+    /// The adapter's arguments when the files are used where they are (the local device).
+    pub fn in_place(tools: &LlamaCppTools, files: &[(String, std::path::PathBuf)]) -> Vec<String> {
+        let here: Vec<(String, String)> = files
+            .iter()
+            .map(|(n, p)| (n.clone(), p.display().to_string()))
+            .collect();
+        tools.adapter_args(&here)
+    }
 }
 
 /// The non-bundled engines of `engines` for a device of `target` (a Rust target triple, e.g.
@@ -42,6 +61,22 @@ pub fn for_device(engines: &[EngineDef], target: &str) -> Result<Vec<Program>, D
                 name: e.name.clone(),
                 args: endpoint.adapter_args(),
             }),
+            EngineProgramRef::LlamaCpp(tools) => match &tools.place {
+                ToolsPlace::OnDevice(_) => out.push(Program::Agent {
+                    name: e.name.clone(),
+                    args: tools.adapter_args(&[]),
+                }),
+                ToolsPlace::Local(files) => {
+                    for (_, path) in files {
+                        check_abi(&e.name, path, target)?;
+                    }
+                    out.push(Program::AgentWithFiles {
+                        name: e.name.clone(),
+                        files: files.clone(),
+                        tools: tools.clone(),
+                    });
+                }
+            },
             EngineProgramRef::Local(path) => {
                 check_abi(&e.name, path, target)?;
                 out.push(Program::Local {

@@ -3,14 +3,16 @@
 //! alternating on the device, both in the summary and the report, and `gate --baseline-engine`
 //! pairing them inside the run; over ssh and adb, a second build of the engine pushed through
 //! the push cache and verified, and refused when built for another machine; a real llama.cpp
-//! server (llama-cpp-python's) through the agent's `openai` adapter beside the bundled engine.
+//! server (llama-cpp-python's) through the agent's `openai` adapter beside the bundled engine;
+//! a developer's llama.cpp build (`MELTBENCH_LLAMA_CPP_DIR`) through the `llama.cpp` adapter
+//! beside all three, and pushed over ssh and adb.
 
 mod common;
 
 use common::farm::{
     adb_entry, bundles_dir, have_bundle, host_bundle, json, ready, ssh_entry, Farm,
 };
-use common::{bin_dir, meltbench, run_suite, smollm2, text};
+use common::{bin_dir, llama_cpp_dir, meltbench, run_suite, smollm2, text};
 use meltbench_testbed::adb_device::{AdbDevice, AdbDeviceOptions, AdbServer};
 use meltbench_testbed::cutting_proxy::CuttingProxy;
 use meltbench_testbed::llama_server::LlamaServer;
@@ -23,16 +25,7 @@ use std::path::Path;
 fn two_engines_alternate_and_gate_against_each_other() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let shim = tmp.path().join("shim.sh");
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\nexec {} \"$@\"\n",
-            bin_dir().join("meltbench-engine").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    shim(tmp.path());
     let suite = "name: engines\nmodels: [{name: synth}]\n\
                  scenarios: [{name: tiny, prompt_tokens: 8, new_tokens: 4}]\n\
                  threads: [1]\npasses: 5\nwarmup: 1\nsessions: 4\ncold_start: 1\n\
@@ -119,6 +112,27 @@ fn two_engines_alternate_and_gate_against_each_other() {
         t.contains("no cell ran engine 'llama.cpp' (engines in these runs: bundled, shim)"),
         "{t}"
     );
+}
+
+/// The local device's events of a run.
+fn local_events(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("events/local.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Events of one kind from the cells of `engine` (not the bundled one); passes without the
+/// warm-ups.
+fn of_engine<'a>(events: &'a [Value], kind: &str, engine: &str) -> Vec<&'a Value> {
+    let suffix = format!("/{engine}");
+    events
+        .iter()
+        .filter(|e| e["event"] == kind)
+        .filter(|e| e["cell"].as_str().is_some_and(|c| c.ends_with(&suffix)))
+        .filter(|e| kind != "pass" || e["pass"]["warmup"] == false)
+        .collect()
 }
 
 /// Passes measured per cell in a device's event log (cells that ended).
@@ -268,17 +282,8 @@ fn an_openai_server_runs_beside_the_bundled_engine() {
     for c in cells {
         assert_eq!(c["passes"], 100, "{}", c["key"]);
     }
-    let events: Vec<Value> = std::fs::read_to_string(run.join("events/local.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let served = |e: &&Value| e["cell"].as_str().is_some_and(|c| c.ends_with("/server"));
-    let loads: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "load")
-        .filter(served)
-        .collect();
+    let events = local_events(&run);
+    let loads = of_engine(&events, "load", "server");
     assert_eq!(loads.len(), 2, "one load per session");
     for l in &loads {
         let unmeasured = l["load"]["unmeasured"].to_string();
@@ -290,11 +295,7 @@ fn an_openai_server_runs_beside_the_bundled_engine() {
         let of = l["load"]["memory_of"].as_str().unwrap();
         assert!(of.contains(&format!("pid {}", server.pid())), "{of}");
     }
-    let passes: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "pass" && !e["pass"]["warmup"].as_bool().unwrap())
-        .filter(served)
-        .collect();
+    let passes = of_engine(&events, "pass", "server");
     assert_eq!(passes.len(), 100);
     for e in &passes {
         let p = &e["pass"];
@@ -383,4 +384,180 @@ fn a_dropped_stream_fails_only_its_pass() {
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("What each engine measures"), "method section");
     assert!(html.contains("peak memory not measured"));
+}
+
+/// The contract's shim around the bundled engine, as a user wraps another runtime.
+fn shim(dir: &Path) -> std::path::PathBuf {
+    let shim = dir.join("shim.sh");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nexec {} \"$@\"\n",
+            bin_dir().join("meltbench-engine").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    shim
+}
+
+/// All four kinds of engine on SmolLM2 Q4_1 on the local device, sessions alternating: the
+/// bundled engine, a `command` shim, llama.cpp's own llama-server (a developer's build, by
+/// path) through the `llama.cpp` adapter, and llama-cpp-python's server through `openai`.
+/// Every cell has 100 measured passes with time to first token and per-token decode times;
+/// llama-server's cold start is its process start to first token; the report shows the
+/// engines side by side.
+#[test]
+fn four_engines_run_side_by_side_on_the_local_device() {
+    let test = "four_engines_run_side_by_side_on_the_local_device";
+    let Some(model) = smollm2() else { return };
+    let Some(llama) = llama_cpp_dir(test) else {
+        return;
+    };
+    let Some(server) = LlamaServer::for_test(test, &model, "smollm2") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let suite = format!(
+        "name: four\nmodels: [{{name: {}}}]\n\
+         scenarios: [{{name: short, prompt_tokens: 32, new_tokens: 8}}]\n\
+         threads: [1]\npasses: 50\nwarmup: 2\nsessions: 2\ncold_start: 1\n\
+         engines:\n  - name: bundled\n  - name: shim\n    command: {}\n  - name: llama\n    \
+         llama.cpp: {{dir: {}}}\n  - name: server\n    \
+         openai: {{url: \"{}\", model: smollm2, memory_of: \"{}\"}}\n",
+        model.display(),
+        shim(tmp.path()).display(),
+        llama.display(),
+        server.url(),
+        server.pid()
+    );
+    let run = run_suite(&cache, tmp.path(), "four", &suite);
+    let summary = json(&run.join("summary.json"));
+    let cells = summary["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4, "{summary:#}");
+    for c in cells {
+        assert_eq!(c["passes"], 100, "{}", c["key"]);
+    }
+    let events = local_events(&run);
+    let loads = of_engine(&events, "load", "llama");
+    assert_eq!(loads.len(), 2, "one load per session");
+    for l in &loads {
+        let load = &l["load"];
+        assert!(
+            load["engine_version"]
+                .as_str()
+                .unwrap()
+                .starts_with("llama.cpp b"),
+            "{l}"
+        );
+        assert!(
+            load["memory_of"]
+                .as_str()
+                .unwrap()
+                .starts_with("llama-server (pid "),
+            "{l}"
+        );
+        assert_eq!(load["threads"], 1, "{l}");
+    }
+    let passes = of_engine(&events, "pass", "llama");
+    assert_eq!(passes.len(), 100);
+    for e in &passes {
+        let p = &e["pass"];
+        assert!(p["ttft_ns"].as_u64().unwrap() > 0, "{p}");
+        // EOS ignored and 8 tokens asked: llama-server streams every one.
+        assert_eq!(p["gen_tokens"], 8, "{p}");
+        let steps = p["decode_ns"].as_array().unwrap();
+        assert_eq!(steps.len(), 7, "{p}");
+        assert!(steps.iter().all(|d| d.as_u64().unwrap() > 0), "{p}");
+        // Cut by llama-server's own /tokenize to exactly 32 (or the most words below it).
+        let prompt = p["prompt_tokens"].as_u64().unwrap();
+        assert!((29..=32).contains(&prompt), "{p}");
+        // llama-server's own memory: the model is mapped and read.
+        assert!(e["rss_hwm_bytes"].as_u64().unwrap() > 32 << 20, "{e}");
+    }
+    let colds = of_engine(&events, "cold_start", "llama");
+    assert_eq!(colds.len(), 1, "{colds:?}");
+    let warnings: Vec<&Value> = events.iter().filter(|e| e["event"] == "warning").collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    let engines = &html[html.find("<section id=\"engines\">").unwrap()..];
+    let engines = &engines[..engines.find("</section>").unwrap()];
+    for name in ["bundled", "shim", "llama", "server"] {
+        assert!(
+            engines.contains(&format!(">{name}</a></th>")),
+            "{name}: {engines}"
+        );
+    }
+    drop(server);
+}
+
+/// A llama.cpp build pushed like the bundle over ssh and adb (llama-server and its libraries,
+/// each verified by SHA-256), run by the adapter there; a second run pushes nothing.
+#[test]
+fn a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb() {
+    let test = "a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb";
+    if !ready(Sshd::available().and(AdbServer::available()), host_bundle()) {
+        return;
+    }
+    let Some(model) = smollm2() else { return };
+    let Some(llama) = llama_cpp_dir(test) else {
+        return;
+    };
+    let f = Farm::new();
+    let suite = format!(
+        "name: llama\nmodels: [{{name: {}}}]\n\
+         scenarios: [{{name: tiny, prompt_tokens: 16, new_tokens: 4}}]\n\
+         threads: [1]\npasses: 3\nwarmup: 1\nsessions: 1\ncold_start: 1\n\
+         engines:\n  - name: llama\n    llama.cpp: {{dir: {}}}\n",
+        model.display(),
+        llama.display()
+    );
+    let files = std::fs::read_dir(&llama)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            e.path().is_file() && (n == "llama-server" || n.contains(".so"))
+        })
+        .count() as u64;
+    let sshd = Sshd::start().unwrap();
+    let server = AdbServer::start().unwrap();
+    let dev = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
+    server.connect(&dev).unwrap();
+    let devices = format!(
+        "devices:\n{}{}",
+        ssh_entry("board", &sshd, &f.root.join("board")),
+        adb_entry(
+            "phone",
+            &server,
+            &dev,
+            &dev.sandbox.join("data/local/tmp/mb")
+        )
+    );
+    let (first, o) = f.run("l1", &suite, &devices);
+    assert!(o.status.success(), "{}", text(&o));
+    for device in ["board", "phone"] {
+        let cells = ended(&first, device);
+        assert!(
+            matches!(&cells[..], [(_, 3)]),
+            "{device}: one cell, 3 passes: {cells:?}"
+        );
+    }
+    for (device, t) in transfers(&first) {
+        assert_eq!(
+            t["sent"].as_u64(),
+            Some(3 + files),
+            "{device}: agent, engine, the model and the build's {files} files: {t}"
+        );
+    }
+    let (second, o) = f.run("l2", &suite, &devices);
+    assert!(o.status.success(), "{}", text(&o));
+    for (device, t) in transfers(&second) {
+        assert_eq!(
+            (t["bytes"].as_u64(), t["reused"].as_u64()),
+            (Some(0), Some(3 + files)),
+            "{device}: {t}"
+        );
+    }
 }

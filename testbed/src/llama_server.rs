@@ -68,7 +68,9 @@ impl LlamaServer {
             .arg(model)
             .args(["--model_alias", alias, "--host", "127.0.0.1", "--port"])
             .arg(port.to_string())
-            .args(["--n_threads", "1", "--n_ctx", "1024", "--verbose", "false"])
+            // Both counts: llama-cpp-python prefills with every core unless told otherwise.
+            .args(["--n_threads", "1", "--n_threads_batch", "1"])
+            .args(["--n_ctx", "1024", "--verbose", "false"])
             .stdin(Stdio::null())
             .stdout(out.try_clone().map_err(|e| e.to_string())?)
             .stderr(out)

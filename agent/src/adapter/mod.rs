@@ -5,7 +5,11 @@
 //!
 //! - `openai`: an OpenAI-compatible HTTP endpoint (llama-server, llama-cpp-python, Ollama,
 //!   LM Studio, MLC serve, vLLM), streaming; see [`openai`].
+//! - `llama.cpp`: llama.cpp's `llama-server`, started by the adapter for the session and driven
+//!   like an `openai` endpoint; see [`llama_cpp`].
 
+pub mod llama_cpp;
+pub mod llama_server;
 pub mod openai;
 pub mod sse;
 
@@ -16,58 +20,123 @@ use std::path::Path;
 pub const USAGE: &str = "\
 usage: meltbench-agent adapter openai --url URL [--model NAME] [--memory-of PROCESS]
                                        bench MODEL --job FILE
+       meltbench-agent adapter llama.cpp (--dir DIR | --file NAME=PATH...) [--arg WORD...]
+                                       bench MODEL --job FILE
 
+openai:
   --url URL            the endpoint's base URL, e.g. http://127.0.0.1:8080/v1 (plain HTTP)
   --model NAME         the model name requests carry (default: the first the server lists)
   --memory-of PROCESS  the server's process name or pid on this device, whose peak resident
-                       memory (VmHWM) the passes report; without it memory is not measured";
+                       memory (VmHWM) the passes report; without it memory is not measured
+
+llama.cpp (starts DIR/llama-server on a loopback port for the session):
+  --dir DIR            the directory of llama.cpp's tools on this device
+  --file NAME=PATH     instead of --dir: a file of the build (llama-server, its libraries)
+                       by its name there and its path here; repeat for each
+  --arg WORD           one word added to llama-server's command line (e.g. --arg -ngl
+                       --arg 99); repeat for each";
 
 /// A parsed `adapter` command line.
 #[derive(Debug, PartialEq)]
 pub struct Invocation {
-    pub settings: openai::Settings,
+    pub adapter: Adapter,
     pub model: String,
     pub job: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Adapter {
+    OpenAi(openai::Settings),
+    LlamaCpp(llama_cpp::Settings),
+}
+
+impl Invocation {
+    /// Runs the job, writing the contract's records to `out`.
+    pub fn run(&self, out: &mut dyn Write) -> Result<(), String> {
+        let job = Path::new(&self.job);
+        match &self.adapter {
+            Adapter::OpenAi(s) => openai::run(s, &self.model, job, out),
+            Adapter::LlamaCpp(s) => llama_cpp::run(s, &self.model, job, out),
+        }
+    }
 }
 
 /// Parses the words after `adapter`.
 pub fn parse(args: &[&str]) -> Result<Invocation, String> {
     let Some((&kind, rest)) = args.split_first() else {
-        return Err("adapter needs a kind (openai)".into());
+        return Err("adapter needs a kind (openai or llama.cpp)".into());
     };
-    if kind != "openai" {
-        return Err(format!("unknown adapter {kind:?} (known: openai)"));
+    if kind != "openai" && kind != "llama.cpp" {
+        return Err(format!(
+            "unknown adapter {kind:?} (known: openai, llama.cpp)"
+        ));
     }
-    let mut url = None;
-    let mut model_name = None;
-    let mut memory_of = None;
+    let mut settings: Vec<(&str, &str)> = Vec::new();
     let mut i = 0;
     while i < rest.len() && rest[i] != "bench" {
         let value = rest
             .get(i + 1)
             .filter(|v| **v != "bench")
             .ok_or_else(|| format!("{} needs a value", rest[i]))?;
-        match rest[i] {
-            "--url" => url = Some(value.to_string()),
-            "--model" => model_name = Some(value.to_string()),
-            "--memory-of" => memory_of = Some(value.to_string()),
-            other => return Err(format!("unknown adapter setting {other:?}")),
-        }
+        settings.push((rest[i], value));
         i += 2;
     }
-    let url = url.ok_or("the openai adapter needs --url")?;
+    let adapter = if kind == "openai" {
+        openai_settings(&settings)?
+    } else {
+        llama_cpp_settings(&settings)?
+    };
     match &rest[i.min(rest.len())..] {
         ["bench", model, "--job", job] => Ok(Invocation {
-            settings: openai::Settings {
-                url: url.trim_end_matches('/').to_string(),
-                model: model_name,
-                memory_of,
-            },
+            adapter,
             model: model.to_string(),
             job: job.to_string(),
         }),
         _ => Err("the settings must be followed by `bench MODEL --job FILE`".into()),
     }
+}
+
+fn openai_settings(settings: &[(&str, &str)]) -> Result<Adapter, String> {
+    let (mut url, mut model, mut memory_of) = (None, None, None);
+    for &(key, value) in settings {
+        let slot = match key {
+            "--url" => &mut url,
+            "--model" => &mut model,
+            "--memory-of" => &mut memory_of,
+            other => return Err(format!("unknown openai adapter setting {other:?}")),
+        };
+        *slot = Some(value.to_string());
+    }
+    let url: String = url.ok_or("the openai adapter needs --url")?;
+    Ok(Adapter::OpenAi(openai::Settings {
+        url: url.trim_end_matches('/').to_string(),
+        model,
+        memory_of,
+    }))
+}
+
+fn llama_cpp_settings(settings: &[(&str, &str)]) -> Result<Adapter, String> {
+    let (mut dir, mut files, mut args) = (None, Vec::new(), Vec::new());
+    for &(key, value) in settings {
+        match key {
+            "--dir" => dir = Some(value.to_string()),
+            "--file" => {
+                let (name, path) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--file {value}: write NAME=PATH"))?;
+                files.push((name.to_string(), path.to_string()));
+            }
+            "--arg" => args.push(value.to_string()),
+            other => return Err(format!("unknown llama.cpp adapter setting {other:?}")),
+        }
+    }
+    let tools = match (dir, files.is_empty()) {
+        (Some(d), true) => llama_cpp::Tools::Dir(d),
+        (None, false) => llama_cpp::Tools::Files(files),
+        (Some(_), false) => return Err("give --dir or --file, not both".into()),
+        (None, true) => return Err("the llama.cpp adapter needs --dir or --file".into()),
+    };
+    Ok(Adapter::LlamaCpp(llama_cpp::Settings { tools, args }))
 }
 
 /// Reads the engine job an adapter was started with; unknown keys are refused, as the bundled
@@ -104,9 +173,14 @@ mod tests {
             "/j.json",
         ])
         .unwrap();
-        assert_eq!(inv.settings.url, "http://127.0.0.1:8080/v1");
-        assert_eq!(inv.settings.memory_of.as_deref(), Some("llama-server"));
-        assert_eq!(inv.settings.model, None);
+        assert_eq!(
+            inv.adapter,
+            Adapter::OpenAi(openai::Settings {
+                url: "http://127.0.0.1:8080/v1".into(),
+                model: None,
+                memory_of: Some("llama-server".into()),
+            })
+        );
         assert_eq!(
             (inv.model.as_str(), inv.job.as_str()),
             ("/m.gguf", "/j.json")
@@ -116,5 +190,51 @@ mod tests {
         let dangling = parse(&["openai", "--url", "bench", "/m", "--job", "/j"]).unwrap_err();
         assert!(dangling.contains("--url needs a value"), "{dangling}");
         assert!(parse(&["vllm"]).unwrap_err().contains("unknown adapter"));
+    }
+
+    #[test]
+    fn llama_cpp_takes_a_directory_or_files_and_words_for_the_server() {
+        let inv = parse(&[
+            "llama.cpp",
+            "--file",
+            "llama-server=/b/9f",
+            "--file",
+            "libggml.so=/b/07",
+            "--arg",
+            "-ngl",
+            "--arg",
+            "99",
+            "bench",
+            "/m.gguf",
+            "--job",
+            "/j.json",
+        ])
+        .unwrap();
+        assert_eq!(
+            inv.adapter,
+            Adapter::LlamaCpp(llama_cpp::Settings {
+                tools: llama_cpp::Tools::Files(vec![
+                    ("llama-server".into(), "/b/9f".into()),
+                    ("libggml.so".into(), "/b/07".into()),
+                ]),
+                args: vec!["-ngl".into(), "99".into()],
+            })
+        );
+        let both = parse(&[
+            "llama.cpp",
+            "--dir",
+            "/d",
+            "--file",
+            "a=/b",
+            "bench",
+            "/m",
+            "--job",
+            "/j",
+        ]);
+        assert!(both.unwrap_err().contains("not both"));
+        let none = parse(&["llama.cpp", "bench", "/m", "--job", "/j"]);
+        assert!(none.unwrap_err().contains("needs --dir or --file"));
+        let bad = parse(&["llama.cpp", "--file", "x", "bench", "/m", "--job", "/j"]);
+        assert!(bad.unwrap_err().contains("NAME=PATH"));
     }
 }

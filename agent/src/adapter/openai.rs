@@ -53,7 +53,7 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<(), String> {
     let job = read_job(job_path)?;
-    refuse_unsupported(&job)?;
+    refuse_unsupported(&job, "openai")?;
     let start_mono_ns = monotonic_ns();
     let http = client();
     let listed = wait_ready(&http, &settings.url)?;
@@ -77,118 +77,73 @@ pub fn run(
         url: settings.url.clone(),
         model,
         chat: job.chat,
+        tokenize: None,
     };
-    let t = Instant::now();
-    let prompts = match &job.prompt {
-        Prompt::Text(text) => vec![Calibrated::uncounted(text.clone())],
-        Prompt::Tokens(n) => vec![endpoint.calibrate(*n, 0)?, endpoint.calibrate(*n, 1)?],
-    };
-    let tokenizer_ns = t.elapsed().as_nanos() as u64;
-    let mut unmeasured = vec!["tokenize_ns".to_string(), "detokenize_ns".to_string()];
+    let (prompts, tokenizer_ns) = endpoint.prompts(&job)?;
+    let mut load = server_load(model_path, start_mono_ns, tokenizer_ns);
     if memory.is_none() {
-        unmeasured.push(UNMEASURED_PEAK_RSS.to_string());
+        load.unmeasured.push(UNMEASURED_PEAK_RSS.to_string());
     }
-    emit(
-        out,
-        &EngineRecord::Load(LoadRecord {
-            protocol: PROTOCOL_VERSION.to_string(),
-            engine_version: format!("openai-compatible endpoint {}", settings.url),
-            model_path: model_path.to_string(),
-            architecture: "unknown".into(),
-            dtype: "unknown".into(),
-            n_params: 0,
-            file_bytes: std::fs::metadata(model_path).map(|m| m.len()).unwrap_or(0),
-            weight_bytes_per_token: 0,
-            // The server's own settings decide; 0 says unknown rather than echoing the job.
-            threads: 0,
-            cpus: None,
-            placement: None,
-            kernels: format!("server ({})", endpoint.model),
-            open_ns: 0,
-            weights_ns: 0,
-            tokenizer_ns,
-            session_ns: 0,
-            start_mono_ns,
-            end_mono_ns: monotonic_ns(),
-            chat: None,
-            unmeasured,
-            memory_of: memory
-                .as_ref()
-                .map(|(name, pid)| format!("{name} (pid {pid})")),
-        }),
-    )?;
+    let load = LoadRecord {
+        engine_version: format!("openai-compatible endpoint {}", settings.url),
+        kernels: format!("server ({})", endpoint.model),
+        memory_of: memory
+            .as_ref()
+            .map(|(name, pid)| format!("{name} (pid {pid})")),
+        ..load
+    };
+    emit(out, &EngineRecord::Load(load))?;
+    let hint = format!("is the server at {} still running?", settings.url);
+    endpoint.passes(&job, &prompts, memory.map(|(_, pid)| pid), &hint, out)
+}
 
-    let total = job.warmup + job.passes;
-    // A few failures are reported and made up for; many mean the server is gone.
-    let allowed_failures = (total / 10).max(3);
-    let (mut done, mut failures, mut peak) = (0usize, 0usize, None::<u64>);
-    let mut index = 0usize;
-    while done < total {
-        let warmup = done < job.warmup;
-        let prompt = &prompts[index % prompts.len()];
-        match endpoint.pass(&job, prompt) {
-            Ok(mut p) => {
-                p.index = index;
-                p.warmup = warmup;
-                p.chat = job.chat;
-                if let Some((_, pid)) = &memory {
-                    p.rss_hwm_bytes = vm_hwm_bytes(*pid);
-                    peak = peak.max(p.rss_hwm_bytes);
-                }
-                emit(out, &EngineRecord::Pass(p))?;
-                done += 1;
-            }
-            Err(reason) => {
-                failures += 1;
-                emit(
-                    out,
-                    &EngineRecord::Failed(FailedPass {
-                        index,
-                        warmup,
-                        reason: reason.clone(),
-                    }),
-                )?;
-                if failures > allowed_failures {
-                    return Err(format!(
-                        "{failures} passes failed, the last: {reason}; is the server at {} \
-                         still running?",
-                        settings.url
-                    ));
-                }
-            }
-        }
-        index += 1;
+/// A server's load record, ending now: what an adapter cannot know is "unknown" or 0, and
+/// `threads` 0 says the server's own settings decide rather than echoing the job.
+pub(super) fn server_load(model_path: &str, start_mono_ns: u64, tokenizer_ns: u64) -> LoadRecord {
+    LoadRecord {
+        protocol: PROTOCOL_VERSION.to_string(),
+        engine_version: String::new(),
+        model_path: model_path.to_string(),
+        architecture: "unknown".into(),
+        dtype: "unknown".into(),
+        n_params: 0,
+        file_bytes: std::fs::metadata(model_path).map(|m| m.len()).unwrap_or(0),
+        weight_bytes_per_token: 0,
+        threads: 0,
+        cpus: None,
+        placement: None,
+        kernels: String::new(),
+        open_ns: 0,
+        weights_ns: 0,
+        tokenizer_ns,
+        session_ns: 0,
+        start_mono_ns,
+        end_mono_ns: monotonic_ns(),
+        chat: None,
+        unmeasured: vec!["tokenize_ns".to_string(), "detokenize_ns".to_string()],
+        memory_of: None,
     }
-    emit(
-        out,
-        &EngineRecord::Done(DoneRecord {
-            passes: job.passes,
-            warmup: job.warmup,
-            peak_rss_bytes: peak,
-        }),
-    )
 }
 
 /// What a server cannot be asked to do through this API: failing says so, instead of
 /// measuring something else under the cell's name.
-fn refuse_unsupported(job: &EngineJob) -> Result<(), String> {
+pub(super) fn refuse_unsupported(job: &EngineJob, adapter: &str) -> Result<(), String> {
     if job.depth > 0 {
-        return Err(
-            "the openai adapter cannot fill the server's KV cache before a pass \
-                    (`depth`); leave depth out for this engine"
-                .into(),
-        );
+        return Err(format!(
+            "the {adapter} adapter cannot fill the server's KV cache before a pass \
+             (`depth`); leave depth out for this engine"
+        ));
     }
     if let Some(k) = &job.kernels {
         return Err(format!(
-            "the openai adapter cannot choose the server's kernels ({k}); the server's own \
+            "the {adapter} adapter cannot choose the server's kernels ({k}); the server's own \
              settings decide"
         ));
     }
     Ok(())
 }
 
-fn client() -> ureq::Agent {
+pub(super) fn client() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
@@ -272,7 +227,7 @@ fn find_process(which: &str) -> Result<(String, u32), String> {
 }
 
 /// A prompt and the token count the server gave it (`None` for a literal text prompt).
-struct Calibrated {
+pub(super) struct Calibrated {
     text: String,
     tokens: Option<usize>,
 }
@@ -283,14 +238,87 @@ impl Calibrated {
     }
 }
 
-struct Endpoint {
-    http: ureq::Agent,
-    url: String,
-    model: String,
-    chat: bool,
+pub(super) struct Endpoint {
+    pub(super) http: ureq::Agent,
+    /// Base URL, ending in `/v1` for most servers.
+    pub(super) url: String,
+    pub(super) model: String,
+    pub(super) chat: bool,
+    /// llama-server's `/tokenize`, which counts a prompt without prefilling it; `None`: count
+    /// by a request for one token and its `usage`.
+    pub(super) tokenize: Option<String>,
 }
 
 impl Endpoint {
+    /// The prompts passes alternate between, and how long making them took.
+    pub(super) fn prompts(&self, job: &EngineJob) -> Result<(Vec<Calibrated>, u64), String> {
+        let t = Instant::now();
+        let prompts = match &job.prompt {
+            Prompt::Text(text) => vec![Calibrated::uncounted(text.clone())],
+            Prompt::Tokens(n) => vec![self.calibrate(*n, 0)?, self.calibrate(*n, 1)?],
+        };
+        Ok((prompts, t.elapsed().as_nanos() as u64))
+    }
+
+    /// Every warm-up and pass of `job`, then the `done` record. `memory` is the server's pid,
+    /// whose VmHWM each pass reports; `hint` ends the error when too many passes fail.
+    pub(super) fn passes(
+        &self,
+        job: &EngineJob,
+        prompts: &[Calibrated],
+        memory: Option<u32>,
+        hint: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), String> {
+        let total = job.warmup + job.passes;
+        // A few failures are reported and made up for; many mean the server is gone.
+        let allowed_failures = (total / 10).max(3);
+        let (mut done, mut failures, mut peak) = (0usize, 0usize, None::<u64>);
+        let mut index = 0usize;
+        while done < total {
+            let warmup = done < job.warmup;
+            let prompt = &prompts[index % prompts.len()];
+            match self.pass(job, prompt) {
+                Ok(mut p) => {
+                    p.index = index;
+                    p.warmup = warmup;
+                    p.chat = job.chat;
+                    if let Some(pid) = memory {
+                        p.rss_hwm_bytes = vm_hwm_bytes(pid);
+                        peak = peak.max(p.rss_hwm_bytes);
+                    }
+                    emit(out, &EngineRecord::Pass(p))?;
+                    done += 1;
+                }
+                Err(reason) => {
+                    failures += 1;
+                    emit(
+                        out,
+                        &EngineRecord::Failed(FailedPass {
+                            index,
+                            warmup,
+                            reason: reason.clone(),
+                        }),
+                    )?;
+                    if failures > allowed_failures {
+                        return Err(format!(
+                            "{failures} passes failed, the last: {reason}; {hint}"
+                        ));
+                    }
+                }
+            }
+            index += 1;
+        }
+        emit(
+            out,
+            &EngineRecord::Done(DoneRecord {
+                passes: job.passes,
+                warmup: job.warmup,
+                peak_rss_bytes: peak,
+            }),
+        )
+    }
+
     /// The request body for `prompt`, `max_tokens` tokens, streaming or not.
     fn body(
         &self,
@@ -347,8 +375,27 @@ impl Endpoint {
         ))
     }
 
-    /// The server's `usage.prompt_tokens` for `text`, from a request for one token.
+    /// The server's `usage.prompt_tokens` for `text`, from a request for one token (or from
+    /// `/tokenize`, with the special tokens a completion adds).
     fn count(&self, text: &str) -> Result<usize, String> {
+        if let Some(url) = &self.tokenize {
+            let body = json!({ "content": text, "add_special": true }).to_string();
+            let r = self
+                .http
+                .post(url)
+                .header("Content-Type", "application/json")
+                .send(&body)
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = r.status();
+            let text = r
+                .into_body()
+                .read_to_string()
+                .map_err(|e| format!("{url}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("{url} answered {status}: {}", text.trim()));
+            }
+            return super::llama_server::token_count(&text);
+        }
         let body = self
             .post(&self.body(text, 1, None, false))?
             .into_body()
@@ -548,6 +595,8 @@ mod tests {
         let job: EngineJob =
             serde_json::from_str(r#"{"prompt":{"tokens":8},"n_gen":2,"passes":1,"depth":64}"#)
                 .unwrap();
-        assert!(refuse_unsupported(&job).unwrap_err().contains("depth"));
+        assert!(refuse_unsupported(&job, "openai")
+            .unwrap_err()
+            .contains("depth"));
     }
 }

@@ -118,7 +118,7 @@ pub fn usage_of_response(body: &str) -> Result<Usage, String> {
     })
 }
 
-fn count(obj: &Value, parent: &str, field: &str) -> Result<usize, String> {
+pub(super) fn count(obj: &Value, parent: &str, field: &str) -> Result<usize, String> {
     match obj.get(field) {
         Some(Value::Number(n)) => n
             .as_u64()
@@ -132,7 +132,7 @@ fn count(obj: &Value, parent: &str, field: &str) -> Result<usize, String> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(super) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -143,7 +143,7 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     let s: String = text.chars().take(160).collect();
     if s.len() < text.len() {
         format!("{s}...")

@@ -1,6 +1,7 @@
 //! The suite's `engines:`: which programs run each cell. Several engines make one more axis of
 //! the matrix, and their sessions alternate on the device (see the agent's `arms.rs`).
 
+use super::llama_cpp::{llama_cpp_tools, LlamaCppFile, LlamaCppTools};
 use super::*;
 use meltbench_protocol::agent::BUNDLED_ENGINE;
 
@@ -15,6 +16,8 @@ pub(super) struct EngineFile {
     device_command: Field<String>,
     #[serde(default, deserialize_with = "present")]
     openai: Field<OpenAiFile>,
+    #[serde(default, rename = "llama.cpp", deserialize_with = "present")]
+    llama_cpp: Field<LlamaCppFile>,
 }
 
 /// `openai:` of an engine: an OpenAI-compatible endpoint the device reaches.
@@ -48,6 +51,9 @@ pub enum EngineProgramRef {
     OnDevice(String),
     /// An OpenAI-compatible endpoint, measured from the device by the agent's `openai` adapter.
     OpenAi(OpenAiEndpoint),
+    /// llama.cpp's `llama-server`, started and measured on the device by the agent's
+    /// `llama.cpp` adapter.
+    LlamaCpp(LlamaCppTools),
 }
 
 /// Where the `openai` adapter sends its requests (see `agent/src/adapter/openai.rs`).
@@ -100,8 +106,11 @@ impl EngineDef {
 
 const FORMS: &str = "`- name: bundled`, `- {name: NAME, command: PATH}` (a program here, pushed \
                      to each device), `- {name: NAME, device_command: PATH}` (already on the \
-                     device) or `- {name: NAME, openai: {url: http://HOST:PORT/v1}}` (an \
-                     OpenAI-compatible server the device reaches)";
+                     device), `- {name: NAME, llama.cpp: {dir: BUILD/bin}}` (llama.cpp's \
+                     llama-server, pushed or `device_dir:`) or `- {name: NAME, openai: \
+                     {url: http://HOST:PORT/v1}}` (an OpenAI-compatible server the device \
+                     reaches)";
+const ONE_OF: &str = "give one of 'command', 'device_command', 'llama.cpp' and 'openai'";
 
 pub(super) fn check_engines(
     r: &mut Report,
@@ -142,26 +151,42 @@ pub(super) fn check_engines(
             continue;
         }
         seen.insert(n.to_string(), Pos::of(name));
-        if let Some(o) = &e.openai {
+        if e.openai.is_some() || e.llama_cpp.is_some() {
             if let Some(c) = e.command.as_ref().or(e.device_command.as_ref()) {
-                r.on(c, "give one of 'command', 'device_command' and 'openai'");
+                r.on(c, ONE_OF);
                 continue;
             }
             if n == BUNDLED_ENGINE {
-                r.on(name, format!("'{BUNDLED_ENGINE}' is the engine of the bundle; name the endpoint otherwise"));
+                r.on(
+                    name,
+                    format!(
+                        "'{BUNDLED_ENGINE}' is the engine of the bundle; name this one otherwise"
+                    ),
+                );
                 continue;
             }
-            if let Some(endpoint) = openai_endpoint(r, o) {
+            let program = if let Some(o) = &e.openai {
+                if e.llama_cpp.is_some() {
+                    r.on(o, ONE_OF);
+                    None
+                } else {
+                    openai_endpoint(r, o).map(EngineProgramRef::OpenAi)
+                }
+            } else {
+                (e.llama_cpp.as_ref())
+                    .and_then(|l| llama_cpp_tools(r, l, base).map(EngineProgramRef::LlamaCpp))
+            };
+            if let Some(program) = program {
                 out.push(EngineDef {
                     name: n.to_string(),
-                    program: EngineProgramRef::OpenAi(endpoint),
+                    program,
                 });
             }
             continue;
         }
         let program = match (&e.command, &e.device_command) {
             (Some(c), Some(_)) => {
-                r.on(c, "give one of 'command', 'device_command' and 'openai'");
+                r.on(c, ONE_OF);
                 continue;
             }
             (None, None) if n == BUNDLED_ENGINE => EngineProgramRef::Bundled,

@@ -258,7 +258,7 @@ fn an_openai_engine_runs_the_agent_as_its_adapter_without_cold_starts() {
         "s.yaml:5:13: openai needs 'url'",
         "s.yaml:7:19: 'https://api.example.com/v1': the openai adapter speaks plain HTTP only",
         "s.yaml:9:19: 'localhost:8080' is not an http:// URL",
-        "s.yaml:11:14: give one of 'command', 'device_command' and 'openai'",
+        "s.yaml:11:14: give one of 'command', 'device_command', 'llama.cpp' and 'openai'",
     ] {
         assert!(e.contains(want), "missing {want:?} in:\n{e}");
     }
@@ -269,6 +269,92 @@ fn an_openai_engine_runs_the_agent_as_its_adapter_without_cold_starts() {
         e.contains("s.yaml:5:34: unknown key 'port' (allowed: url, model, memory_of)"),
         "{e}"
     );
+}
+
+#[test]
+fn a_llama_cpp_build_pushes_its_server_and_libraries_with_the_words_for_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for f in [
+        "llama-server",
+        "llama-cli",
+        "libllama.so.0.0.1",
+        "libggml.so",
+    ] {
+        std::fs::write(bin.join(f), f).unwrap();
+        std::fs::set_permissions(bin.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::symlink("libllama.so.0.0.1", bin.join("libllama.so")).unwrap();
+    let s = ok(&format!(
+        "{MINIMAL}cold_start: 2\nengines:\n  - name: bundled\n  - name: llama\n    llama.cpp: {{dir: {}, args: [-ngl, 99]}}\n  - name: board\n    llama.cpp: {{device_dir: /opt/llama.cpp/bin/}}\n",
+        bin.display()
+    ));
+    let EngineProgramRef::LlamaCpp(tools) = &s.engines[1].program else {
+        panic!("{:?}", s.engines[1]);
+    };
+    let ToolsPlace::Local(files) = &tools.place else {
+        panic!("{tools:?}");
+    };
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "libggml.so",
+            "libllama.so",
+            "libllama.so.0.0.1",
+            "llama-server"
+        ],
+        "the server and its libraries, not the other tools"
+    );
+    assert_eq!(
+        tools.adapter_args(&[("llama-server".into(), "/w/blobs/9f".into())]),
+        [
+            "adapter",
+            "llama.cpp",
+            "--file",
+            "llama-server=/w/blobs/9f",
+            "--arg",
+            "-ngl",
+            "--arg",
+            "99"
+        ]
+    );
+    let EngineProgramRef::LlamaCpp(board) = &s.engines[2].program else {
+        panic!("{:?}", s.engines[2]);
+    };
+    assert_eq!(
+        board.adapter_args(&[]),
+        ["adapter", "llama.cpp", "--dir", "/opt/llama.cpp/bin"]
+    );
+    // A cold start is the server's start to its first token: the suite's count holds.
+    let cells = s.cells();
+    assert_eq!(
+        (
+            cells[0].cold_start,
+            cells[1].cold_start,
+            cells[2].cold_start
+        ),
+        (2, 2, 2)
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = err(&format!(
+        "{MINIMAL}engines:\n  - name: a\n    llama.cpp: {{dir: {}}}\n  - name: b\n    llama.cpp: {{device_dir: opt/bin}}\n  - name: c\n    llama.cpp: {{args: [-ngl]}}\n  - name: d\n    llama.cpp: {{device_dir: /o, args: [[x]]}}\n  - name: e\n    llama.cpp: {{device_dir: /o}}\n    openai: {{url: \"http://h/v1\"}}\n",
+        empty.display()
+    ));
+    for want in [
+        "s.yaml:5:22: dir '",
+        "has no llama-server: give the bin directory of a llama.cpp build",
+        "s.yaml:7:29: device_dir 'opt/bin' must be an absolute path",
+        "s.yaml:9:16: llama.cpp needs 'dir'",
+        "s.yaml:11:40: each of 'args' is one word",
+        "s.yaml:14:13: give one of",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
 }
 
 #[test]

@@ -89,3 +89,25 @@ pub fn smollm2() -> Option<PathBuf> {
     eprintln!("SKIPPED (model missing): {msg}");
     None
 }
+
+/// The bin directory of a llama.cpp build with `llama-server`, from `MELTBENCH_LLAMA_CPP_DIR`.
+/// Unset: a loud skip, in CI too — the pip package CI installs (`llama-cpp-python[server]`)
+/// builds llama.cpp's libraries but no `llama-server`, and the project ships no script that
+/// builds llama.cpp; CI tests the adapter's parsers on outputs captured from a real
+/// llama-server (`agent/tests/fixtures/llama-server/`) instead.
+pub fn llama_cpp_dir(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("MELTBENCH_LLAMA_CPP_DIR") {
+        Some(d) if PathBuf::from(&d).join("llama-server").is_file() => Some(PathBuf::from(d)),
+        Some(d) => panic!(
+            "{test}: MELTBENCH_LLAMA_CPP_DIR={} has no llama-server",
+            PathBuf::from(d).display()
+        ),
+        None => {
+            eprintln!(
+                "SKIPPED (no llama.cpp build): {test}: set MELTBENCH_LLAMA_CPP_DIR to the bin \
+                 directory of a llama.cpp build with llama-server"
+            );
+            None
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! The release-review report: one self-contained HTML5 file (inline CSS, inline SVG charts
 //! drawn with plotters, a few lines of script for the dark/light toggle; nothing fetched).
 //!
-//! Sections, each `<section id=…>` in this order: `verdict`, `summary`, `cdf`, `timeline`,
-//! `coldstart`, `ladder`, `history`, `environment`, `reproduce`, `method`. Each candidate cell
+//! Sections, each `<section id=…>` in this order: `verdict`, `summary`, `engines`, `cdf`,
+//! `timeline`, `coldstart`, `ladder`, `history`, `environment`, `reproduce`, `method`. Each candidate cell
 //! has a stable anchor ([`cell_anchor`]) that the tables link to.
 //!
 //! Every string that comes from suites, devices or runs is escaped ([`esc`]) before it enters
@@ -27,6 +27,7 @@ use crate::stats::quantile_ci::quantile_bounds;
 use cdf::cdf;
 use charts::{Secondary, Shape, Timeline};
 use coldstart::coldstart;
+use engines::engines;
 use environment::{environment, reproduce};
 use history::history;
 use ladder::ladder;
@@ -48,9 +49,10 @@ const CSS: &str = include_str!("html/style.css");
 const SCRIPT: &str = include_str!("html/theme.js");
 
 /// The section ids, in page order.
-pub const SECTIONS: [(&str, &str); 10] = [
+pub const SECTIONS: [(&str, &str); 11] = [
     ("verdict", "Verdict"),
     ("summary", "Summary"),
+    ("engines", "Engines side by side"),
     ("cdf", "Latency distributions"),
     ("timeline", "Per-pass timeline"),
     ("coldstart", "Cold start"),
@@ -72,6 +74,7 @@ macro_rules! w {
 mod cdf;
 mod charts;
 mod coldstart;
+mod engines;
 mod environment;
 mod history;
 mod ladder;
@@ -101,6 +104,7 @@ pub fn render(input: &ReportInput) -> String {
         match id {
             "verdict" => verdict(&mut out, &ctx),
             "summary" => summary(&mut out, &ctx),
+            "engines" => engines(&mut out, &ctx),
             "cdf" => cdf(&mut out, &ctx),
             "timeline" => timeline(&mut out, &ctx),
             "coldstart" => coldstart(&mut out, &ctx),
@@ -221,6 +225,22 @@ impl Stats {
             ),
         })
     }
+}
+
+/// The candidate cells' indices grouped by `key`, groups and cells in first-seen order.
+fn grouped<'c, K: PartialEq>(
+    cells: &'c [CellData],
+    key: impl Fn(&'c crate::cell_key::CellKey) -> K,
+) -> Vec<(K, Vec<usize>)> {
+    let mut groups: Vec<(K, Vec<usize>)> = Vec::new();
+    for (i, c) in cells.iter().enumerate() {
+        let g = key(&c.key);
+        match groups.iter_mut().find(|(h, _)| *h == g) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((g, vec![i])),
+        }
+    }
+    groups
 }
 
 /// The median of a per-pass figure.

@@ -3,17 +3,17 @@
 use super::*;
 
 pub(super) fn ladder(out: &mut String, ctx: &Ctx) {
-    // Group by everything but precision, in first-seen order.
-    type Group<'g> = (&'g str, &'g str, &'g str, usize, &'g str);
-    let mut groups: Vec<(Group, Vec<usize>)> = Vec::new();
-    for (i, c) in ctx.cells().iter().enumerate() {
-        let k = &c.key;
-        let g: Group = (&k.device, &k.model, &k.scenario, k.threads, &k.state);
-        match groups.iter_mut().find(|(h, _)| *h == g) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((g, vec![i])),
-        }
-    }
+    // Everything but precision.
+    let groups = grouped(ctx.cells(), |k| {
+        (
+            k.device.as_str(),
+            k.model.as_str(),
+            k.scenario.as_str(),
+            k.threads,
+            k.state.as_str(),
+            k.engine.as_str(),
+        )
+    });
     if groups.is_empty() {
         out.push_str("<p class=\"note\">No cells.</p>\n");
         return;
@@ -22,13 +22,13 @@ pub(super) fn ladder(out: &mut String, ctx: &Ctx) {
         "<p>Per device, model and scenario: each precision the suite ran, largest model file \
          first (candidate build). Speed-up is decode tokens/s relative to the first row.</p>\n",
     );
-    for ((device, model, scenario, threads, state), mut idx) in groups {
+    for ((device, model, scenario, threads, state, engine), mut idx) in groups {
         idx.sort_by_key(|&i| std::cmp::Reverse(ctx.cells()[i].model_file_bytes));
         let energy = idx.iter().any(|&i| ctx.cand[i].energy().is_some());
         w!(
             out,
             "<h3>{} &middot; {} &middot; {}</h3>\n<p class=\"meta\">{threads} threads &middot; \
-             state {}{}</p>\n<div class=\"scroll\"><table class=\"ladder\">\n<thead><tr>\
+             state {} &middot; engine {}{}</p>\n<div class=\"scroll\"><table class=\"ladder\">\n<thead><tr>\
              <th>Precision</th><th>Cell</th><th class=\"num\">Model file (MiB)</th>\
              <th class=\"num\">Decode tok/s (median)</th><th class=\"num\">Speed-up</th>\
              <th class=\"num\">Prefill tok/s (median)</th><th class=\"num\">Peak RSS (MiB)</th>",
@@ -36,6 +36,7 @@ pub(super) fn ladder(out: &mut String, ctx: &Ctx) {
             esc(model),
             esc(scenario),
             esc(state),
+            esc(engine),
             if idx.len() == 1 {
                 " &middot; one precision only"
             } else {

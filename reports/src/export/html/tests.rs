@@ -336,6 +336,53 @@ fn no_baseline_render() {
 }
 
 #[test]
+fn engines_of_one_cell_stand_side_by_side() {
+    let mut cells = vec![
+        cell("rpi5", "tiny-q4", "q4_0", 3, 40, 50.0, false, 1),
+        cell("rpi5", "tiny-q4/llama", "q4_0", 3, 40, 40.0, false, 2),
+        cell("rpi5", "tiny-f16", "f16", 3, 40, 120.0, false, 3),
+    ];
+    cells[1].key.engine = "llama".into();
+    let html = render(&input(&dataset("run-a", "rpi5", cells), None, None, None));
+    check_structure(&html);
+    let section = &html[html.find("<section id=\"engines\">").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    // One table: q4_0 ran two engines, f16 one.
+    assert_eq!(
+        section.matches("<table class=\"engines\">").count(),
+        1,
+        "{section}"
+    );
+    let bundled = section.find(">bundled</a></th>").expect("a bundled column");
+    let llama = section.find(">llama</a></th>").expect("a llama column");
+    assert!(bundled < llama);
+    assert!(section.contains("<td>Time to first token p95 (ms)</td>"));
+    // The faster engine's decode rate is the larger.
+    let row = &section[section.find("<td>Decode tok/s (median)</td>").unwrap()..];
+    let nums: Vec<f64> = row
+        .split("<td class=\"num\">")
+        .skip(1)
+        .take(2)
+        .map(|t| t[..t.find('<').unwrap()].parse().unwrap())
+        .collect();
+    assert!(nums[1] > nums[0], "{nums:?}");
+    // The ladder keeps each engine's precisions apart.
+    let lad = &html[html.find("<section id=\"ladder\">").unwrap()..];
+    assert!(lad.contains("engine llama &middot; one precision only"));
+    let one = render(&input(
+        &dataset(
+            "run-b",
+            "rpi5",
+            vec![cell("rpi5", "tiny-q4", "q4_0", 3, 40, 50.0, false, 1)],
+        ),
+        None,
+        None,
+        None,
+    ));
+    assert!(one.contains("Every cell ran one engine"));
+}
+
+#[test]
 fn escapes_every_string() {
     let evil = "<script>alert(1)</script>";
     let mut c = cell(evil, "cell\"<b>&", "q4_0", 2, 30, 40.0, true, 3);
