@@ -85,11 +85,7 @@ pub fn run(
         ..server_load(model_path, start_mono_ns, tokenizer_ns)
     };
     emit(out, &EngineRecord::Load(load))?;
-    let hint = format!(
-        "llama-server's log: {}{}",
-        server.log.display(),
-        server.log_tail()
-    );
+    let hint = format!("llama-server's log is {}", server.log.display());
     endpoint.passes(&job, &prompts, Some(pid), &hint, out)
 }
 
