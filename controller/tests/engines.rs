@@ -135,6 +135,26 @@ fn of_engine<'a>(events: &'a [Value], kind: &str, engine: &str) -> Vec<&'a Value
         .collect()
 }
 
+/// An sshd board and a simulated phone on the real adb server, and their inventory; the peers
+/// live as long as the first value (dropped phone first, as locals would be).
+fn board_and_phone(f: &Farm) -> ((AdbDevice, AdbServer, Sshd), String) {
+    let sshd = Sshd::start().unwrap();
+    let server = AdbServer::start().unwrap();
+    let dev = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
+    server.connect(&dev).unwrap();
+    let devices = format!(
+        "devices:\n{}{}",
+        ssh_entry("board", &sshd, &f.root.join("board")),
+        adb_entry(
+            "phone",
+            &server,
+            &dev,
+            &dev.sandbox.join("data/local/tmp/mb")
+        )
+    );
+    ((dev, server, sshd), devices)
+}
+
 /// Passes measured per cell in a device's event log (cells that ended).
 fn ended(run: &Path, device: &str) -> Vec<(String, u64)> {
     std::fs::read_to_string(run.join("events").join(format!("{device}.jsonl")))
@@ -184,20 +204,7 @@ fn a_second_engine_build_is_pushed_and_verified_over_ssh_and_adb() {
                  threads: [1]\npasses: 3\nwarmup: 1\nsessions: 2\ncold_start: 0\n\
                  engines:\n  - name: bundled\n  - name: old\n    command: old-engine\n";
 
-    let sshd = Sshd::start().unwrap();
-    let server = AdbServer::start().unwrap();
-    let dev = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
-    server.connect(&dev).unwrap();
-    let devices = format!(
-        "devices:\n{}{}",
-        ssh_entry("board", &sshd, &f.root.join("board")),
-        adb_entry(
-            "phone",
-            &server,
-            &dev,
-            &dev.sandbox.join("data/local/tmp/mb")
-        )
-    );
+    let (_peers, devices) = board_and_phone(&f);
     let (first, o) = f.run("ab1", suite, &devices);
     assert!(o.status.success(), "{}", text(&o));
     for device in ["board", "phone"] {
@@ -521,20 +528,7 @@ fn a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb() {
             e.path().is_file() && (n == "llama-server" || n.contains(".so"))
         })
         .count() as u64;
-    let sshd = Sshd::start().unwrap();
-    let server = AdbServer::start().unwrap();
-    let dev = AdbDevice::start(AdbDeviceOptions::default()).unwrap();
-    server.connect(&dev).unwrap();
-    let devices = format!(
-        "devices:\n{}{}",
-        ssh_entry("board", &sshd, &f.root.join("board")),
-        adb_entry(
-            "phone",
-            &server,
-            &dev,
-            &dev.sandbox.join("data/local/tmp/mb")
-        )
-    );
+    let (_peers, devices) = board_and_phone(&f);
     let (first, o) = f.run("l1", &suite, &devices);
     assert!(o.status.success(), "{}", text(&o));
     for device in ["board", "phone"] {

@@ -272,12 +272,7 @@ fn openai_endpoint(r: &mut Report, o: &Spanned<OpenAiFile>) -> Option<OpenAiEndp
 /// The program file a `command:` names (relative to the suite file): an executable file.
 fn local_program(written: &str, base: &Path) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
-    let w = Path::new(written);
-    let path = if w.is_absolute() {
-        w.to_path_buf()
-    } else {
-        base.join(w)
-    };
+    let path = suite_relative(written, base);
     let meta = std::fs::metadata(&path).map_err(|e| {
         format!(
             "command '{written}' cannot be used ({}: {e}; paths are relative to the suite file)",
@@ -297,4 +292,14 @@ fn local_program(written: &str, base: &Path) -> Result<PathBuf, String> {
         ));
     }
     Ok(path)
+}
+
+/// A path as a suite writes it: absolute, or relative to the suite file's directory `base`.
+pub(super) fn suite_relative(written: &str, base: &Path) -> PathBuf {
+    let w = Path::new(written);
+    if w.is_absolute() {
+        w.to_path_buf()
+    } else {
+        base.join(w)
+    }
 }

@@ -120,12 +120,7 @@ pub(super) fn llama_cpp_tools(
 /// them in bin/), not the other tools.
 fn build_files(written: &str, base: &Path) -> Result<Vec<(String, PathBuf)>, String> {
     use std::os::unix::fs::PermissionsExt;
-    let w = Path::new(written);
-    let dir = if w.is_absolute() {
-        w.to_path_buf()
-    } else {
-        base.join(w)
-    };
+    let dir = super::engines::suite_relative(written, base);
     let entries = std::fs::read_dir(&dir).map_err(|e| {
         format!(
             "dir '{written}' cannot be read ({}: {e}; paths are relative to the suite file)",
