@@ -32,6 +32,11 @@
 //!     openai: {url: "http://127.0.0.1:8080/v1", model: smollm2, memory_of: llama-server}
 //!                               # measured by the agent's openai adapter; memory_of: the server's
 //!                               # process name or pid on the device, for peak memory
+//!   - name: llama               # llama.cpp's own tools, run by the agent's llama.cpp adapter:
+//!     llama.cpp: {dir: ../llama.cpp/build/bin, args: [-ngl, 99]}  # dir: a build here (its
+//!                               # tool and libraries pushed), or device_dir: /abs on the device;
+//!                               # tool: llama-server (default where the build has it, every
+//!                               # figure) | llama-bench (prefill and the decode as a whole)
 //! states: [{thermal: any}]      # thermal: cool|warm|hot|any; battery: [100, 50, 20] levels with
 //!                               # battery_mode: wait (default) | drain | simulate (Android only)
 //! passes: 100                   # measured passes per cell, default 100
@@ -78,7 +83,7 @@ use engines::*;
 pub use engines::{EngineDef, EngineProgramRef, OpenAiEndpoint};
 pub use gate::gate_spec;
 use gate::*;
-pub use llama_cpp::{LlamaCppTools, ToolsPlace, LLAMA_SERVER};
+pub use llama_cpp::{LlamaCppTools, ToolsPlace, LLAMA_BENCH, LLAMA_SERVER};
 use models::*;
 pub use parts::*;
 use scenarios::*;

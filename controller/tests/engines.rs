@@ -499,8 +499,95 @@ fn four_engines_run_side_by_side_on_the_local_device() {
     drop(server);
 }
 
+/// A llama.cpp build with llama-bench and no llama-server (a copy of the developer's
+/// llama-bench alone), run by the `llama.cpp` adapter through llama-bench: 100 measured passes
+/// with prefill and the decode as a whole, no invented per-token times, the cold start of its
+/// process, and the report saying what it does not measure.
+#[test]
+fn a_build_without_llama_server_is_measured_through_llama_bench() {
+    let test = "a_build_without_llama_server_is_measured_through_llama_bench";
+    let Some(model) = smollm2() else { return };
+    let Some(llama) = llama_cpp_dir(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bench_only = tmp.path().join("bin");
+    std::fs::create_dir(&bench_only).unwrap();
+    std::fs::copy(llama.join("llama-bench"), bench_only.join("llama-bench"))
+        .expect("the llama.cpp build has llama-bench");
+    for lib in std::fs::read_dir(&llama).unwrap().flatten() {
+        let name = lib.file_name();
+        if name.to_string_lossy().contains(".so") {
+            std::fs::copy(lib.path(), bench_only.join(name)).unwrap();
+        }
+    }
+    let suite = format!(
+        "name: bench\nmodels: [{{name: {}}}]\n\
+         scenarios: [{{name: short, prompt_tokens: 32, new_tokens: 8}}]\n\
+         threads: [1]\npasses: 50\nwarmup: 2\nsessions: 2\ncold_start: 1\n\
+         engines:\n  - name: bench\n    llama.cpp: {{dir: {}}}\n",
+        model.display(),
+        bench_only.display()
+    );
+    let run = run_suite(&tmp.path().join("cache"), tmp.path(), "bench", &suite);
+    let summary = json(&run.join("summary.json"));
+    let cells = summary["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 1, "{summary:#}");
+    assert_eq!(cells[0]["passes"], 100, "{summary:#}");
+    let events = local_events(&run);
+    for l in of_engine(&events, "load", "bench") {
+        let load = &l["load"];
+        assert!(
+            load["memory_of"]
+                .as_str()
+                .unwrap()
+                .starts_with("llama-bench (pid "),
+            "{l}"
+        );
+        assert_eq!(load["dtype"], "Q4_1", "{l}");
+        assert_eq!(load["threads"], 1, "{l}");
+        assert_eq!(
+            load["unmeasured"],
+            serde_json::json!(["tokenize_ns", "detokenize_ns", "decode_ns"]),
+            "{l}"
+        );
+    }
+    let passes = of_engine(&events, "pass", "bench");
+    assert_eq!(passes.len(), 100, "2 sessions of 50 measured passes");
+    for e in &passes {
+        let p = &e["pass"];
+        assert_eq!(
+            (p["prompt_tokens"].as_u64(), p["gen_tokens"].as_u64()),
+            (Some(32), Some(8)),
+            "{p}"
+        );
+        assert_eq!(p["decode_ns"], serde_json::json!([]), "{p}");
+        let (ttft, decode) = (
+            p["ttft_ns"].as_u64().unwrap(),
+            p["decode_total_ns"].as_u64().unwrap(),
+        );
+        assert!(ttft > 0 && decode > 0, "{p}");
+        let (start, end) = (
+            p["start_mono_ns"].as_u64().unwrap(),
+            p["end_mono_ns"].as_u64().unwrap(),
+        );
+        assert_eq!(end - start, ttft + decode, "{p}");
+        assert!(e["rss_hwm_bytes"].as_u64().unwrap() > 32 << 20, "{e}");
+    }
+    let colds = of_engine(&events, "cold_start", "bench");
+    assert_eq!(colds.len(), 1, "{colds:?}");
+    let warnings: Vec<&Value> = events.iter().filter(|e| e["event"] == "warning").collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("only as a whole"),
+        "the method section says so"
+    );
+}
+
 /// A llama.cpp build pushed like the bundle over ssh and adb (llama-server and its libraries,
-/// each verified by SHA-256), run by the adapter there; a second run pushes nothing.
+/// each verified by SHA-256, and llama-bench for an engine that asks for it), run by the
+/// adapter there; a second run pushes nothing.
 #[test]
 fn a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb() {
     let test = "a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb";
@@ -516,8 +603,10 @@ fn a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb() {
         "name: llama\nmodels: [{{name: {}}}]\n\
          scenarios: [{{name: tiny, prompt_tokens: 16, new_tokens: 4}}]\n\
          threads: [1]\npasses: 3\nwarmup: 1\nsessions: 1\ncold_start: 1\n\
-         engines:\n  - name: llama\n    llama.cpp: {{dir: {}}}\n",
+         engines:\n  - name: llama\n    llama.cpp: {{dir: {}}}\n  - name: bench\n    \
+         llama.cpp: {{dir: {}, tool: llama-bench}}\n",
         model.display(),
+        llama.display(),
         llama.display()
     );
     let files = std::fs::read_dir(&llama)
@@ -525,7 +614,7 @@ fn a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb() {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            e.path().is_file() && (n == "llama-server" || n.contains(".so"))
+            e.path().is_file() && (n == "llama-server" || n == "llama-bench" || n.contains(".so"))
         })
         .count() as u64;
     let (_peers, devices) = board_and_phone(&f);
@@ -534,8 +623,8 @@ fn a_llama_cpp_build_is_pushed_and_run_over_ssh_and_adb() {
     for device in ["board", "phone"] {
         let cells = ended(&first, device);
         assert!(
-            matches!(&cells[..], [(_, 3)]),
-            "{device}: one cell, 3 passes: {cells:?}"
+            matches!(&cells[..], [(_, 3), (_, 3)]),
+            "{device}: a cell of each engine, 3 passes: {cells:?}"
         );
     }
     for (device, t) in transfers(&first) {

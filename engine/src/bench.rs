@@ -203,6 +203,7 @@ pub fn run(
             tokenize_ns,
             prefill_ns,
             decode_ns: g.decode.iter().map(|d| d.as_nanos() as u64).collect(),
+            decode_total_ns: None,
             detokenize_ns,
             ttft_ns: tokenize_ns + prefill_ns,
             stop: if g.stopped_at_eos { "eos" } else { "length" }.to_string(),

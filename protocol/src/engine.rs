@@ -202,6 +202,11 @@ pub struct PassRecord {
     pub prefill_ns: u64,
     /// One entry per generated token after the first.
     pub decode_ns: Vec<u64>,
+    /// The decode of the tokens after the first as a whole (1.5), from an engine that times it
+    /// only as a whole (llama-bench): `decode_ns` is then empty, and the load record lists
+    /// `decode_ns` as unmeasured. Never a sum of `decode_ns` written beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_total_ns: Option<u64>,
     /// Turning the generated tokens back into text.
     pub detokenize_ns: u64,
     /// `tokenize_ns + prefill_ns`: what a user waits for the first token.
@@ -220,6 +225,17 @@ pub struct PassRecord {
     /// The prompt went through the model's chat template (see [`LoadRecord::chat`]).
     #[serde(default, skip_serializing_if = "is_false")]
     pub chat: bool,
+}
+
+impl PassRecord {
+    /// The decode after the first token: how many steps it took and how long, from the
+    /// per-token times or, where only the whole was timed, from `decode_total_ns`.
+    pub fn decode_steps_and_total(&self) -> (usize, u64) {
+        match self.decode_total_ns {
+            Some(total) => (self.gen_tokens.saturating_sub(1), total),
+            None => (self.decode_ns.len(), self.decode_ns.iter().sum()),
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -6,7 +6,7 @@ pub mod engine;
 
 /// Version of the formats in this crate. A change that breaks readers bumps the major number;
 /// readers refuse a different major version.
-pub const PROTOCOL_VERSION: &str = "1.4";
+pub const PROTOCOL_VERSION: &str = "1.5";
 
 /// The major part of [`PROTOCOL_VERSION`].
 pub fn protocol_major(version: &str) -> Option<u32> {

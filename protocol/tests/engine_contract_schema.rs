@@ -161,6 +161,7 @@ fn sample_records() -> Vec<EngineRecord> {
             tokenize_ns,
             prefill_ns,
             decode_ns,
+            decode_total_ns: None,
             detokenize_ns,
             ttft_ns: tokenize_ns + prefill_ns,
             stop: "length".into(),

@@ -252,7 +252,7 @@ fn add_device_events(
                 ..
             } => {
                 let t0 = *first_start.entry(ci).or_insert(pass.start_mono_ns);
-                let decode_total: u64 = pass.decode_ns.iter().sum();
+                let (decode_steps, decode_total) = pass.decode_steps_and_total();
                 let latency_ns = pass.ttft_ns + decode_total + pass.detokenize_ns;
                 let energy_per_token = telemetry
                     .as_ref()
@@ -268,7 +268,7 @@ fn add_device_events(
                     prefill_tokens_per_s: (pass.prefill_ns > 0)
                         .then(|| pass.prompt_tokens as f64 / (pass.prefill_ns as f64 / 1e9)),
                     decode_tokens_per_s: (decode_total > 0)
-                        .then(|| pass.decode_ns.len() as f64 / (decode_total as f64 / 1e9)),
+                        .then(|| decode_steps as f64 / (decode_total as f64 / 1e9)),
                     rss_hwm_bytes: *rss_hwm_bytes,
                     temp_c: telemetry
                         .as_ref()

@@ -52,6 +52,7 @@ fn dataset() -> Dataset {
                     tokenize_ns: 10_000,
                     prefill_ns: prefill,
                     decode_ns: decode,
+                    decode_total_ns: None,
                     detokenize_ns: 5_000,
                     ttft_ns: 10_000 + prefill,
                     stop: "length".into(),

@@ -47,6 +47,7 @@ fn pass(cell: &str, session: usize, i: usize, warmup: bool, start: u64) -> Agent
             tokenize_ns: tokenize,
             prefill_ns: prefill,
             decode_ns: decode,
+            decode_total_ns: None,
             detokenize_ns: detokenize,
             ttft_ns: tokenize + prefill,
             stop: "length".into(),

@@ -9,12 +9,17 @@
 //! directory on the device (`--dir`) or as pushed files (`--file NAME=PATH`), which are linked
 //! under their own names into a directory beside the job, so a shared-library build finds its
 //! libraries (`LD_LIBRARY_PATH`) and `llama-server` finds its backends beside itself.
+//!
+//! A build without `llama-server` (or `--tool llama-bench`) is run through `llama-bench`
+//! instead, one process per session; see [`super::llama_bench`] for what its output gives and
+//! what it cannot.
 
+use super::llama_bench::{self, Progress};
 use super::llama_server::{self, ServerInfo};
 use super::openai::{client, refuse_unsupported, server_load, Endpoint};
 use super::{emit, read_job};
 use crate::telemetry::sampler::monotonic_ns;
-use meltbench_protocol::engine::{EngineJob, EngineRecord, LoadRecord, Prompt};
+use meltbench_protocol::engine::{DoneRecord, EngineJob, EngineRecord, LoadRecord, Prompt};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,11 +37,38 @@ pub enum Tools {
 #[derive(Debug, PartialEq)]
 pub struct Settings {
     pub tools: Tools,
-    /// Words added to llama-server's command line (`-ngl 99`, `-fa on`, ...).
+    /// The tool to run; `None`: llama-server where the build has it, else llama-bench.
+    pub tool: Option<Tool>,
+    /// Words added to the tool's command line (`-ngl 99`, `-fa on`, ...).
     pub args: Vec<String>,
 }
 
+/// Which of llama.cpp's tools measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tool {
+    /// `llama-server`, driven by streaming requests: every figure of a pass.
+    Server,
+    /// `llama-bench`: prefill and the decode as a whole per repetition.
+    Bench,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Server => SERVER,
+            Tool::Bench => BENCH,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Tool> {
+        [Tool::Server, Tool::Bench]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+}
+
 const SERVER: &str = "llama-server";
+const BENCH: &str = "llama-bench";
 /// How long loading a model may take before the adapter gives up (a large file on an SD card).
 const LOAD_WITHIN: Duration = Duration::from_secs(600);
 /// Tries at a free port: another process may take the one picked between picking and binding.
@@ -50,12 +82,22 @@ pub fn run(
 ) -> Result<(), String> {
     let start_mono_ns = monotonic_ns();
     let job = read_job(job_path)?;
-    refuse_unsupported(&job, "llama.cpp")?;
     let here = job_path.parent().unwrap_or(Path::new("."));
     let linked = match &settings.tools {
         Tools::Dir(d) => Linked::existing(PathBuf::from(d)),
         Tools::Files(files) => Linked::make(here, files)?,
     };
+    let tool = match settings.tool {
+        Some(t) => t,
+        None if linked.dir.join(SERVER).is_file() || !linked.dir.join(BENCH).is_file() => {
+            Tool::Server
+        }
+        None => Tool::Bench,
+    };
+    if tool == Tool::Bench {
+        return run_bench(&linked.dir, model_path, &job, &settings.args, here, out);
+    }
+    refuse_unsupported(&job, "llama.cpp")?;
     let server = Server::start(&linked.dir, model_path, &job, &settings.args, here)?;
     let http = client();
     let info = server.info(&http)?;
@@ -149,7 +191,7 @@ impl Server {
         if !program.is_file() {
             return Err(format!(
                 "{} does not exist: the llama.cpp engine needs a build with llama-server \
-                 (cmake --build build --target llama-server)",
+                 (cmake --build build --target llama-server) or llama-bench",
                 program.display()
             ));
         }
@@ -181,28 +223,14 @@ impl Server {
         let err = out
             .try_clone()
             .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
-        let mut cmd = Command::new(program);
+        let mut cmd = tool_command(program, dir);
         cmd.args(["-m", model, "--host", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .args(["-c", &context_size(job).to_string(), "-np", "1"]);
         if let Some(t) = job.threads {
             cmd.args(["-t", &t.to_string(), "-tb", &t.to_string()]);
         }
-        cmd.args(extra)
-            .env("LD_LIBRARY_PATH", library_path(dir))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        // The server dies with the adapter, whatever ends it (the agent's timeout kills the
-        // process group, which the server shares; this covers a kill of the adapter alone).
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        cmd.args(extra).stdout(out).stderr(err);
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
@@ -270,29 +298,11 @@ impl Server {
     }
 
     fn log_text(&self) -> String {
-        let Ok(mut f) = std::fs::File::open(&self.log) else {
-            return String::new();
-        };
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
-        let mut bytes = Vec::new();
-        let _ = f.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
+        log_text(&self.log)
     }
 
-    /// The last lines of the server's log, to end an error with.
     fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.is_empty() {
-            return String::new();
-        }
-        let tail = &lines[lines.len().saturating_sub(8)..];
-        format!(
-            "; its log ({}) ends:\n{}",
-            self.log.display(),
-            tail.join("\n")
-        )
+        log_tail(&self.log)
     }
 }
 
@@ -310,6 +320,170 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A command for one of the build's tools: its libraries first on the library path, no input,
+/// and it dies with the adapter.
+fn tool_command(program: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("LD_LIBRARY_PATH", library_path(dir))
+        .stdin(Stdio::null());
+    // Whatever ends the adapter ends the tool: the agent's timeout kills the process group,
+    // which the tool shares; this covers a kill of the adapter alone.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Runs the job through llama-bench (one process for the session's warm-ups and passes) and
+/// writes its records once it has exited: its samples come at the end, and the progress lines
+/// its stderr carried place them in time.
+fn run_bench(
+    dir: &Path,
+    model_path: &str,
+    job: &EngineJob,
+    extra: &[String],
+    here: &Path,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    let start_mono_ns = monotonic_ns();
+    llama_bench::refuse_unsupported(job)?;
+    let program = dir.join(BENCH);
+    if !program.is_file() {
+        return Err(format!(
+            "{} does not exist: give a llama.cpp build with llama-bench \
+             (cmake --build build --target llama-bench)",
+            program.display()
+        ));
+    }
+    let log = here.join(format!("llama-bench-{}.log", std::process::id()));
+    let mut cmd = tool_command(&program, dir);
+    cmd.args(["-m", model_path])
+        .args(llama_bench::job_args(job))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let progress = std::thread::spawn(move || stamp_progress(stderr, log_file));
+    let mut stdout = String::new();
+    let read = child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_string(&mut stdout);
+    let progress = progress.join().unwrap_or_default();
+    let (status, peak_rss) = wait_with_peak(child)?;
+    if !status.success() {
+        return Err(format!("llama-bench exited ({status}){}", log_tail(&log)));
+    }
+    read.map_err(|e| format!("cannot read llama-bench's output: {e}"))?;
+    let test = llama_bench::the_test(&stdout, job)?;
+    let passes = llama_bench::passes(job, &test, &progress, peak_rss)?;
+    let load = LoadRecord {
+        engine_version: test.engine_version(),
+        architecture: test.architecture(),
+        dtype: test.dtype(),
+        n_params: test.model_n_params,
+        threads: test.n_threads,
+        kernels: std::iter::once(BENCH.to_string())
+            .chain(extra.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        memory_of: Some(format!("{BENCH} (pid {pid})")),
+        end_mono_ns: llama_bench::ready_at(&progress).unwrap_or(start_mono_ns),
+        unmeasured: ["tokenize_ns", "detokenize_ns", "decode_ns"]
+            .map(String::from)
+            .to_vec(),
+        ..server_load(model_path, start_mono_ns, 0)
+    };
+    emit(out, &EngineRecord::Load(load))?;
+    for pass in passes {
+        emit(out, &EngineRecord::Pass(pass))?;
+    }
+    emit(
+        out,
+        &EngineRecord::Done(DoneRecord {
+            passes: job.passes,
+            warmup: job.warmup,
+            peak_rss_bytes: peak_rss,
+        }),
+    )
+}
+
+/// Reads llama-bench's stderr to its end, copying it to `log` and stamping each progress line
+/// with CLOCK_MONOTONIC on arrival.
+fn stamp_progress(stderr: impl Read, mut log: std::fs::File) -> Vec<Progress> {
+    let mut lines = std::io::BufReader::new(stderr);
+    let mut progress = Vec::new();
+    let mut line = Vec::new();
+    while matches!(std::io::BufRead::read_until(&mut lines, b'\n', &mut line), Ok(n) if n > 0) {
+        let at_ns = monotonic_ns();
+        let _ = log.write_all(&line);
+        if let Some((step, rep)) = llama_bench::progress_line(&String::from_utf8_lossy(&line)) {
+            progress.push(Progress { at_ns, step, rep });
+        }
+        line.clear();
+    }
+    progress
+}
+
+/// Waits for `child` to exit; its status and its peak resident set (the kernel's `ru_maxrss`,
+/// the VmHWM it had), which the passes report since the process is gone when they are written.
+fn wait_with_peak(child: Child) -> Result<(std::process::ExitStatus, Option<u64>), String> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // Safety: `status` and `usage` outlive the call; `pid` is our unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("cannot wait for llama-bench: {e}"));
+        }
+    }
+    // Reaped: dropping the handle neither waits nor kills.
+    drop(child);
+    let peak = (usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024);
+    Ok((std::process::ExitStatus::from_raw(status), peak))
+}
+
+/// The end of a tool's log (up to 4 KiB).
+fn log_text(log: &Path) -> String {
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
+    let mut bytes = Vec::new();
+    let _ = f.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The last lines of a tool's log, to end an error with.
+fn log_tail(log: &Path) -> String {
+    let text = log_text(log);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(8)..];
+    format!("; its log ({}) ends:\n{}", log.display(), tail.join("\n"))
 }
 
 /// A loopback port nothing listens on now.
@@ -402,6 +576,40 @@ mod tests {
         let e = Server::start(&d.path().join("nothing"), "/m", &j, &[], d.path())
             .err()
             .unwrap();
+        assert!(e.contains("needs a build with llama-server"), "{e}");
+    }
+
+    #[test]
+    fn a_build_with_only_llama_bench_runs_it_and_its_failure_is_an_error_with_its_log() {
+        let d = tempfile::tempdir().unwrap();
+        let bench = d.path().join(BENCH);
+        std::fs::write(
+            &bench,
+            "#!/bin/sh\necho 'llama-bench: benchmark 1/1: starting' >&2\n\
+             echo \"llama_bench: error: failed to load model '$2'\" >&2\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bench, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let job = d.path().join("job.json");
+        std::fs::write(&job, r#"{"prompt":{"tokens":16},"n_gen":4,"passes":1}"#).unwrap();
+        let settings = Settings {
+            tools: Tools::Dir(d.path().display().to_string()),
+            tool: None,
+            args: vec![],
+        };
+        let mut out = Vec::new();
+        let e = run(&settings, "/no/model.gguf", &job, &mut out).unwrap_err();
+        assert!(
+            e.contains("llama-bench exited") && e.contains("failed to load model '/no/model.gguf'"),
+            "{e}"
+        );
+        assert!(out.is_empty(), "no record of a failed run");
+        let server = Settings {
+            tool: Some(Tool::Server),
+            ..settings
+        };
+        let e = run(&server, "/m", &job, &mut out).unwrap_err();
         assert!(e.contains("needs a build with llama-server"), "{e}");
     }
 }

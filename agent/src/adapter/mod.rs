@@ -6,8 +6,10 @@
 //! - `openai`: an OpenAI-compatible HTTP endpoint (llama-server, llama-cpp-python, Ollama,
 //!   LM Studio, MLC serve, vLLM), streaming; see [`openai`].
 //! - `llama.cpp`: llama.cpp's `llama-server`, started by the adapter for the session and driven
-//!   like an `openai` endpoint; see [`llama_cpp`].
+//!   like an `openai` endpoint; see [`llama_cpp`]. A build without it runs `llama-bench`
+//!   instead ([`llama_bench`]).
 
+pub mod llama_bench;
 pub mod llama_cpp;
 pub mod llama_server;
 pub mod openai;
@@ -20,8 +22,8 @@ use std::path::Path;
 pub const USAGE: &str = "\
 usage: meltbench-agent adapter openai --url URL [--model NAME] [--memory-of PROCESS]
                                        bench MODEL --job FILE
-       meltbench-agent adapter llama.cpp (--dir DIR | --file NAME=PATH...) [--arg WORD...]
-                                       bench MODEL --job FILE
+       meltbench-agent adapter llama.cpp (--dir DIR | --file NAME=PATH...) [--tool TOOL]
+                                       [--arg WORD...] bench MODEL --job FILE
 
 openai:
   --url URL            the endpoint's base URL, e.g. http://127.0.0.1:8080/v1 (plain HTTP)
@@ -29,11 +31,14 @@ openai:
   --memory-of PROCESS  the server's process name or pid on this device, whose peak resident
                        memory (VmHWM) the passes report; without it memory is not measured
 
-llama.cpp (starts DIR/llama-server on a loopback port for the session):
+llama.cpp (starts DIR/llama-server on a loopback port for the session, or runs
+DIR/llama-bench where the build has no llama-server):
   --dir DIR            the directory of llama.cpp's tools on this device
-  --file NAME=PATH     instead of --dir: a file of the build (llama-server, its libraries)
-                       by its name there and its path here; repeat for each
-  --arg WORD           one word added to llama-server's command line (e.g. --arg -ngl
+  --file NAME=PATH     instead of --dir: a file of the build (llama-server or llama-bench,
+                       its libraries) by its name there and its path here; repeat for each
+  --tool TOOL          llama-server or llama-bench (default: llama-server if the build has
+                       it); llama-bench times the decode only as a whole, not per token
+  --arg WORD           one word added to the tool's command line (e.g. --arg -ngl
                        --arg 99); repeat for each";
 
 /// A parsed `adapter` command line.
@@ -116,7 +121,7 @@ fn openai_settings(settings: &[(&str, &str)]) -> Result<Adapter, String> {
 }
 
 fn llama_cpp_settings(settings: &[(&str, &str)]) -> Result<Adapter, String> {
-    let (mut dir, mut files, mut args) = (None, Vec::new(), Vec::new());
+    let (mut dir, mut files, mut args, mut tool) = (None, Vec::new(), Vec::new(), None);
     for &(key, value) in settings {
         match key {
             "--dir" => dir = Some(value.to_string()),
@@ -127,6 +132,11 @@ fn llama_cpp_settings(settings: &[(&str, &str)]) -> Result<Adapter, String> {
                 files.push((name.to_string(), path.to_string()));
             }
             "--arg" => args.push(value.to_string()),
+            "--tool" => {
+                tool = Some(llama_cpp::Tool::from_name(value).ok_or_else(|| {
+                    format!("--tool {value}: the tools are llama-server and llama-bench")
+                })?)
+            }
             other => return Err(format!("unknown llama.cpp adapter setting {other:?}")),
         }
     }
@@ -136,7 +146,7 @@ fn llama_cpp_settings(settings: &[(&str, &str)]) -> Result<Adapter, String> {
         (Some(_), false) => return Err("give --dir or --file, not both".into()),
         (None, true) => return Err("the llama.cpp adapter needs --dir or --file".into()),
     };
-    Ok(Adapter::LlamaCpp(llama_cpp::Settings { tools, args }))
+    Ok(Adapter::LlamaCpp(llama_cpp::Settings { tools, tool, args }))
 }
 
 /// Reads the engine job an adapter was started with; unknown keys are refused, as the bundled
@@ -217,9 +227,30 @@ mod tests {
                     ("llama-server".into(), "/b/9f".into()),
                     ("libggml.so".into(), "/b/07".into()),
                 ]),
+                tool: None,
                 args: vec!["-ngl".into(), "99".into()],
             })
         );
+        let bench = parse(&[
+            "llama.cpp",
+            "--dir",
+            "/d",
+            "--tool",
+            "llama-bench",
+            "bench",
+            "/m",
+            "--job",
+            "/j",
+        ]);
+        assert!(matches!(
+            bench.unwrap().adapter,
+            Adapter::LlamaCpp(llama_cpp::Settings {
+                tool: Some(llama_cpp::Tool::Bench),
+                ..
+            })
+        ));
+        let wrong = parse(&["llama.cpp", "--dir", "/d", "--tool", "llama-cli", "bench"]);
+        assert!(wrong.unwrap_err().contains("llama-server and llama-bench"));
         let both = parse(&[
             "llama.cpp",
             "--dir",

@@ -473,6 +473,7 @@ impl Endpoint {
             tokenize_ns: 0,
             prefill_ns: ttft_ns,
             decode_ns,
+            decode_total_ns: None,
             detokenize_ns: 0,
             ttft_ns,
             stop: match stream.finish_reason.as_deref() {

@@ -51,8 +51,8 @@ pub enum EngineProgramRef {
     OnDevice(String),
     /// An OpenAI-compatible endpoint, measured from the device by the agent's `openai` adapter.
     OpenAi(OpenAiEndpoint),
-    /// llama.cpp's `llama-server`, started and measured on the device by the agent's
-    /// `llama.cpp` adapter.
+    /// llama.cpp's `llama-server` (or `llama-bench` where a build has no server), run and
+    /// measured on the device by the agent's `llama.cpp` adapter.
     LlamaCpp(LlamaCppTools),
 }
 
@@ -107,7 +107,7 @@ impl EngineDef {
 const FORMS: &str = "`- name: bundled`, `- {name: NAME, command: PATH}` (a program here, pushed \
                      to each device), `- {name: NAME, device_command: PATH}` (already on the \
                      device), `- {name: NAME, llama.cpp: {dir: BUILD/bin}}` (llama.cpp's \
-                     llama-server, pushed or `device_dir:`) or `- {name: NAME, openai: \
+                     llama-server or llama-bench, pushed or `device_dir:`) or `- {name: NAME, openai: \
                      {url: http://HOST:PORT/v1}}` (an OpenAI-compatible server the device \
                      reaches)";
 const ONE_OF: &str = "give one of 'command', 'device_command', 'llama.cpp' and 'openai'";

@@ -272,6 +272,67 @@ fn an_openai_engine_runs_the_agent_as_its_adapter_without_cold_starts() {
 }
 
 #[test]
+fn a_llama_cpp_build_without_a_server_runs_llama_bench_and_tool_chooses() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let make = |sub: &str, names: &[&str]| {
+        let bin = dir.path().join(sub);
+        std::fs::create_dir(&bin).unwrap();
+        for f in names {
+            std::fs::write(bin.join(f), f).unwrap();
+            std::fs::set_permissions(bin.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        bin
+    };
+    let bench_only = make("bench", &["llama-bench", "llama-cli", "libggml.so"]);
+    let both = make("both", &["llama-bench", "llama-server", "libggml.so"]);
+    let s = ok(&format!(
+        "{MINIMAL}engines:\n  - name: a\n    llama.cpp: {{dir: {}}}\n  - name: b\n    llama.cpp: {{dir: {}, tool: llama-bench}}\n  - name: c\n    llama.cpp: {{dir: {}}}\n  - name: d\n    llama.cpp: {{device_dir: /o, tool: llama-bench}}\n",
+        bench_only.display(),
+        both.display(),
+        both.display()
+    ));
+    let tools: Vec<(Option<&str>, Vec<&str>)> = s
+        .engines
+        .iter()
+        .map(|e| {
+            let EngineProgramRef::LlamaCpp(t) = &e.program else {
+                panic!("{e:?}");
+            };
+            let files = match &t.place {
+                ToolsPlace::Local(files) => files.iter().map(|(n, _)| n.as_str()).collect(),
+                ToolsPlace::OnDevice(_) => vec![],
+            };
+            (t.tool.as_deref(), files)
+        })
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            (Some("llama-bench"), vec!["libggml.so", "llama-bench"]),
+            (Some("llama-bench"), vec!["libggml.so", "llama-bench"]),
+            (Some("llama-server"), vec!["libggml.so", "llama-server"]),
+            (Some("llama-bench"), vec![]),
+        ],
+        "the chosen tool and its libraries are pushed, never both tools"
+    );
+    let EngineProgramRef::LlamaCpp(on_device) = &s.engines[3].program else {
+        unreachable!()
+    };
+    assert_eq!(
+        on_device.adapter_args(&[]),
+        [
+            "adapter",
+            "llama.cpp",
+            "--dir",
+            "/o",
+            "--tool",
+            "llama-bench"
+        ]
+    );
+}
+
+#[test]
 fn a_llama_cpp_build_pushes_its_server_and_libraries_with_the_words_for_the_server() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
@@ -315,6 +376,8 @@ fn a_llama_cpp_build_pushes_its_server_and_libraries_with_the_words_for_the_serv
             "llama.cpp",
             "--file",
             "llama-server=/w/blobs/9f",
+            "--tool",
+            "llama-server",
             "--arg",
             "-ngl",
             "--arg",
@@ -342,12 +405,22 @@ fn a_llama_cpp_build_pushes_its_server_and_libraries_with_the_words_for_the_serv
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let e = err(&format!(
+        "{MINIMAL}engines:\n  - name: a\n    llama.cpp: {{device_dir: /o, tool: llama-cli}}\n  - name: b\n    llama.cpp: {{dir: {}, tool: llama-bench}}\n",
+        empty.display()
+    ));
+    for want in [
+        "s.yaml:5:39: tool 'llama-cli' is not one the adapter runs",
+        "has no llama-bench: give the bin directory",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let e = err(&format!(
         "{MINIMAL}engines:\n  - name: a\n    llama.cpp: {{dir: {}}}\n  - name: b\n    llama.cpp: {{device_dir: opt/bin}}\n  - name: c\n    llama.cpp: {{args: [-ngl]}}\n  - name: d\n    llama.cpp: {{device_dir: /o, args: [[x]]}}\n  - name: e\n    llama.cpp: {{device_dir: /o}}\n    openai: {{url: \"http://h/v1\"}}\n",
         empty.display()
     ));
     for want in [
         "s.yaml:5:22: dir '",
-        "has no llama-server: give the bin directory of a llama.cpp build",
+        "has no llama-server or llama-bench: give the bin directory of a llama.cpp build",
         "s.yaml:7:29: device_dir 'opt/bin' must be an absolute path",
         "s.yaml:9:16: llama.cpp needs 'dir'",
         "s.yaml:11:40: each of 'args' is one word",

@@ -71,8 +71,12 @@ impl Exporter for PassesCsv {
                             start_s: p.start_s,
                             latency_ms: p.latency_ms,
                             ttft_ms: p.ttft_ms,
-                            decode_steps: p.decode_step_ms.len(),
-                            decode_ms_total: p.decode_step_ms.iter().sum(),
+                            // An engine that times the decode only as a whole has no steps.
+                            decode_steps: match p.decode_step_ms.len() {
+                                0 => p.split.gen_tokens.saturating_sub(1),
+                                n => n,
+                            },
+                            decode_ms_total: p.split.decode_ns as f64 / 1e6,
                             prefill_tokens_per_s: p.prefill_tokens_per_s,
                             decode_tokens_per_s: p.decode_tokens_per_s,
                             rss_hwm_bytes: p.rss_hwm_bytes,

@@ -126,16 +126,29 @@ fn engines_measured(out: &mut String, ctx: &Ctx) {
         if !fields.is_empty() {
             w!(
                 out,
-                "not measured (written as 0, shown nowhere as a figure): {}; its time to first \
-                 token runs from the request to the first token's arrival and includes what the \
-                 server does before prefill, so its prefill tokens/s is prompt tokens over that \
-                 time. ",
+                "not measured (written as 0 or empty, shown nowhere as a figure): {}; ",
                 fields
                     .iter()
                     .map(|f| format!("<code>{}</code>", esc(f)))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if fields.contains(&"decode_ns") {
+                // Only llama-bench so far: its progress lines bracket the prompt, and its own
+                // sample is the whole repetition.
+                out.push_str(
+                    "it times the decode of the tokens after the first only as a whole, so \
+                     decode tokens/s and latency come from that whole and per-token decode \
+                     latencies (decode p95) are not measured; its time to first token is the \
+                     prompt's evaluation alone. ",
+                );
+            } else {
+                out.push_str(
+                    "its time to first token runs from the request to the first token's \
+                     arrival and includes what the server does before prefill, so its prefill \
+                     tokens/s is prompt tokens over that time. ",
+                );
+            }
         }
         if unmeasured.contains(meltbench_protocol::engine::UNMEASURED_PEAK_RSS) {
             out.push_str("peak memory not measured (no server process named). ");
