@@ -290,6 +290,10 @@ impl Runner<'_> {
                     );
                     live[k] = self.cell_error(cell, message);
                 }
+                // Stopping: no other cold start begins, and no session.
+                if interrupt::signalled().is_some() {
+                    return vec![false; members.len()];
+                }
             }
         }
         let mut tally: Vec<Tally> = members.iter().map(|_| Tally::default()).collect();

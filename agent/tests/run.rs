@@ -473,3 +473,81 @@ fn engines_of_one_comparison_take_turns() {
         })
     );
 }
+
+/// Ctrl-C during the cold starts of a comparison (the second engine's first cold start signals
+/// the agent, as a terminal's Ctrl-C would): no other cold start begins and no session runs,
+/// for either engine; the agent says it was interrupted.
+#[test]
+fn an_interrupt_during_cold_starts_starts_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = synth_model(dir.path());
+    let interrupting = script(
+        dir.path(),
+        "interrupting.sh",
+        &format!(
+            "#!/bin/sh\nkill -INT $PPID\nexec {} \"$@\"\n",
+            engine().display()
+        ),
+    );
+    let member = |id: &str, engine: &str| {
+        let mut c = cell(id, &model, 2, 1, 5);
+        c.sessions = 2;
+        c.engine = engine.into();
+        c.interleave = Some(1);
+        c
+    };
+    let mut j = job(
+        dir.path(),
+        engine(),
+        vec![
+            member("synth/a", "bundled"),
+            member("synth/a/ctrl-c", "interrupting"),
+        ],
+    );
+    j.engines.insert(
+        "interrupting".into(),
+        meltbench_protocol::agent::EngineProgram {
+            program: interrupting.display().to_string(),
+            args: Vec::new(),
+            wrapped: false,
+        },
+    );
+    let ran = run_job(dir.path(), &j);
+    let colds = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e, AgentEvent::ColdStart { .. }))
+        .count();
+    assert!(
+        colds <= 2,
+        "cold starts went on after the interrupt: {:#?}",
+        ran.events
+    );
+    // Without the check, each later cold start was started and killed at once: a cell error
+    // "cold start 2 of 5: the engine was killed by the agent on SIGINT" for each engine.
+    let started_after = ran.events.iter().any(|e| {
+        matches!(e, AgentEvent::CellError { message, .. } if message.contains("cold start 2"))
+    });
+    assert!(
+        !started_after,
+        "an engine was started after the interrupt: {:#?}",
+        ran.events
+    );
+    assert!(
+        !ran.events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::Load { .. })),
+        "a session ran after the interrupt: {:#?}",
+        ran.events
+    );
+    assert!(
+        ran.events.iter().any(|e| matches!(
+            e,
+            AgentEvent::Warning { message } if message.contains("interrupted by SIGINT")
+        )),
+        "{:#?}\n{}",
+        ran.events,
+        ran.stderr()
+    );
+    assert!(!ran.out.status.success());
+}
