@@ -525,9 +525,9 @@ fn an_interrupt_during_cold_starts_starts_nothing_more() {
     );
     // Without the check, each later cold start was started and killed at once: a cell error
     // "cold start 2 of 5: the engine was killed by the agent on SIGINT" for each engine.
-    let started_after = ran.events.iter().any(|e| {
-        matches!(e, AgentEvent::CellError { message, .. } if message.contains("cold start 2"))
-    });
+    let started_after = ran.events.iter().any(
+        |e| matches!(e, AgentEvent::CellError { message, .. } if message.contains("cold start 2")),
+    );
     assert!(
         !started_after,
         "an engine was started after the interrupt: {:#?}",

@@ -58,6 +58,11 @@ pub enum Command {
         Budgets default to 10% for p95 pass latency, p99 pass latency, p95 time to first token, \
         p95 per-token decode latency, median decode and prefill tokens/s, peak RSS and energy per \
         token; the candidate suite's `gate:` section and --budget change them.\n\n\
+        The candidate must also fit on its own, whatever the baseline did: each model file \
+        within size_budget (default 500MB, the edge standard's on-demand download; 100MB for a \
+        model bundled with an app) and each cell's peak RSS plus 20% headroom within \
+        memory_budget (default 2GB, a mid-range device; 4GB for a flagship). Over either is a \
+        FAIL too.\n\n\
         Several run directories on either side merge: repeated runs add sessions, farm shards \
         add devices. A directory that holds run directories stands for all of them.\n\n\
         Exit status: 0 pass or warn, 1 fail, 2 inconclusive, nothing comparable, or bad input.",
@@ -66,6 +71,7 @@ pub enum Command {
         meltbench gate runs/new --baseline runs/old --markdown gate.md --junit gate.xml\n  \
         meltbench gate runs/new --baseline runs/old --history history/ --release v1.9.0\n  \
         meltbench gate runs/t1 --baseline runs/t2 --ignore-key threads   # gate a thread-count change\n  \
+        meltbench gate runs/new --baseline runs/old --budget size_budget=100MB   # a bundled model\n  \
         meltbench gate runs/ab --baseline-engine baseline   # candidate and baseline build in one run"
     )]
     Gate(GateArgs),
@@ -220,7 +226,8 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     pub history: Option<PathBuf>,
 
-    /// Budget of one metric, e.g. latency_p95=5% or energy_per_token=off (repeatable)
+    /// Budget of one metric, e.g. latency_p95=5% or energy_per_token=off, or a limit,
+    /// e.g. size_budget=100MB or memory_budget=4GB (repeatable)
     #[arg(long, value_name = "METRIC=PCT")]
     pub budget: Vec<String>,
 

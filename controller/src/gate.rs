@@ -2,6 +2,7 @@
 //! (in `meltbench-reports`) and write the renderers' files.
 
 use crate::suite;
+use meltbench_reports::budget::{parse_bytes, Limit};
 use meltbench_reports::compare::{self, GateConfig, GateOutcome, KeyField};
 use meltbench_reports::dataset::Dataset;
 use meltbench_reports::export::{self, Exporter};
@@ -105,10 +106,24 @@ pub fn config(req: &CompareRequest, candidate: &Dataset) -> anyhow::Result<GateC
                 "--budget {b}: write METRIC=PCT, e.g. latency_p95=5%"
             ))
         })?;
+        if let Some(limit) = Limit::from_key(name.trim()) {
+            let bytes = match value.trim() {
+                "off" => None,
+                v => Some(parse_bytes(v).ok_or_else(|| {
+                    invalid(format!(
+                        "--budget {b}: {} must be a size such as 100MB, 1.5GB or 512MiB, or \
+                         `off`",
+                        limit.key()
+                    ))
+                })?),
+            };
+            config.limits.set(limit, bytes);
+            continue;
+        }
         let metric = Metric::from_name(name.trim()).ok_or_else(|| {
             let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
             invalid(format!(
-                "--budget {b}: unknown metric '{name}' (allowed: {})",
+                "--budget {b}: unknown metric '{name}' (allowed: {}, size_budget, memory_budget)",
                 names.join(", ")
             ))
         })?;

@@ -50,6 +50,8 @@
 //!   latency_p95: 10%            # latency_p95 latency_p99 ttft_p95 decode_p95 peak_rss
 //!   decode_tokens_per_s: 5%     # decode_tokens_per_s prefill_tokens_per_s energy_per_token
 //!   noise_floor: 2%             # changes below this are never "regressed" or "improved"
+//!   size_budget: 100MB          # each model file at most this (default 500MB; `off`)
+//!   memory_budget: 4GB          # each cell's peak RSS + 20% at most this (default 2GB; `off`)
 //! ```
 //!
 //! Every problem is reported ripgrep style, `suites/x.yaml:7:14: unknown precision 'q5_9'

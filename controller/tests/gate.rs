@@ -231,6 +231,27 @@ fn a_faster_copy_passes_and_a_slower_copy_fails_in_every_output() {
         text(&o)
     );
 
+    // The same data, but a model file over the size budget: FAIL whatever the baseline did.
+    let o = gate(
+        &f,
+        &[
+            twin.as_os_str(),
+            "--baseline".as_ref(),
+            f.base.as_os_str(),
+            "--budget".as_ref(),
+            "size_budget=1000".as_ref(),
+            "--budget".as_ref(),
+            "memory_budget=off".as_ref(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("OVER size_budget") && out.contains("is over the size budget of 1.0 kB"),
+        "{out}"
+    );
+    assert!(!out.contains("memory_budget"), "memory_budget=off: {out}");
+
     let fast = f.root.join("fast");
     derive_run(&f.base, &fast, same, slower(0.25), keep);
     let o = gate(
@@ -439,6 +460,16 @@ fn bad_input_exits_2_and_says_what_to_do() {
                 "latency_p96=5%".as_ref(),
             ],
             "unknown metric 'latency_p96'",
+        ),
+        (
+            vec![
+                f.base.as_os_str(),
+                "--baseline".as_ref(),
+                f.base.as_os_str(),
+                "--budget".as_ref(),
+                "size_budget=small".as_ref(),
+            ],
+            "size_budget must be a size such as 100MB",
         ),
         (
             vec![gone.as_os_str(), "--baseline".as_ref(), f.base.as_os_str()],

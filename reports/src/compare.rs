@@ -1,6 +1,7 @@
 //! Candidate against baseline: which cells are comparable, the ratio of each gated metric with
 //! a hierarchical bootstrap confidence interval, and the verdicts the gate's exit code follows.
 
+use crate::budget::{self, LimitRow, Limits};
 use crate::dataset::{CellData, Dataset};
 use crate::metric::{Metric, SessionValues, P99_MIN_POOLED_PASSES};
 use crate::stats::bootstrap::{self, BootstrapConfig};
@@ -68,6 +69,10 @@ pub struct GateConfig {
     /// session `i` of one beside session `i` of the other, resampled together.
     #[serde(default)]
     pub paired_sessions: bool,
+    /// Size and memory limits the candidate must keep on its own (`size_budget`,
+    /// `memory_budget`).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl Default for GateConfig {
@@ -83,6 +88,7 @@ impl Default for GateConfig {
             seed: 0x6d656c74,
             ignore_key: Vec::new(),
             paired_sessions: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -172,6 +178,9 @@ pub struct GateOutcome {
     pub not_comparable: Vec<NotComparable>,
     /// Gated metrics neither build measured (e.g. energy without a power sensor), per cell.
     pub not_measured: Vec<String>,
+    /// The candidate against its size and memory limits, those over first.
+    #[serde(default)]
+    pub limit_rows: Vec<LimitRow>,
     /// 0 pass/warn, 1 fail, 2 inconclusive or nothing comparable.
     pub exit_code: i32,
     /// One sentence: "1 regression over budget, 2 inconclusive, 3 improved, 18 unchanged".
@@ -217,19 +226,25 @@ pub fn gate(baseline: &Dataset, candidate: &Dataset, config: &GateConfig) -> Gat
     rows.sort_by(|a, b| {
         (a.verdict, &a.device, &a.cell, a.metric).cmp(&(b.verdict, &b.device, &b.cell, b.metric))
     });
-    let exit_code = if rows.iter().any(|r| r.verdict == Verdict::Fail) {
+    let limit_rows = budget::check(candidate, &config.limits);
+    let over = limit_rows.iter().filter(|r| r.over).count();
+    let exit_code = if over > 0 || rows.iter().any(|r| r.verdict == Verdict::Fail) {
         1
     } else if rows.is_empty() || rows.iter().any(|r| r.verdict == Verdict::Inconclusive) {
         2
     } else {
         0
     };
-    let headline = headline(&rows, not_comparable.len());
+    let mut headline = headline(&rows, not_comparable.len());
+    if over > 0 {
+        headline = format!("{over} over a size or memory budget; {headline}");
+    }
     GateOutcome {
         config: config.clone(),
         rows,
         not_comparable,
         not_measured,
+        limit_rows,
         exit_code,
         headline,
     }

@@ -4,6 +4,7 @@
 //! It reads only run-store files.
 
 pub mod attempts;
+pub mod budget;
 pub mod cell_key;
 pub mod compare;
 pub mod dataset;

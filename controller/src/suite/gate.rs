@@ -1,6 +1,7 @@
 //! The suite's `gate:` section: budgets per metric.
 
 use super::*;
+use meltbench_reports::budget::{parse_bytes, Limit};
 
 /// Only the `gate:` section, for reading it back from a run's suite snapshot.
 #[derive(Debug, Deserialize)]
@@ -27,13 +28,38 @@ pub(super) fn check_gate(
     let mut spec = GateSpec::default();
     let Some(gate) = gate else { return spec };
     for (key, value) in &gate.value {
+        if let Some(limit) = Limit::from_key(key) {
+            let bytes = match &value.value {
+                // YAML 1.1 reads a bare `off` as false.
+                Raw::Str(t) if t.trim() == "off" => Some(None),
+                Raw::Bool(false) => Some(None),
+                Raw::Str(t) => parse_bytes(t).map(Some),
+                Raw::Int(n) if *n > 0 => Some(Some(*n as u64)),
+                _ => None,
+            };
+            match bytes {
+                Some(b) => {
+                    spec.limits.insert(limit, b);
+                }
+                None => r.on(
+                    value,
+                    format!(
+                        "gate {key} must be a size such as 100MB, 1.5GB or 512MiB, or `off`, \
+                         got '{}'",
+                        value.value
+                    ),
+                ),
+            }
+            continue;
+        }
         let metric = Metric::from_name(key);
         if metric.is_none() && key != "noise_floor" {
             let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
             r.on(
                 value,
                 format!(
-                    "unknown gate key '{key}' (allowed: {}, noise_floor)",
+                    "unknown gate key '{key}' (allowed: {}, noise_floor, size_budget, \
+                     memory_budget)",
                     names.join(", ")
                 ),
             );
@@ -41,6 +67,10 @@ pub(super) fn check_gate(
         }
         let pct = match &value.value {
             Raw::Str(s) if s.trim() == "off" && metric.is_some() => {
+                spec.budgets.insert(metric.unwrap(), None);
+                continue;
+            }
+            Raw::Bool(false) if metric.is_some() => {
                 spec.budgets.insert(metric.unwrap(), None);
                 continue;
             }

@@ -2,6 +2,7 @@
 //! budgets.
 
 use super::*;
+use meltbench_reports::budget::Limit;
 
 /// The suite's `gate:` section: budgets that differ from the defaults.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -9,6 +10,8 @@ pub struct GateSpec {
     /// `None`: the metric is not gated (`off`).
     pub budgets: BTreeMap<Metric, Option<f64>>,
     pub noise_floor: Option<f64>,
+    /// `size_budget` / `memory_budget` given: bytes, or `None` for `off`.
+    pub limits: BTreeMap<Limit, Option<u64>>,
 }
 
 impl GateSpec {
@@ -22,6 +25,9 @@ impl GateSpec {
         }
         if let Some(n) = self.noise_floor {
             config.noise_floor = n;
+        }
+        for (l, bytes) in &self.limits {
+            config.limits.set(*l, *bytes);
         }
     }
 }

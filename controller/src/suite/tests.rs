@@ -456,3 +456,31 @@ fn engine_mistakes_are_reported_with_their_lines() {
     let e = err(&format!("{MINIMAL}engines: []\n"));
     assert!(e.contains("list at least one"), "{e}");
 }
+
+#[test]
+fn gate_limits_read_sizes_and_off_over_the_defaults() {
+    let spec = gate_spec(
+        Path::new("s.yaml"),
+        "gate:\n  size_budget: 100MB\n  memory_budget: off\n  latency_p95: 5%\n",
+    )
+    .unwrap();
+    let mut config = meltbench_reports::compare::GateConfig::default();
+    assert_eq!(config.limits.size_bytes, Some(500_000_000));
+    assert_eq!(config.limits.memory_bytes, Some(2_000_000_000));
+    spec.apply(&mut config);
+    assert_eq!(config.limits.size_bytes, Some(100_000_000));
+    assert_eq!(config.limits.memory_bytes, None);
+    let spec = gate_spec(Path::new("s.yaml"), "gate:\n  memory_budget: 4GiB\n").unwrap();
+    spec.apply(&mut config);
+    assert_eq!(config.limits.memory_bytes, Some(4 << 30));
+}
+
+#[test]
+fn a_bare_off_turns_a_metric_off_too() {
+    let spec = gate_spec(Path::new("s.yaml"), "gate:\n  energy_per_token: off\n").unwrap();
+    let mut config = meltbench_reports::compare::GateConfig::default();
+    spec.apply(&mut config);
+    assert!(!config
+        .budgets
+        .contains_key(&meltbench_reports::metric::Metric::EnergyPerToken));
+}

@@ -419,3 +419,65 @@ fn classification_and_sessions_needed() {
     assert_eq!(out.exit_code, 2);
     assert_eq!(out.headline, "1 inconclusive");
 }
+
+#[test]
+fn the_candidate_must_fit_its_size_and_memory_budgets_whatever_the_baseline() {
+    let baseline = data(vec![simple("c", 1.0, 1.0, 1), simple("d", 1.0, 1.0, 2)]);
+    let with_file = |id: &str, seed: u64| {
+        let mut c = simple(id, 1.0, 1.0, seed);
+        c.model_file_bytes = Some(253_113_024);
+        c
+    };
+    // Two cells of one model file: one size row; a memory row each (peak 1 GiB).
+    let candidate = data(vec![with_file("c", 3), with_file("d", 4)]);
+    let mut cfg = config(&[Metric::LatencyP95]);
+    let o = gate(&baseline, &candidate, &cfg);
+    assert_eq!(o.exit_code, 0, "{:#?}", o.limit_rows);
+    assert_eq!(o.limit_rows.len(), 3, "{:#?}", o.limit_rows);
+    assert!(o.limit_rows.iter().all(|r| !r.over), "the defaults fit");
+
+    cfg.limits.size_bytes = Some(100_000_000);
+    cfg.limits.memory_bytes = Some(1_200_000_000);
+    let o = gate(&baseline, &candidate, &cfg);
+    assert_eq!(o.exit_code, 1, "no regression, but over both limits");
+    assert!(o.rows.iter().all(|r| r.verdict != Verdict::Fail));
+    assert!(
+        o.headline.starts_with("3 over a size or memory budget"),
+        "{}",
+        o.headline
+    );
+    let size = o
+        .limit_rows
+        .iter()
+        .find(|r| r.limit == crate::budget::Limit::Size)
+        .unwrap();
+    assert_eq!(
+        size.message,
+        "model file = 253.1 MB is over the size budget of 100.0 MB by 153.1 MB"
+    );
+    let memory = o
+        .limit_rows
+        .iter()
+        .find(|r| r.limit == crate::budget::Limit::Memory)
+        .unwrap();
+    assert_eq!(
+        memory.measured_bytes,
+        ((1u64 << 30) as f64 * 1.2).round() as u64
+    );
+    assert!(
+        memory.message.starts_with(
+            "peak RSS 1.07 GB (1024.0 MiB) + 20% = 1.29 GB is over the memory budget of \
+                 1.20 GB"
+        ),
+        "{}",
+        memory.message
+    );
+
+    cfg.limits = Limits {
+        size_bytes: None,
+        memory_bytes: None,
+    };
+    let o = gate(&baseline, &candidate, &cfg);
+    assert!(o.limit_rows.is_empty());
+    assert_eq!(o.exit_code, 0);
+}

@@ -37,6 +37,10 @@ pub fn gate_json(outcome: &GateOutcome) -> Value {
         "not_measured".to_string(),
         json!(outcome.not_measured.len()),
     );
+    counts.insert(
+        "over_limit".to_string(),
+        json!(outcome.limit_rows.iter().filter(|r| r.over).count()),
+    );
     let config = serde_json::to_value(&outcome.config).unwrap_or(Value::Null);
     json!({
         "schema_version": GATE_SCHEMA_VERSION,
@@ -56,6 +60,7 @@ pub fn gate_json(outcome: &GateOutcome) -> Value {
             }))
             .collect::<Vec<_>>(),
         "not_measured": outcome.not_measured,
+        "limits": serde_json::to_value(&outcome.limit_rows).unwrap_or(Value::Null),
         "config": config,
     })
 }
@@ -178,6 +183,7 @@ mod tests {
                 reason: "model SHA-256 differs".into(),
             }],
             not_measured: vec!["pixel8/chat: energy_per_token".into()],
+            limit_rows: vec![],
             exit_code: 1,
             headline: "1 regression over budget".into(),
         };

@@ -71,6 +71,16 @@ pub fn render(outcome: &GateOutcome, name: &str) -> String {
             .or_default()
             .push(row_case(r, confidence));
     }
+    for r in &outcome.limit_rows {
+        suites.entry(r.device.clone()).or_default().push(Case {
+            classname: format!("{}.{}", r.device, r.cell),
+            name: r.limit.key().to_string(),
+            kind: if r.over { Kind::Failure } else { Kind::Pass },
+            message: r.message.clone(),
+            body: format!("{} / {}: {}", r.device, r.cell, r.message),
+            system_out: None,
+        });
+    }
     for n in &outcome.not_comparable {
         let message = format!("not comparable: {}", n.reason);
         suites.entry(n.device.clone()).or_default().push(Case {
@@ -102,9 +112,10 @@ pub fn render(outcome: &GateOutcome, name: &str) -> String {
         extra.push(("not measured".into(), cases));
     }
     let has = |v: &[Verdict]| outcome.rows.iter().any(|r| v.contains(&r.verdict));
+    let over = outcome.limit_rows.iter().any(|r| r.over);
     let unexplained = match outcome.exit_code {
         0 => None,
-        1 if has(&[Verdict::Fail]) => None,
+        1 if has(&[Verdict::Fail]) || over => None,
         1 => Some(Kind::Failure),
         _ if has(&[Verdict::Fail, Verdict::Inconclusive]) => None,
         _ => Some(Kind::Error),
@@ -565,6 +576,7 @@ mod tests {
                     .into(),
             }],
             not_measured: vec!["pixel8/chat: energy_per_token".into()],
+            limit_rows: vec![],
             exit_code: 1,
             headline: "1 regression over budget".into(),
         }
@@ -677,6 +689,7 @@ mod tests {
                 reason: "no candidate cell".into(),
             }],
             not_measured: vec![],
+            limit_rows: vec![],
             exit_code: 2,
             headline: "nothing comparable".into(),
         };
@@ -696,5 +709,35 @@ mod tests {
         };
         let root = parse(&render(&pass, "x")).unwrap();
         assert_eq!(counts(&root), [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_model_over_its_size_budget_is_a_failed_test_explaining_exit_1() {
+        let limit = |over: bool, measured: u64| crate::budget::LimitRow {
+            device: "pi5".into(),
+            cell: "smol/q4_0".into(),
+            limit: crate::budget::Limit::Size,
+            budget_bytes: 100_000_000,
+            measured_bytes: measured,
+            over,
+            message: format!("model file = {measured} bytes"),
+        };
+        let o = GateOutcome {
+            config: GateConfig::default(),
+            rows: vec![row("pi5", "smol/q4_0", Metric::LatencyP95, Verdict::Pass)],
+            not_comparable: vec![],
+            not_measured: vec![],
+            limit_rows: vec![limit(true, 253_113_024), limit(false, 98_362_432)],
+            exit_code: 1,
+            headline: "1 over a size or memory budget; 1 unchanged".into(),
+        };
+        let root = parse(&render(&o, "x")).unwrap();
+        assert_eq!(
+            counts(&root),
+            [3, 1, 0, 0],
+            "no unexplained-exit test added"
+        );
+        let failure = root.find("failure");
+        assert_eq!(failure[0].attr("message"), "model file = 253113024 bytes");
     }
 }

@@ -11,6 +11,7 @@
 //! that a device called `<script>` or a cell id with a `|` shows as text and cannot break
 //! the table or inject HTML.
 
+use crate::budget::fmt_bytes;
 use crate::compare::{GateOutcome, GateRow, Verdict};
 use crate::dataset::CellData;
 use crate::figures::CellFigures;
@@ -145,6 +146,8 @@ fn gate_sections(out: &mut String, g: &GateOutcome) {
         out.push_str("\n</details>\n\n");
     }
 
+    limits_table(out, g);
+
     if !g.not_measured.is_empty() {
         out.push_str("**Not measured** (gated, but neither build has data):\n\n");
         for m in &g.not_measured {
@@ -152,6 +155,37 @@ fn gate_sections(out: &mut String, g: &GateOutcome) {
         }
         out.push('\n');
     }
+}
+
+/// The candidate against its size and memory budgets: open when one is over.
+fn limits_table(out: &mut String, g: &GateOutcome) {
+    if g.limit_rows.is_empty() {
+        return;
+    }
+    let over = g.limit_rows.iter().filter(|r| r.over).count();
+    let _ = writeln!(
+        out,
+        "<details{}><summary>Size and memory budgets: {over} of {} over</summary>\n",
+        if over > 0 { " open" } else { "" },
+        g.limit_rows.len()
+    );
+    out.push_str(
+        "| Device | Cell | Budget | Measured | Limit | Verdict |\n|---|---|---|---:|---:|---|\n",
+    );
+    for r in &g.limit_rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | `{}` ({}) | {} | {} | {} |",
+            escape(&r.device),
+            escape(&r.cell),
+            r.limit.key(),
+            r.limit.measured(),
+            fmt_bytes(r.measured_bytes),
+            fmt_bytes(r.budget_bytes),
+            if r.over { "❌ OVER" } else { "✅ within" }
+        );
+    }
+    out.push_str("\n</details>\n\n");
 }
 
 fn rows_table(out: &mut String, rows: &[&GateRow], ci: &str) {
@@ -568,6 +602,7 @@ mod tests {
                 reason: "model SHA-256 differs (baseline 1a2b, candidate 3c4d)".into(),
             }],
             not_measured: vec!["pixel8/chat: energy_per_token".into()],
+            limit_rows: vec![],
             exit_code: 1,
             headline: "1 regression over budget, 1 inconclusive, 1 improved, 1 unchanged".into(),
         };
@@ -644,6 +679,43 @@ mod tests {
     }
 
     #[test]
+    fn limits_over_budget_open_their_table() {
+        let d = Dataset::default();
+        let g = GateOutcome {
+            config: GateConfig::default(),
+            rows: vec![row("d", "c", Metric::LatencyP95, Verdict::Pass, 1.0)],
+            not_comparable: vec![],
+            not_measured: vec![],
+            limit_rows: vec![crate::budget::LimitRow {
+                device: "d".into(),
+                cell: "c".into(),
+                limit: crate::budget::Limit::Memory,
+                budget_bytes: 2_000_000_000,
+                measured_bytes: 2_400_000_000,
+                over: true,
+                message: "peak RSS 2.00 GB + 20% = 2.40 GB is over".into(),
+            }],
+            exit_code: 1,
+            headline: "1 over a size or memory budget; 1 unchanged".into(),
+        };
+        let md = render(&input(&d, None, Some(&g), None));
+        assert!(
+            md.contains("### ❌ FAIL: 1 over a size or memory budget"),
+            "{md}"
+        );
+        assert!(
+            md.contains("<details open><summary>Size and memory budgets: 1 of 1 over</summary>"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| d | c | `memory_budget` (peak RSS + 20%) | 2.40 GB | 2.00 GB | ❌ OVER |"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn verdict_words() {
         let d = Dataset::default();
         let mut g = GateOutcome {
@@ -651,6 +723,7 @@ mod tests {
             rows: vec![row("d", "c", Metric::LatencyP95, Verdict::Pass, 1.0)],
             not_comparable: vec![],
             not_measured: vec![],
+            limit_rows: vec![],
             exit_code: 0,
             headline: "1 unchanged".into(),
         };

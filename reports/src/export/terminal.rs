@@ -187,6 +187,16 @@ pub fn gate_text(outcome: &GateOutcome, history: Option<&History>) -> String {
     for n in &outcome.not_measured {
         human.push_str(&format!("not measured: {n}\n"));
     }
+    // Over-budget lines only: a run of fitting models would repeat "within" for every cell.
+    for r in outcome.limit_rows.iter().filter(|r| r.over) {
+        human.push_str(&format!(
+            "OVER {}: {} {}: {}\n",
+            r.limit.key(),
+            r.device,
+            r.cell,
+            r.message
+        ));
+    }
     if let Some(h) = history {
         for a in &h.alerts {
             human.push_str(&format!(

@@ -514,6 +514,7 @@ fn with_gate_render() {
             reason: "no baseline cell with this key".into(),
         }],
         not_measured: vec!["pixel8 / chat-q4: energy_per_token".into()],
+        limit_rows: vec![],
         exit_code: 1,
         headline: "1 regression over budget, 1 inconclusive, 1 unchanged".into(),
     };

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Over-budget lines in the banner; the rest are in the gate's JSON.
+const MAX_OVER_SHOWN: usize = 10;
+
 pub(super) fn header(out: &mut String, ctx: &Ctx) {
     let input = ctx.input;
     let runs = |d: &Dataset| {
@@ -58,7 +61,13 @@ pub(super) fn verdict(out: &mut String, ctx: &Ctx) {
         return;
     };
     let any = |v: Verdict| g.rows.iter().any(|r| r.verdict == v);
+    let over: Vec<_> = g.limit_rows.iter().filter(|r| r.over).collect();
     let (class, icon, overall) = match g.exit_code {
+        1 if !any(Verdict::Fail) && !over.is_empty() => (
+            "v-fail",
+            "&#10006;",
+            "FAIL: over a size or memory budget".to_string(),
+        ),
         1 => (
             "v-fail",
             "&#10006;",
@@ -102,6 +111,24 @@ pub(super) fn verdict(out: &mut String, ctx: &Ctx) {
             ctx.cell_link(&r.device, &r.cell)
         );
     }
+    for r in over.iter().take(MAX_OVER_SHOWN) {
+        w!(
+            out,
+            "<p class=\"worst\">Over <code>{}</code>: {} on {} / {}</p>\n",
+            r.limit.key(),
+            esc(&r.message),
+            esc(&r.device),
+            ctx.cell_link(&r.device, &r.cell)
+        );
+    }
+    if over.len() > MAX_OVER_SHOWN {
+        w!(
+            out,
+            "<p class=\"worst\">… and {} more over a budget (<code>meltbench gate --json</code> \
+             lists them all).</p>\n",
+            over.len() - MAX_OVER_SHOWN
+        );
+    }
     out.push_str("<p class=\"counts\">");
     for v in Verdict::ALL {
         let n = g.rows.iter().filter(|r| r.verdict == v).count();
@@ -114,6 +141,13 @@ pub(super) fn verdict(out: &mut String, ctx: &Ctx) {
                 v.name()
             );
         }
+    }
+    let within = g.limit_rows.len() - over.len();
+    if within > 0 {
+        w!(
+            out,
+            "<span class=\"chip v-pass\">&#10003; {within} within size and memory budgets</span>"
+        );
     }
     if !g.not_comparable.is_empty() {
         w!(
