@@ -9,6 +9,7 @@ pub mod events;
 pub mod fsroot;
 pub mod interrupt;
 pub mod model_check;
+pub mod pass_check;
 pub mod probe;
 pub mod rss;
 pub mod runner;

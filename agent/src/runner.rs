@@ -550,6 +550,7 @@ impl Runner<'_> {
         // front of a server): then only the reported figures count.
         let mut reported_only = false;
         let mut reported_peak: Option<u64> = None;
+        let mut contract_warned = false;
         let log = &mut self.log;
         let tel = self.sampler.as_ref();
         let idle_w = self.idle_w;
@@ -583,6 +584,21 @@ impl Runner<'_> {
                         warmups += 1;
                     } else {
                         measured += 1;
+                    }
+                    // Once a session: a broken program breaks every pass alike.
+                    if !contract_warned {
+                        if let Some(problem) = crate::pass_check::problem(&pass) {
+                            contract_warned = true;
+                            log.emit(&AgentEvent::Warning {
+                                message: format!(
+                                    "cell {id} session {session}: pass {} breaks the bench \
+                                     contract: {problem} (docs/engine-contract.md, `pass`); \
+                                     kept as written, later passes of the session not \
+                                     checked again",
+                                    pass.index
+                                ),
+                            });
+                        }
                     }
                     let rss_hwm_bytes = if reported_only {
                         reported_peak = reported_peak.max(pass.rss_hwm_bytes);

@@ -551,3 +551,57 @@ fn an_interrupt_during_cold_starts_starts_nothing_more() {
     );
     assert!(!ran.out.status.success());
 }
+
+/// A program whose passes break the contract's arithmetic (time to first token not tokenize +
+/// prefill): its passes are kept as written, and each session says so once.
+#[test]
+fn a_pass_that_breaks_the_contract_is_kept_and_named_once_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = synth_model(dir.path());
+    let off = script(
+        dir.path(),
+        "off.sh",
+        &format!(
+            "#!/bin/sh\n{} \"$@\" | sed 's/\"ttft_ns\":[0-9]*/\"ttft_ns\":1/'\n",
+            engine().display()
+        ),
+    );
+    let mut c = cell("synth/off", &model, 3, 1, 0);
+    c.sessions = 2;
+    c.engine = "off".into();
+    let mut j = job(dir.path(), engine(), vec![c]);
+    j.engines.insert(
+        "off".into(),
+        meltbench_protocol::agent::EngineProgram {
+            program: off.display().to_string(),
+            args: Vec::new(),
+            wrapped: false,
+        },
+    );
+    let ran = run_job(dir.path(), &j);
+    assert!(ran.out.status.success(), "{}", ran.stderr());
+    let warnings: Vec<&String> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Warning { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    for (session, w) in warnings.iter().enumerate() {
+        assert!(
+            w.starts_with(&format!(
+                "cell synth/off session {session}: pass 0 breaks the bench contract: ttft_ns 1 \
+                 is not tokenize_ns + prefill_ns = "
+            )),
+            "{w}"
+        );
+    }
+    let passes = ran
+        .events
+        .iter()
+        .filter(|e| matches!(e, AgentEvent::Pass { pass, .. } if pass.ttft_ns == 1))
+        .count();
+    assert_eq!(passes, 8, "every pass kept as written");
+}

@@ -227,17 +227,6 @@ pub struct PassRecord {
     pub chat: bool,
 }
 
-impl PassRecord {
-    /// The decode after the first token: how many steps it took and how long, from the
-    /// per-token times or, where only the whole was timed, from `decode_total_ns`.
-    pub fn decode_steps_and_total(&self) -> (usize, u64) {
-        match self.decode_total_ns {
-            Some(total) => (self.gen_tokens.saturating_sub(1), total),
-            None => (self.decode_ns.len(), self.decode_ns.iter().sum()),
-        }
-    }
-}
-
 fn is_false(b: &bool) -> bool {
     !*b
 }

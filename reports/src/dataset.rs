@@ -252,7 +252,7 @@ fn add_device_events(
                 ..
             } => {
                 let t0 = *first_start.entry(ci).or_insert(pass.start_mono_ns);
-                let (decode_steps, decode_total) = pass.decode_steps_and_total();
+                let (decode_steps, decode_total) = decode_steps_and_total(pass);
                 let latency_ns = pass.ttft_ns + decode_total + pass.detokenize_ns;
                 let energy_per_token = telemetry
                     .as_ref()
@@ -364,4 +364,13 @@ fn slot(
         });
         cell.sessions.len() - 1
     })
+}
+
+/// The decode after the first token: how many steps it took and how long, from the per-token
+/// times or, where the engine timed only the whole (llama-bench), from `decode_total_ns`.
+fn decode_steps_and_total(pass: &meltbench_protocol::engine::PassRecord) -> (usize, u64) {
+    match pass.decode_total_ns {
+        Some(total) => (pass.gen_tokens.saturating_sub(1), total),
+        None => (pass.decode_ns.len(), pass.decode_ns.iter().sum()),
+    }
 }
