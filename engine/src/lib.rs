@@ -27,5 +27,6 @@ pub mod quantize;
 pub mod sampler;
 pub mod session;
 pub mod synth;
+pub mod tasks;
 pub mod tokenizer;
 pub mod topology;

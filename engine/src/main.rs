@@ -163,6 +163,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Multiple-choice tasks scored by log-likelihood (as lm-evaluation-harness and
+    /// llama-perplexity --multiple-choice do): accuracy per task on items the project makes
+    /// (arithmetic, weekdays, copying, units), the same items for the same seed
+    #[command(after_help = "Examples:\n  \
+        meltbench-engine tasks smollm2.gguf\n  \
+        meltbench-engine tasks smollm2-q4_0.gguf --task arithmetic,units --items 500 --json")]
+    Tasks {
+        model: PathBuf,
+        /// Tasks to score, comma-separated (default: all): arithmetic, weekdays, copying, units.
+        #[arg(long, value_delimiter = ',')]
+        task: Vec<String>,
+        /// Items per task.
+        #[arg(long, default_value_t = 200)]
+        items: usize,
+        /// Seed of the items (another seed, other items).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        threads: Threads,
+        /// Print the result as JSON: {"tasks": [{"task", "items", "accuracy", "accuracy_norm",
+        /// "chance"}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a deterministic tiny llama model with random weights, for fast tests.
     Synth {
         output: PathBuf,
@@ -646,6 +670,67 @@ fn run(cli: Cli) -> Result<()> {
                     "Final estimate: PPL = {:.4} +/- {:.5} ({} chunks of {ctx}, {} tokens scored)",
                     p.ppl, p.stderr, p.chunks, p.scored
                 );
+            }
+        }
+        Command::Tasks {
+            model,
+            task,
+            items,
+            seed,
+            threads,
+            json,
+        } => {
+            use meltbench_engine::tasks::{self, generate};
+            let names: Vec<String> = if task.is_empty() {
+                generate::TASKS.iter().map(|t| t.to_string()).collect()
+            } else {
+                task
+            };
+            let mut sets = Vec::with_capacity(names.len());
+            for name in &names {
+                let set = generate::items(name, items, seed).ok_or_else(|| {
+                    BadInput(format!(
+                        "unknown task '{name}' (tasks: {})",
+                        generate::TASKS.join(", ")
+                    ))
+                })?;
+                sets.push((name, set));
+            }
+            let l = load::load(&model)?;
+            let n_threads = threads.threads.unwrap_or_else(default_threads);
+            place_on_performance_cores(n_threads);
+            let mut session = Session::with_cache(&l.model, kernels, n_threads, 256, cache_type);
+            let mut scores = Vec::with_capacity(sets.len());
+            for (name, set) in &sets {
+                let s = tasks::score_task(&mut session, &l.tokenizer, name, set, |i, _| {
+                    if (i + 1) % 50 == 0 || i + 1 == set.len() {
+                        eprint!("\r{name}: {}/{} items", i + 1, set.len());
+                    }
+                })
+                .map_err(|e| match e {
+                    tasks::TaskError::Forward(f) => anyhow::Error::from(f),
+                    other => BadInput(other.to_string()).into(),
+                })?;
+                eprintln!();
+                scores.push(s);
+            }
+            if json {
+                println!("{}", serde_json::json!({ "tasks": scores }));
+            } else {
+                println!(
+                    "{:<12} {:>6} {:>9} {:>14} {:>7}",
+                    "task", "items", "accuracy", "accuracy_norm", "chance"
+                );
+                for s in &scores {
+                    println!(
+                        "{:<12} {:>6} {:>8.1}% {:>13.1}% {:>6.1}%",
+                        s.task,
+                        s.items,
+                        s.accuracy * 100.0,
+                        s.accuracy_norm * 100.0,
+                        s.chance * 100.0
+                    );
+                }
             }
         }
         Command::Synth {

@@ -159,7 +159,8 @@ fn eval_chunk<'s>(
     session.forward(&batch, Logits::From(chunk.len() / 2))
 }
 
-fn log_softmax_at(row: &[f32], i: usize) -> f64 {
+/// The log-probability (nats) of token `i` under the logits `row`.
+pub fn log_softmax_at(row: &[f32], i: usize) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
     row[i] as f64 - max - sum.ln()
