@@ -2,7 +2,7 @@
 //! (in `meltbench-reports`) and write the renderers' files.
 
 use crate::suite;
-use meltbench_reports::budget::{parse_bytes, Limit};
+use meltbench_reports::budget::{parse_limit, Limit};
 use meltbench_reports::compare::{self, GateConfig, GateOutcome, KeyField};
 use meltbench_reports::dataset::Dataset;
 use meltbench_reports::export::{self, Exporter};
@@ -107,16 +107,8 @@ pub fn config(req: &CompareRequest, candidate: &Dataset) -> anyhow::Result<GateC
             ))
         })?;
         if let Some(limit) = Limit::from_key(name.trim()) {
-            let bytes = match value.trim() {
-                "off" => None,
-                v => Some(parse_bytes(v).ok_or_else(|| {
-                    invalid(format!(
-                        "--budget {b}: {} must be a size such as 100MB, 1.5GB or 512MiB, or \
-                         `off`",
-                        limit.key()
-                    ))
-                })?),
-            };
+            let bytes = parse_limit(value)
+                .map_err(|e| invalid(format!("--budget {b}: {} {e}", limit.key())))?;
             config.limits.set(limit, bytes);
             continue;
         }

@@ -92,6 +92,17 @@ use scenarios::*;
 
 pub use crate::yaml::{Diagnostic, Diagnostics as SuiteErrors};
 
+/// A path as a suite writes it (a model file, a prompt file, an engine's program or build):
+/// absolute, or relative to the suite file's directory `base`.
+fn suite_relative(written: &str, base: &Path) -> PathBuf {
+    let w = Path::new(written);
+    if w.is_absolute() {
+        w.to_path_buf()
+    } else {
+        base.join(w)
+    }
+}
+
 /// The name a suite uses for the synthetic test model: a tiny llama model with random weights
 /// that the runner makes with `meltbench-engine synth` (f32, seed 1) instead of downloading.
 /// Fast and offline, for CI and smoke tests; its numbers say nothing about real models.

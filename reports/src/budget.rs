@@ -173,6 +173,16 @@ fn row(device: &str, cell: &str, limit: Limit, budget: u64, measured: u64, what:
     }
 }
 
+/// A limit as a suite or `--budget` writes it: a size ([`parse_bytes`]) or `off` (`None`).
+pub fn parse_limit(text: &str) -> Result<Option<u64>, String> {
+    match text.trim() {
+        "off" => Ok(None),
+        t => parse_bytes(t).map(Some).ok_or_else(|| {
+            format!("must be a size such as 100MB, 1.5GB or 512MiB, or `off`, got '{t}'")
+        }),
+    }
+}
+
 /// A size as people write one: `100MB`, `1.5 GB`, `512MiB`, `2GiB`, `4096` (bytes). MB and GB
 /// are decimal, as the standard and file managers count; MiB and GiB binary.
 pub fn parse_bytes(text: &str) -> Option<u64> {

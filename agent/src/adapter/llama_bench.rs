@@ -9,9 +9,146 @@
 //! (`samples_ns`, from `-o jsonl`); the decode is the rest, known only as a whole. What
 //! llama-bench does not do is not measured: it tokenizes nothing (its prompt is random token
 //! ids) and picks no tokens.
+//!
+//! [`run`] is the route; the functions after it read llama-bench's output and are tested on
+//! output captured from a real llama-bench.
 
-use meltbench_protocol::engine::{EngineJob, PassRecord, Prompt};
+use super::emit;
+use super::openai::server_load;
+use super::tool_process::{log_tail, tool_command};
+use crate::telemetry::sampler::monotonic_ns;
+use meltbench_protocol::engine::{
+    DoneRecord, EngineJob, EngineRecord, LoadRecord, PassRecord, Prompt,
+};
 use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+/// The tool's name in a build.
+pub const BENCH: &str = "llama-bench";
+
+/// Runs the job through llama-bench (one process for the session's warm-ups and passes) and
+/// writes its records once it has exited: its samples come at the end, and the progress lines
+/// its stderr carried place them in time.
+pub(super) fn run(
+    dir: &Path,
+    model_path: &str,
+    job: &EngineJob,
+    extra: &[String],
+    here: &Path,
+    start_mono_ns: u64,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    refuse_unsupported(job)?;
+    let program = dir.join(BENCH);
+    if !program.is_file() {
+        return Err(format!(
+            "{} does not exist: give a llama.cpp build with llama-bench \
+             (cmake --build build --target llama-bench)",
+            program.display()
+        ));
+    }
+    let log = here.join(format!("llama-bench-{}.log", std::process::id()));
+    let mut cmd = tool_command(&program, dir);
+    cmd.args(["-m", model_path])
+        .args(job_args(job))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let progress = std::thread::spawn(move || stamp_progress(stderr, log_file));
+    let mut stdout = String::new();
+    let read = child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .read_to_string(&mut stdout);
+    let progress = progress.join().unwrap_or_default();
+    let (status, peak_rss) = wait_with_peak(child)?;
+    if !status.success() {
+        return Err(format!("llama-bench exited ({status}){}", log_tail(&log)));
+    }
+    read.map_err(|e| format!("cannot read llama-bench's output: {e}"))?;
+    let test = the_test(&stdout, job)?;
+    let passes = passes(job, &test, &progress, peak_rss)?;
+    let load = LoadRecord {
+        engine_version: test.engine_version(),
+        architecture: test.architecture(),
+        dtype: test.dtype(),
+        n_params: test.model_n_params,
+        threads: test.n_threads,
+        kernels: std::iter::once(BENCH.to_string())
+            .chain(extra.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        memory_of: Some(format!("{BENCH} (pid {pid})")),
+        end_mono_ns: ready_at(&progress).unwrap_or(start_mono_ns),
+        unmeasured: ["tokenize_ns", "detokenize_ns", "decode_ns"]
+            .map(String::from)
+            .to_vec(),
+        ..server_load(model_path, start_mono_ns, 0)
+    };
+    emit(out, &EngineRecord::Load(load))?;
+    for pass in passes {
+        emit(out, &EngineRecord::Pass(pass))?;
+    }
+    emit(
+        out,
+        &EngineRecord::Done(DoneRecord {
+            passes: job.passes,
+            warmup: job.warmup,
+            peak_rss_bytes: peak_rss,
+        }),
+    )
+}
+
+/// Reads llama-bench's stderr to its end, copying it to `log` and stamping each progress line
+/// with CLOCK_MONOTONIC on arrival.
+fn stamp_progress(stderr: impl Read, mut log: std::fs::File) -> Vec<Progress> {
+    let mut lines = std::io::BufReader::new(stderr);
+    let mut progress = Vec::new();
+    let mut line = Vec::new();
+    while matches!(std::io::BufRead::read_until(&mut lines, b'\n', &mut line), Ok(n) if n > 0) {
+        let at_ns = monotonic_ns();
+        let _ = log.write_all(&line);
+        if let Some((step, rep)) = progress_line(&String::from_utf8_lossy(&line)) {
+            progress.push(Progress { at_ns, step, rep });
+        }
+        line.clear();
+    }
+    progress
+}
+
+/// Waits for `child` to exit; its status and its peak resident set (the kernel's `ru_maxrss`,
+/// the VmHWM it had), which the passes report since the process is gone when they are written.
+fn wait_with_peak(child: Child) -> Result<(std::process::ExitStatus, Option<u64>), String> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // Safety: `status` and `usage` outlive the call; `pid` is our unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("cannot wait for llama-bench: {e}"));
+        }
+    }
+    // Reaped: dropping the handle neither waits nor kills.
+    drop(child);
+    let peak = (usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024);
+    Ok((std::process::ExitStatus::from_raw(status), peak))
+}
 
 /// One step of a repetition, as `--progress` announces it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,10 +294,7 @@ pub fn refuse_unsupported(job: &EngineJob) -> Result<(), String> {
 /// The words that make llama-bench run `job` as one test: `-pg P,G-1` at the job's depth,
 /// warm-ups and passes as repetitions (its own warm-up off: the job's warm-ups are those).
 pub fn job_args(job: &EngineJob) -> Vec<String> {
-    let prompt = match job.prompt {
-        Prompt::Tokens(n) => n,
-        Prompt::Text(_) => 0,
-    };
+    let prompt = prompt_tokens(job);
     let mut args: Vec<String> = [
         "-p",
         "0",
@@ -186,6 +320,14 @@ pub fn job_args(job: &EngineJob) -> Vec<String> {
     args
 }
 
+/// The prompt's length; a text prompt is refused before llama-bench runs.
+fn prompt_tokens(job: &EngineJob) -> usize {
+    match job.prompt {
+        Prompt::Tokens(n) => n,
+        Prompt::Text(_) => 0,
+    }
+}
+
 /// The one test llama-bench printed for `job`, checked against what the job asked (words in
 /// the suite's `args` can add tests or change the repetitions).
 pub fn the_test(stdout: &str, job: &EngineJob) -> Result<BenchTest, String> {
@@ -201,10 +343,7 @@ pub fn the_test(stdout: &str, job: &EngineJob) -> Result<BenchTest, String> {
             t.len()
         )
     })?;
-    let prompt = match job.prompt {
-        Prompt::Tokens(n) => n,
-        Prompt::Text(_) => 0,
-    };
+    let prompt = prompt_tokens(job);
     let asked = (
         prompt,
         job.n_gen.saturating_sub(1),

@@ -14,15 +14,16 @@
 //! instead, one process per session; see [`super::llama_bench`] for what its output gives and
 //! what it cannot.
 
-use super::llama_bench::{self, Progress};
+use super::llama_bench::{self, BENCH};
 use super::llama_server::{self, ServerInfo};
 use super::openai::{client, refuse_unsupported, server_load, Endpoint};
+use super::tool_process::{log_tail, log_text, tool_command};
 use super::{emit, read_job};
 use crate::telemetry::sampler::monotonic_ns;
-use meltbench_protocol::engine::{DoneRecord, EngineJob, EngineRecord, LoadRecord, Prompt};
-use std::io::{Read, Seek, SeekFrom, Write};
+use meltbench_protocol::engine::{EngineJob, EngineRecord, LoadRecord, Prompt};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Where llama.cpp's tools are.
@@ -68,7 +69,6 @@ impl Tool {
 }
 
 const SERVER: &str = "llama-server";
-const BENCH: &str = "llama-bench";
 /// How long loading a model may take before the adapter gives up (a large file on an SD card).
 const LOAD_WITHIN: Duration = Duration::from_secs(600);
 /// Tries at a free port: another process may take the one picked between picking and binding.
@@ -95,7 +95,16 @@ pub fn run(
         None => Tool::Bench,
     };
     if tool == Tool::Bench {
-        return run_bench(&linked.dir, model_path, &job, &settings.args, here, out);
+        let args = &settings.args;
+        return llama_bench::run(
+            &linked.dir,
+            model_path,
+            &job,
+            args,
+            here,
+            start_mono_ns,
+            out,
+        );
     }
     refuse_unsupported(&job, "llama.cpp")?;
     let server = Server::start(&linked.dir, model_path, &job, &settings.args, here)?;
@@ -322,170 +331,6 @@ impl Drop for Server {
     }
 }
 
-/// A command for one of the build's tools: its libraries first on the library path, no input,
-/// and it dies with the adapter.
-fn tool_command(program: &Path, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env("LD_LIBRARY_PATH", library_path(dir))
-        .stdin(Stdio::null());
-    // Whatever ends the adapter ends the tool: the agent's timeout kills the process group,
-    // which the tool shares; this covers a kill of the adapter alone.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    cmd
-}
-
-/// Runs the job through llama-bench (one process for the session's warm-ups and passes) and
-/// writes its records once it has exited: its samples come at the end, and the progress lines
-/// its stderr carried place them in time.
-fn run_bench(
-    dir: &Path,
-    model_path: &str,
-    job: &EngineJob,
-    extra: &[String],
-    here: &Path,
-    out: &mut dyn Write,
-) -> Result<(), String> {
-    let start_mono_ns = monotonic_ns();
-    llama_bench::refuse_unsupported(job)?;
-    let program = dir.join(BENCH);
-    if !program.is_file() {
-        return Err(format!(
-            "{} does not exist: give a llama.cpp build with llama-bench \
-             (cmake --build build --target llama-bench)",
-            program.display()
-        ));
-    }
-    let log = here.join(format!("llama-bench-{}.log", std::process::id()));
-    let mut cmd = tool_command(&program, dir);
-    cmd.args(["-m", model_path])
-        .args(llama_bench::job_args(job))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    let pid = child.id();
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let log_file =
-        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let progress = std::thread::spawn(move || stamp_progress(stderr, log_file));
-    let mut stdout = String::new();
-    let read = child
-        .stdout
-        .take()
-        .expect("stdout is piped")
-        .read_to_string(&mut stdout);
-    let progress = progress.join().unwrap_or_default();
-    let (status, peak_rss) = wait_with_peak(child)?;
-    if !status.success() {
-        return Err(format!("llama-bench exited ({status}){}", log_tail(&log)));
-    }
-    read.map_err(|e| format!("cannot read llama-bench's output: {e}"))?;
-    let test = llama_bench::the_test(&stdout, job)?;
-    let passes = llama_bench::passes(job, &test, &progress, peak_rss)?;
-    let load = LoadRecord {
-        engine_version: test.engine_version(),
-        architecture: test.architecture(),
-        dtype: test.dtype(),
-        n_params: test.model_n_params,
-        threads: test.n_threads,
-        kernels: std::iter::once(BENCH.to_string())
-            .chain(extra.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" "),
-        memory_of: Some(format!("{BENCH} (pid {pid})")),
-        end_mono_ns: llama_bench::ready_at(&progress).unwrap_or(start_mono_ns),
-        unmeasured: ["tokenize_ns", "detokenize_ns", "decode_ns"]
-            .map(String::from)
-            .to_vec(),
-        ..server_load(model_path, start_mono_ns, 0)
-    };
-    emit(out, &EngineRecord::Load(load))?;
-    for pass in passes {
-        emit(out, &EngineRecord::Pass(pass))?;
-    }
-    emit(
-        out,
-        &EngineRecord::Done(DoneRecord {
-            passes: job.passes,
-            warmup: job.warmup,
-            peak_rss_bytes: peak_rss,
-        }),
-    )
-}
-
-/// Reads llama-bench's stderr to its end, copying it to `log` and stamping each progress line
-/// with CLOCK_MONOTONIC on arrival.
-fn stamp_progress(stderr: impl Read, mut log: std::fs::File) -> Vec<Progress> {
-    let mut lines = std::io::BufReader::new(stderr);
-    let mut progress = Vec::new();
-    let mut line = Vec::new();
-    while matches!(std::io::BufRead::read_until(&mut lines, b'\n', &mut line), Ok(n) if n > 0) {
-        let at_ns = monotonic_ns();
-        let _ = log.write_all(&line);
-        if let Some((step, rep)) = llama_bench::progress_line(&String::from_utf8_lossy(&line)) {
-            progress.push(Progress { at_ns, step, rep });
-        }
-        line.clear();
-    }
-    progress
-}
-
-/// Waits for `child` to exit; its status and its peak resident set (the kernel's `ru_maxrss`,
-/// the VmHWM it had), which the passes report since the process is gone when they are written.
-fn wait_with_peak(child: Child) -> Result<(std::process::ExitStatus, Option<u64>), String> {
-    use std::os::unix::process::ExitStatusExt;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // Safety: `status` and `usage` outlive the call; `pid` is our unreaped child.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("cannot wait for llama-bench: {e}"));
-        }
-    }
-    // Reaped: dropping the handle neither waits nor kills.
-    drop(child);
-    let peak = (usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024);
-    Ok((std::process::ExitStatus::from_raw(status), peak))
-}
-
-/// The end of a tool's log (up to 4 KiB).
-fn log_text(log: &Path) -> String {
-    let Ok(mut f) = std::fs::File::open(log) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(4096)));
-    let mut bytes = Vec::new();
-    let _ = f.read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// The last lines of a tool's log, to end an error with.
-fn log_tail(log: &Path) -> String {
-    let text = log_text(log);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.is_empty() {
-        return String::new();
-    }
-    let tail = &lines[lines.len().saturating_sub(8)..];
-    format!("; its log ({}) ends:\n{}", log.display(), tail.join("\n"))
-}
-
 /// A loopback port nothing listens on now.
 fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -502,16 +347,6 @@ fn context_size(job: &EngineJob) -> usize {
         Prompt::Text(t) => t.len(),
     };
     (prompt + job.n_gen + 16).div_ceil(256).max(2) * 256
-}
-
-/// The tools' directory first, so a shared-library build loads its own libraries.
-fn library_path(dir: &Path) -> std::ffi::OsString {
-    let mut p = dir.as_os_str().to_os_string();
-    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|o| !o.is_empty()) {
-        p.push(":");
-        p.push(old);
-    }
-    p
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod llama_cpp;
 pub mod llama_server;
 pub mod openai;
 pub mod sse;
+mod tool_process;
 
 use meltbench_protocol::engine::{EngineJob, EngineRecord};
 use std::io::Write;

@@ -293,13 +293,3 @@ fn local_program(written: &str, base: &Path) -> Result<PathBuf, String> {
     }
     Ok(path)
 }
-
-/// A path as a suite writes it: absolute, or relative to the suite file's directory `base`.
-pub(super) fn suite_relative(written: &str, base: &Path) -> PathBuf {
-    let w = Path::new(written);
-    if w.is_absolute() {
-        w.to_path_buf()
-    } else {
-        base.join(w)
-    }
-}

@@ -1,7 +1,7 @@
 //! The suite's `gate:` section: budgets per metric.
 
 use super::*;
-use meltbench_reports::budget::{parse_bytes, Limit};
+use meltbench_reports::budget::{parse_limit, Limit};
 
 /// Only the `gate:` section, for reading it back from a run's suite snapshot.
 #[derive(Debug, Deserialize)]
@@ -29,26 +29,16 @@ pub(super) fn check_gate(
     let Some(gate) = gate else { return spec };
     for (key, value) in &gate.value {
         if let Some(limit) = Limit::from_key(key) {
-            let bytes = match &value.value {
-                // YAML 1.1 reads a bare `off` as false.
-                Raw::Str(t) if t.trim() == "off" => Some(None),
-                Raw::Bool(false) => Some(None),
-                Raw::Str(t) => parse_bytes(t).map(Some),
-                Raw::Int(n) if *n > 0 => Some(Some(*n as u64)),
-                _ => None,
+            // YAML 1.1 reads a bare `off` as false.
+            let text = match &value.value {
+                Raw::Bool(false) => "off".to_string(),
+                other => other.to_string(),
             };
-            match bytes {
-                Some(b) => {
+            match parse_limit(&text) {
+                Ok(b) => {
                     spec.limits.insert(limit, b);
                 }
-                None => r.on(
-                    value,
-                    format!(
-                        "gate {key} must be a size such as 100MB, 1.5GB or 512MiB, or `off`, \
-                         got '{}'",
-                        value.value
-                    ),
-                ),
+                Err(e) => r.on(value, format!("gate {key} {e}")),
             }
             continue;
         }

@@ -153,7 +153,7 @@ fn build_files(
     tool: Option<&str>,
 ) -> Result<(String, Vec<(String, PathBuf)>), String> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = super::engines::suite_relative(written, base);
+    let dir = suite_relative(written, base);
     let entries = std::fs::read_dir(&dir).map_err(|e| {
         format!(
             "dir '{written}' cannot be read ({}: {e}; paths are relative to the suite file)",

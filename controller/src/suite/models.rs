@@ -62,12 +62,7 @@ pub(super) fn check_model(r: &mut Report, name: &Spanned<String>, base: &Path) -
         return Some(ModelRef::Registry(n.to_string()));
     }
     if n.contains('/') || n.contains('\\') || n.to_ascii_lowercase().ends_with(".gguf") {
-        let written = Path::new(n);
-        let path = if written.is_absolute() {
-            written.to_path_buf()
-        } else {
-            base.join(written)
-        };
+        let path = suite_relative(n, base);
         if path.exists() {
             // The header is read now (a memory map, nothing loaded), so a directory, a text
             // file or a truncated download is named here rather than on the device.

@@ -215,12 +215,7 @@ pub(super) fn check_prompt(
         return Some(Prompt::Text(p.value.clone()));
     }
     if let Some(f) = &s.prompt_file {
-        let written = Path::new(&f.value);
-        let path = if written.is_absolute() {
-            written.to_path_buf()
-        } else {
-            base.join(written)
-        };
+        let path = suite_relative(&f.value, base);
         return match crate::yaml::read_bounded(&path) {
             Err(e) => {
                 r.on(

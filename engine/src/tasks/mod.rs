@@ -59,6 +59,13 @@ pub fn score_item(
 ) -> Result<ItemScore, TaskError> {
     let context = tokenizer.encode(&item.context, true, false);
     let vocab = session.model.weights.output().rows;
+    // The context (but its last token, which may merge with a choice's first) goes through the
+    // model once; each choice rewinds to where it parts from it.
+    let kept = context.len().saturating_sub(1);
+    session.reset();
+    if kept > 0 {
+        session.forward(&context[..kept], Logits::Last)?;
+    }
     let mut logliks = Vec::with_capacity(item.choices.len());
     for (choice, text) in item.choices.iter().enumerate() {
         let whole = tokenizer.encode(&format!("{}{text}", item.context), true, false);
@@ -76,8 +83,10 @@ pub fn score_item(
                 context: item.context.clone(),
             });
         }
-        session.reset();
-        let rows = session.forward(&whole, Logits::From(first - 1))?;
+        // Positions before `first - 1` hold the context's tokens, which the choice shares.
+        let from = (first - 1).min(kept);
+        session.rewind(from);
+        let rows = session.forward(&whole[from..], Logits::From(first - 1 - from))?;
         let loglik: f64 = (first..whole.len())
             .map(|i| {
                 let row = &rows[(i - first) * vocab..(i - first + 1) * vocab];
